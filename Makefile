@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both bootstrap .venv (the
+# package, its C decoder and the test dependencies) the first time and whenever the build inputs
+# change.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUILD_INPUTS := pyproject.toml setup.py build_decoder.py $(wildcard csrc/*.c csrc/*.h)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+PYTEST_ARGS ?=
+
+.PHONY: all venv test run bench clean
+
+all: test
+
+$(STAMP): $(BUILD_INPUTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: $(STAMP)
+	$(BIN)/cocaine-http dev --host $(HOST) --port $(PORT) examples.flask_app.app:app
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info cocaine_http/codec/_cdecoder*.so

@@ -1,0 +1,45 @@
+# Strategy: pick the decoder once at import. The C decoder is the default; falling back to the
+# Python reference is never silent: IMPLEMENTATION says which one is live, the worker logs it,
+# COCAINE_HTTP_PUREPYTHON=1 forces Python and COCAINE_HTTP_REQUIRE_C=1 makes a missing C build an
+# ImportError instead of a fallback.
+"""Incremental decoders of the Cocaine wire format (C, with a pure-Python reference)."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import DecodeError, FrameError, LimitExceededError
+from . import _python
+from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, Message
+
+PythonDecoder = _python.Decoder
+
+if os.environ.get("COCAINE_HTTP_PUREPYTHON") == "1":
+    Decoder: type = PythonDecoder
+    IMPLEMENTATION = "python"
+    CDecoder = None
+else:
+    try:
+        from ._c import Decoder as CDecoder
+    except ImportError:
+        if os.environ.get("COCAINE_HTTP_REQUIRE_C") == "1":
+            raise
+        CDecoder = None
+        Decoder = PythonDecoder
+        IMPLEMENTATION = "python"
+    else:
+        Decoder = CDecoder
+        IMPLEMENTATION = "c"
+
+__all__ = [
+    "CDecoder",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DecodeError",
+    "Decoder",
+    "FrameError",
+    "IMPLEMENTATION",
+    "LimitExceededError",
+    "Message",
+    "PythonDecoder",
+]
