@@ -1,0 +1,94 @@
+# Strategy: one function builds the whole HTTP worker: a Config (from keyword options and
+# COCAINE_HTTP_* variables), the app object (imported if given as "module:attr"), a Worker
+# parsed from the runtime's argv, and the ASGI or WSGI adapter registered as the low-level
+# (raw) handler of the HTTP event. Lifespan and the WSGI thread pool hang on the worker's
+# startup and shutdown hooks, so they run once per process, before the first invoke and after
+# the last session. The CLI and a manifest's slave script both end up in `serve()`.
+"""`cocaine_http.run(app, **options)`: serve a WSGI or ASGI app as a Cocaine worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import Config
+from .errors import ConfigError
+from .importer import detect_interface, load_app
+
+log = logging.getLogger("cocaine_http")
+
+
+def run(app: Any, *, argv: Sequence[str] | None = None, **options: Any) -> int:
+    """Serve `app` (an ASGI/WSGI callable or a "module:attr" string) as a Cocaine worker.
+
+    Meant for a manifest's slave script: `sys.exit(cocaine_http.run(app))`. The runtime's
+    arguments (--app --endpoint --locator --uuid [--protocol]) are read from `argv`
+    (default: sys.argv[1:]); `options` are the fields of `cocaine_http.config.Config`
+    (threads=4, lifespan="on", ...), and COCAINE_HTTP_<OPTION> variables fill in the rest.
+
+    Returns:
+        The worker's exit status: 0 after the runtime's terminate, non-zero otherwise.
+
+    Raises:
+        ConfigError: an unknown option or bad value, or an app that cannot be imported.
+        LifespanError: the ASGI app's lifespan startup failed.
+    """
+    config = Config.from_sources(options)
+    if isinstance(app, str):
+        app = load_app(app, factory=config.factory)
+    runtime = list(sys.argv[1:] if argv is None else argv)
+    if "--endpoint" not in runtime:
+        raise ConfigError("no --endpoint: the worker must be started by cocaine-runtime")
+    return serve(app, config, runtime)
+
+
+def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
+    """Build the worker for `app` and run it on a fresh event loop until it exits."""
+    worker = build_worker(app, config, runtime_argv)
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+        return int(runner.run(worker.serve()))
+
+
+def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:
+    """A Worker with the app's adapter on `config.event` and its hooks installed."""
+    from .aio.worker import Worker
+
+    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None)
+    interface = detect_interface(app, config.interface)
+    adapter = make_adapter(app, interface, config, worker)
+    worker.on(config.event, adapter, raw=True)
+    worker.startup_hooks.append(adapter.startup)
+    worker.shutdown_hooks.append(adapter.shutdown)
+    log.info("serving %s app %s on event %r", interface.upper(), _name(app), config.event)
+    return worker
+
+
+def make_adapter(app: Any, interface: str, config: Config, worker: Any) -> Any:
+    """The session factory for `interface` ("asgi" or "wsgi")."""
+    if interface == "asgi":
+        from .aio.asgi import ASGIAdapter
+
+        return ASGIAdapter(app, config, worker)
+    from .aio.wsgi import WSGIAdapter
+
+    return WSGIAdapter(app, config, worker)
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for --loop auto|asyncio|uvloop."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError("--loop uvloop given but uvloop is not installed") from None
+        else:
+            return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+def _name(app: Any) -> str:
+    return getattr(app, "__qualname__", None) or type(app).__qualname__

@@ -1,0 +1,1 @@
+"""Runnable example apps (`cocaine-http dev examples.flask_app.app:app` from the checkout)."""

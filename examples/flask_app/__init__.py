@@ -1,0 +1,1 @@
+"""A Flask app served unchanged by cocaine-http (see app.py)."""
