@@ -1,0 +1,366 @@
+# Strategy: BaseService is the seed design's state machine around one Channel. The state lives
+# in protocol.service.ServiceMachine (the transition table is data there); this module only
+# performs the I/O each transition implies and keeps the calls in flight in a CallTable.
+#
+# - Connecting is single-flight: concurrent callers share one task. A failed connect is retried
+#   as the reconnect policy says; a policy with reconnect=False leaves a service that hit a
+#   socket error in `error` until close().
+# - A socket error fails every pending call with ConnectionLostError(errno) at once, so no caller
+#   waits for its timeout on a dead connection (PY11 did the same with DisconnectionError).
+# - Timeouts are loop timers (call_at), not wait_for tasks: one handle per call, cancelled when
+#   the reply ends; a timed-out call is forgotten and its late replies ignored.
+# - Replies are handed over raw (bytes); the caller (Service) unpacks them, so BaseService knows
+#   nothing of method tables or definitions.
+"""BaseService: one connection to a Cocaine service, its state machine and its calls."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno as errnos
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..aio.channel import Channel
+from ..aio.endpoint import Endpoint, parse_endpoint
+from ..errors import (
+    ConnectionLostError,
+    ServiceError,
+    ServiceTimeoutError,
+    ServiceUnavailableError,
+)
+from ..protocol.dialect import V0_11, Dialect
+from ..protocol.service import CallTable, Event, Reply, ReplyKind, ServiceMachine, State
+from .policy import ReconnectPolicy, get_policy
+
+log = logging.getLogger("cocaine_http.services")
+
+#: Default per-call timeout in seconds (the Node.js client's "call timeout").
+DEFAULT_TIMEOUT = 30.0
+
+StateListener = Callable[[State, State], Any]
+
+
+class _Unary:
+    """Waiter for a call whose reply is gathered whole."""
+
+    __slots__ = ("future", "timer", "method")
+
+    def __init__(self, future: asyncio.Future[list[bytes]], method: str) -> None:
+        self.future = future
+        self.method = method
+        self.timer: asyncio.TimerHandle | None = None
+
+    def chunk(self, reply: Reply) -> None:
+        return None
+
+    def end(self, reply: Reply, exc: BaseException | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.future.done():
+            if exc is None:
+                self.future.set_result(reply.chunks)
+            else:
+                self.future.set_exception(exc)
+
+
+class _Stream:
+    """Waiter for a streaming call: chunks are queued until the consumer takes them."""
+
+    __slots__ = ("items", "waiter", "ended", "method")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.items: collections.deque[bytes | BaseException | None] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.ended = False
+
+    def chunk(self, reply: Reply) -> None:
+        self.items.append(reply.chunks.pop())
+        self._wake()
+
+    def end(self, reply: Reply, exc: BaseException | None) -> None:
+        if not self.ended:
+            self.ended = True
+            self.items.append(exc)
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class BaseService:
+    """A connection to one Cocaine service endpoint.
+
+    Args:
+        name: service name (for errors and logs).
+        endpoint: "host:port", (host, port) or a unix path; Service may fill it in by resolving.
+        dialect: wire dialect (v0.11).
+        policy: reconnect policy, "none", "backoff" or None (backoff).
+        timeout: default per-call timeout in seconds.
+
+    Attributes:
+        state: a `State`; `errno` holds the last socket error.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: str | tuple[str, int] | Endpoint | None = None,
+        *,
+        dialect: Dialect = V0_11,
+        policy: ReconnectPolicy | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.endpoint: Endpoint | None = parse_endpoint(endpoint) if endpoint is not None else None
+        self.dialect = dialect
+        self.policy = get_policy(policy)
+        self.timeout = timeout
+        self.errno: int | None = None
+        self._machine = ServiceMachine(self._changed)
+        self._listeners: list[StateListener] = []
+        self._channel: Channel | None = None
+        self._calls = CallTable()
+        self._waiters: dict[int, _Unary | _Stream] = {}
+        self._connecting: asyncio.Task[None] | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._machine.state
+
+    @property
+    def connected(self) -> bool:
+        return self._machine.state is State.CONNECTED
+
+    def add_listener(self, listener: StateListener) -> None:
+        """Call `listener(old, new)` after every state change (and every close())."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: StateListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _changed(self, old: State, new: State, event: Event) -> None:
+        log.debug("service %s: %s -> %s on %s", self.name, old.value, new.value, event.value)
+        for listener in list(self._listeners):
+            try:
+                listener(old, new)
+            except Exception:
+                log.exception("state listener of service %s raised", self.name)
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect unless connected; retries per the reconnect policy.
+
+        Raises:
+            ConnectionLostError: the service is in `error` and the policy does not reconnect.
+            ServiceUnavailableError: every connect attempt failed.
+        """
+        if self._machine.state is State.CONNECTED:
+            return
+        task = self._connecting
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._connect_loop())
+            self._connecting = task
+        await asyncio.shield(task)
+
+    async def _connect_loop(self) -> None:
+        if self._machine.state is State.ERROR and not self.policy.reconnect:
+            raise ConnectionLostError(
+                self.errno or 0, f"service {self.name} is in the error state; close() it first"
+            )
+        attempt = 0
+        while True:
+            if await self._connect_once():
+                return
+            delay = self.policy.delay(attempt)
+            if delay is None:
+                raise ServiceUnavailableError(
+                    f"cannot connect to service {self.name} at {self.endpoint}: "
+                    f"{ConnectionLostError(self.errno or 0)}"
+                )
+            attempt += 1
+            log.debug("service %s: retry %d in %.3f s", self.name, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def _prepare(self) -> None:
+        """Hook run before each connect attempt (Service resolves its endpoint here)."""
+
+    async def _connect_once(self) -> bool:
+        await self._prepare()
+        if self._machine.state is State.CONNECTED:
+            return True
+        if self.endpoint is None:
+            raise ServiceUnavailableError(f"service {self.name} has no endpoint")
+        self._machine.process(Event.CONNECT)
+        channel = Channel(self.dialect)
+        self._channel = channel
+        self._calls = CallTable()
+        channel.on_connect = self._on_connect
+        channel.on_chunk = self._on_chunk
+        channel.on_error = self._on_error
+        channel.on_choke = self._on_choke
+        channel.on_socket_error = self._on_socket_error
+        ok = await channel.connect(self.endpoint)
+        if self._channel is not channel or self._machine.state is not State.CONNECTED:
+            channel.abort()  # closed meanwhile, or the connect failed
+            return False
+        return ok
+
+    def _on_connect(self) -> None:
+        if self._machine.state is State.CONNECTING:
+            self._machine.process(Event.CONNECTED)
+
+    def _on_socket_error(self, errno: int) -> None:
+        self.errno = errno
+        self._channel = None
+        if self._machine.can(Event.SOCKET_ERROR):
+            self._machine.process(Event.SOCKET_ERROR)
+        self._lost(errno)
+        self._fail_all(ConnectionLostError(errno, f"connection to service {self.name} lost"))
+
+    def _lost(self, errno: int) -> None:
+        """Hook run after a socket error (Service drops its resolved endpoint here)."""
+
+    def _fail_all(self, exc: BaseException) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for reply in self._calls.drain():
+            waiter = waiters.get(reply.session)
+            if waiter is not None:
+                waiter.end(reply, exc)
+
+    def close(self) -> None:
+        """Close from any state; pending calls fail with ConnectionLostError. Idempotent."""
+        channel, self._channel = self._channel, None
+        task, self._connecting = self._connecting, None
+        if task is not None and not task.done():
+            task.cancel()
+        self._machine.process(Event.CLOSE)
+        if channel is not None:
+            channel.close()
+        self._fail_all(ConnectionLostError(errnos.ECONNRESET, f"service {self.name} closed"))
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def _on_chunk(self, session: int, data: bytes) -> None:
+        reply = self._calls.receive(ReplyKind.CHUNK, session, data)
+        if reply is not None:
+            self._waiters[session].chunk(reply)
+
+    def _on_error(self, session: int, code: int, message: str) -> None:
+        reply = self._calls.receive(ReplyKind.ERROR, session, (code, message))
+        if reply is not None:
+            waiter = self._waiters.pop(session)
+            waiter.end(reply, ServiceError(self.name, waiter.method, code, message))
+
+    def _on_choke(self, session: int) -> None:
+        reply = self._calls.receive(ReplyKind.CHOKE, session)
+        if reply is not None:
+            self._waiters.pop(session).end(reply, None)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def _send(self, method_id: int, args: Sequence[Any], waiter: _Unary | _Stream | None) -> int:
+        channel = self._channel
+        if channel is None or self._machine.state is not State.CONNECTED:
+            raise ConnectionLostError(self.errno or 0, f"service {self.name} is not connected")
+        if waiter is None:
+            session = self._calls.next_session()
+        else:
+            session = self._calls.open().session
+            self._waiters[session] = waiter
+        channel.send(session, self.dialect.call(session, method_id, args))
+        return session
+
+    def notify(self, method_id: int, args: Sequence[Any]) -> bool:
+        """Send a call whose reply nobody waits for (logging.emit); False if not connected."""
+        if self._machine.state is not State.CONNECTED:
+            return False
+        self._send(method_id, args, None)
+        return True
+
+    async def call(
+        self, method_id: int, args: Sequence[Any], *, method: str = "?", timeout: float | None = None
+    ) -> list[bytes]:
+        """Call a method and gather its reply chunks (raw, not unpacked).
+
+        Raises:
+            ServiceError: the service answered with an error.
+            ServiceTimeoutError: no complete reply within `timeout` (default: the service's).
+            ConnectionLostError: the connection dropped before the reply ended.
+            ServiceUnavailableError: the service cannot be reached.
+        """
+        limit = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        if self._machine.state is not State.CONNECTED:
+            await self._connect_within(method, limit)
+        waiter = _Unary(loop.create_future(), method)
+        session = self._send(method_id, args, waiter)
+        waiter.timer = loop.call_at(deadline, self._expire, session, method, limit)
+        return await waiter.future
+
+    async def _connect_within(self, method: str, limit: float) -> None:
+        try:
+            await asyncio.wait_for(self.connect(), limit)
+        except asyncio.TimeoutError:
+            raise ServiceTimeoutError(
+                f"{self.name}.{method}: not connected within {limit} s"
+            ) from None
+
+    def _expire(self, session: int, method: str, limit: float) -> None:
+        waiter = self._waiters.pop(session, None)
+        self._calls.forget(session)
+        if waiter is not None:
+            exc = ServiceTimeoutError(f"{self.name}.{method} timed out after {limit} s")
+            waiter.end(Reply(session), exc)
+
+    async def open_stream(
+        self, method_id: int, args: Sequence[Any], *, method: str = "?", timeout: float | None = None
+    ) -> tuple[int, _Stream]:
+        """Start a streaming call; read it with `next_chunk`."""
+        limit = self.timeout if timeout is None else timeout
+        if self._machine.state is not State.CONNECTED:
+            await self._connect_within(method, limit)
+        stream = _Stream(method)
+        return self._send(method_id, args, stream), stream
+
+    async def next_chunk(
+        self, session: int, stream: _Stream, *, method: str = "?", timeout: float | None = None
+    ) -> bytes | None:
+        """The next chunk of a stream, None at its end; `timeout` bounds the wait for it."""
+        limit = self.timeout if timeout is None else timeout
+        while not stream.items:
+            stream.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(stream.waiter, limit)
+            except asyncio.TimeoutError:
+                self._waiters.pop(session, None)
+                self._calls.forget(session)
+                raise ServiceTimeoutError(
+                    f"{self.name}.{method}: no reply for {limit} s"
+                ) from None
+            finally:
+                stream.waiter = None
+        item = stream.items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel_stream(self, session: int) -> None:
+        """Stop listening to a stream (its later replies are ignored)."""
+        self._waiters.pop(session, None)
+        self._calls.forget(session)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.state.value} at {self.endpoint}>"
+
+
+__all__ = ["BaseService", "DEFAULT_TIMEOUT", "State"]
