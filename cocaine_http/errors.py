@@ -141,3 +141,21 @@ class AppImportError(ConfigError):
 
 class LifespanError(CocaineError):
     """The ASGI application's lifespan startup or shutdown failed."""
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+class BadRequestError(RemoteProtocolError):
+    """The HTTP request in a session cannot be served; answer it with `status`.
+
+    Attributes:
+        status: the HTTP status to answer with: 400 malformed, 413 body too large, 431 header
+            fields too large, 501 unknown transfer coding, 505 unsupported HTTP version.
+        reason: one line saying what was wrong (for the log and the response body).
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason

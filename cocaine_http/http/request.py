@@ -1,0 +1,281 @@
+# Strategy: the request frame `[method, uri, version, [[name, value], ...], body]`
+# (PROTOCOL.md §6.1) becomes a `Request` in one pass over the headers.
+#
+# - The frame is unpacked with `use_list=False`, so each header pair is a hashable tuple and
+#   validation is one dict lookup per pair (validate.py). Everything the scope and environ need
+#   (Host, Content-Type, proxy headers) is picked up in the same loop; nothing scans twice.
+# - Frames above LARGE_FRAME bytes are not unpacked whole: msgpack would copy the body. Only
+#   the head is unpacked, and the body becomes a memoryview into the frame (zero copies).
+# - The body is the whole request body (the proxy buffered it), so a Content-Length that does
+#   not match it is a malformed request (400), unless Transfer-Encoding says the proxy
+#   de-chunked it.
+# - Deliberate differences from h11 (also listed in docs/http-core.md and the oracle test):
+#   a missing Host on HTTP/1.1 is tolerated (the proxy owns the client connection), an empty
+#   uri is valid, versions other than 1.0/1.1 get 505, and `Expect: 100-continue` is ignored
+#   (the body is already here, so no 100 is ever sent).
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import msgpack
+
+from cocaine_http.errors import BadRequestError
+from cocaine_http.http import validate as _v
+
+#: Frames larger than this are split without copying the body.
+LARGE_FRAME = 65536
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Per-worker HTTP settings.
+
+    Attributes:
+        max_body_size: larger bodies get 413.
+        max_header_bytes: names plus values of all headers; more gets 431.
+        max_header_count: more header fields get 431.
+        root_path: the mount point of the app (ASGI root_path, WSGI SCRIPT_NAME).
+        proxy_headers: trust X-Forwarded-Proto / X-Forwarded-For / X-Real-IP.
+        body_chunk_size: size of the `http.request` messages a large body is split into.
+    """
+
+    max_body_size: int = 64 * 1024 * 1024
+    max_header_bytes: int = 65536
+    max_header_count: int = 100
+    root_path: str = ""
+    proxy_headers: bool = True
+    body_chunk_size: int = 65536
+
+
+DEFAULT_CONFIG = HttpConfig()
+
+
+class Request:
+    """A validated HTTP request (see the fields in cocaine_http.http's docstring)."""
+
+    __slots__ = (
+        "method",
+        "http_version",
+        "target",
+        "raw_path",
+        "query_string",
+        "path",
+        "headers",
+        "body",
+        "content_type",
+        "scheme",
+        "client",
+        "server",
+    )
+
+    method: str
+    http_version: str
+    target: bytes
+    raw_path: bytes
+    query_string: bytes
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | memoryview
+    content_type: bytes | None
+    scheme: str
+    client: tuple[str, int] | None
+    server: tuple[str, int] | None
+
+    @property
+    def content_length(self) -> int:
+        return len(self.body)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} HTTP/{self.http_version}>"
+
+
+def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG) -> Request:
+    """Decode and validate one request frame.
+
+    Raises:
+        BadRequestError: with the status to answer (400, 413, 431, 501, 505).
+    """
+    method, uri, version, headers, body = _unpack(frame, config)
+    req = Request()
+    req.method = _v.method(method)
+    req.http_version = _v.version(version)
+    if type(uri) is not bytes or not _v.is_target(uri):
+        raise BadRequestError(400, f"illegal request target {uri!r}")
+    if type(body) is not bytes and type(body) is not memoryview:
+        raise BadRequestError(400, "request body is not a byte string")
+    if len(body) > config.max_body_size:
+        raise BadRequestError(413, f"body of {len(body)} bytes is over {config.max_body_size}")
+    req.target = uri
+    req.body = body
+    _split_target(req, uri)
+    _read_headers(req, headers, config)
+    return req
+
+
+def _unpack(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]:
+    try:
+        if len(frame) > LARGE_FRAME:
+            parts = _unpack_large(frame, config)
+        else:
+            parts = msgpack.unpackb(frame, raw=True, use_list=False)
+    except BadRequestError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise BadRequestError(400, f"malformed request frame: {exc}") from exc
+    if type(parts) is not tuple or len(parts) < 5:
+        raise BadRequestError(400, "request frame is not [method, uri, version, headers, body]")
+    return parts[:5]
+
+
+_BODY_HEADERS = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
+
+
+def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]:
+    """Unpack the head fields only; the body becomes a view of the frame's tail."""
+    view = memoryview(frame)
+    unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=len(frame))
+    unpacker.feed(view[: config.max_header_bytes * 2 + 65536])
+    try:
+        if unpacker.read_array_header() != 5:
+            return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+        head = tuple(unpacker.unpack() for _ in range(4))
+    except msgpack.OutOfData:
+        return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+    pos = unpacker.tell()
+    tag = view[pos]
+    if 0xA0 <= tag <= 0xBF:
+        start, size = pos + 1, tag & 0x1F
+    elif tag in _BODY_HEADERS:
+        width = _BODY_HEADERS[tag]
+        start = pos + 1 + width
+        size = int.from_bytes(view[pos + 1 : start], "big")
+    else:
+        raise BadRequestError(400, "request body is not a byte string")
+    if start + size != len(view):
+        raise BadRequestError(400, "malformed request frame: body length does not match")
+    return (*head, view[start:])
+
+
+def _split_target(req: Request, uri: bytes) -> None:
+    if uri[:1] != b"/":  # absolute-form (RFC 7230 §5.3.2): drop scheme and authority
+        scheme_end = uri.find(b"://")
+        if 0 < scheme_end < 16:
+            rest = scheme_end + 3
+            cuts = [i for i in (uri.find(b"/", rest), uri.find(b"?", rest)) if i >= 0]
+            uri = uri[min(cuts) :] if cuts else b""
+    raw_path, _, query = uri.partition(b"?")
+    if not raw_path:
+        raw_path = b"/"
+    req.raw_path = raw_path
+    req.query_string = query
+    text = raw_path.decode("ascii")
+    req.path = unquote(text) if "%" in text else text
+
+
+def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> None:
+    if type(raw_headers) is not tuple:
+        raise BadRequestError(400, "request headers are not a list of pairs")
+    if len(raw_headers) > config.max_header_count:
+        raise BadRequestError(431, f"{len(raw_headers)} header fields is too many")
+    cache_get = _v.pairs_cache().get
+    headers: list[tuple[bytes, bytes]] = []
+    append = headers.append
+    special: list[tuple[int, bytes]] = []
+    size = 0
+    for pair in raw_headers:
+        try:
+            hit = cache_get(pair)
+        except TypeError:  # an unhashable entry: certainly malformed
+            hit = None
+        if hit is None:
+            hit = _v.header(pair)
+        lpair, kind, n = hit
+        append(lpair)
+        size += n
+        if kind:
+            special.append((kind, lpair[1]))
+    if size > config.max_header_bytes:
+        raise BadRequestError(431, f"{size} bytes of header fields is over {config.max_header_bytes}")
+    req.headers = headers
+    _apply_special(req, special, config)
+
+
+def _apply_special(req: Request, special: list[tuple[int, bytes]], config: HttpConfig) -> None:
+    req.content_type = None
+    req.scheme = "http"
+    req.client = None
+    if not special:
+        req.server = None
+        return
+    by_kind: dict[int, list[bytes]] = {}
+    for kind, value in special:
+        by_kind.setdefault(kind, []).append(value)
+    _check_framing(req, by_kind)
+    if _v.CONTENT_TYPE in by_kind:
+        req.content_type = by_kind[_v.CONTENT_TYPE][0]
+    if config.proxy_headers:
+        _apply_proxy(req, by_kind)
+    hosts = by_kind.get(_v.HOST)
+    req.server = None if hosts is None else parse_host(hosts[0], req.scheme)
+
+
+def _check_framing(req: Request, by_kind: dict[int, list[bytes]]) -> None:
+    hosts = by_kind.get(_v.HOST)
+    if hosts is not None and len(hosts) > 1:
+        raise BadRequestError(400, "found multiple Host headers")
+    te = by_kind.get(_v.TRANSFER_ENCODING)
+    if te is not None:
+        _v.transfer_encoding(te)
+    cl = by_kind.get(_v.CONTENT_LENGTH)
+    if cl is not None:
+        declared = _v.content_length(cl)
+        if te is None and declared != len(req.body):
+            raise BadRequestError(
+                400, f"Content-Length {declared} does not match the {len(req.body)}-byte body"
+            )
+
+
+def _apply_proxy(req: Request, by_kind: dict[int, list[bytes]]) -> None:
+    proto = by_kind.get(_v.X_FORWARDED_PROTO)
+    if proto is not None:
+        value = proto[-1].split(b",")[-1].strip().lower()
+        if value in (b"https", b"wss"):
+            req.scheme = "https"
+    real_ip = by_kind.get(_v.X_REAL_IP)
+    if real_ip is not None:
+        req.client = (real_ip[-1].strip().decode("latin-1"), 0)
+        return
+    forwarded = by_kind.get(_v.X_FORWARDED_FOR)
+    if forwarded is not None:
+        last = forwarded[-1].split(b",")[-1].strip()
+        if last:
+            req.client = (last.decode("latin-1"), 0)
+
+
+_hosts: dict[tuple[bytes, str], tuple[str, int]] = {}
+
+
+def parse_host(host: bytes, scheme: str) -> tuple[str, int]:
+    """(name, port) from a Host value: `name`, `name:port`, `[v6]`, `[v6]:port`."""
+    key = (host, scheme)
+    hit = _hosts.get(key)
+    if hit is not None:
+        return hit
+    default = 443 if scheme == "https" else 80
+    text = host.decode("latin-1")
+    name, port = text, default
+    if text.startswith("["):
+        end = text.find("]")
+        if end > 0:
+            name, rest = text[1:end], text[end + 1 :]
+            if rest.startswith(":") and rest[1:].isdigit():
+                port = int(rest[1:])
+    else:
+        head, sep, tail = text.rpartition(":")
+        if sep and tail.isdigit() and ":" not in head:
+            name, port = head, int(tail)
+    if len(_hosts) >= 256:
+        _hosts.clear()
+    hit = _hosts[key] = (name, port)
+    return hit

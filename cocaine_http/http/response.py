@@ -1,0 +1,234 @@
+# Strategy: a sans-IO response state machine that adapters feed (start, body, flush, end,
+# fail) and that returns the Cocaine chunk payloads to send (PROTOCOL.md §6.2):
+#
+#   head  = msgpack [status, [[name, value], ...]]    (one bytes payload)
+#   body  = v0.11: msgpack raw string of the bytes    ([raw_header, data]: two buffers, the
+#           v0.12: the bytes themselves                body is never copied or joined)
+#
+# States (ResponseState): IDLE -> start -> HELD -> (first non-empty body, flush or end) ->
+# SENT -> end -> DONE; fail() from anywhere ends in DONE (500 sent) or FAILED (the adapter sends
+# a Cocaine error). Each method checks its allowed states in `ALLOWED` and raises
+# LocalProtocolError otherwise.
+#
+# Header validation happens in start(), before anything can be sent: names must be tokens,
+# values must not contain CR, LF or NUL (response splitting), Content-Length must be digits.
+# A validated (name, value) pair is remembered together with its msgpack encoding, so the
+# usual response (the same few headers every time) is validated and encoded by dict lookups;
+# the head is assembled by hand from those fragments instead of going through a Packer.
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Union
+
+from cocaine_http.errors import LocalProtocolError
+from cocaine_http.http.validate import is_token
+from cocaine_http.protocol.dialect import pack_uint, raw_header
+
+Payload = Union[bytes, list[Union[bytes, memoryview, bytearray]]]
+
+
+class ResponseState(enum.Enum):
+    IDLE = "idle"  # nothing from the app yet
+    HELD = "held"  # head validated, not sent
+    SENT = "sent"  # head sent, body streaming
+    DONE = "done"  # complete response sent (including an error response)
+    FAILED = "failed"  # the head went out, then the app failed: the session gets an error
+
+
+ALLOWED: dict[str, tuple[ResponseState, ...]] = {
+    "start": (ResponseState.IDLE,),
+    "replace": (ResponseState.IDLE, ResponseState.HELD),
+    "body": (ResponseState.HELD, ResponseState.SENT),
+    "fail": tuple(ResponseState),
+}
+
+_IDLE, _HELD, _SENT, _DONE, _FAILED = tuple(ResponseState)
+_FORBIDDEN = b"\r\n\x00"
+_pairs: dict[object, tuple[bytes, int | None]] = {}
+_CACHE_SIZE = 4096
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def _as_bytes(item: object, what: str) -> bytes:
+    if type(item) is bytes:
+        return item
+    if isinstance(item, str):
+        try:
+            return item.encode("latin-1")  # PEP 3333: header strings stand for latin-1 bytes
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"response header {what} {item!r} is not latin-1") from None
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    raise LocalProtocolError(f"response header {what} {item!r} is not a string")
+
+
+def _encode_pair(pair: object) -> tuple[bytes, int | None]:
+    """Validate one header pair: (its msgpack encoding, the Content-Length it declares)."""
+    try:
+        name_obj, value_obj = pair  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise LocalProtocolError(f"response header {pair!r} is not a (name, value) pair") from None
+    name = _as_bytes(name_obj, "name")
+    value = _as_bytes(value_obj, "value")
+    if not is_token(name):
+        raise LocalProtocolError(f"illegal response header name {name!r}")
+    if len(value.translate(None, _FORBIDDEN)) != len(value):
+        raise LocalProtocolError(f"illegal response header value {value!r} (CR, LF or NUL)")
+    length = None
+    if name.lower() == b"content-length":
+        text = value.strip()
+        if not text.isdigit() or not text.isascii():
+            raise LocalProtocolError(f"illegal Content-Length {value!r}")
+        length = int(text)
+    hit = (b"\x92" + raw_header(len(name)) + name + raw_header(len(value)) + value, length)
+    if type(pair) is tuple and len(value) <= 512:
+        if len(_pairs) >= _CACHE_SIZE:
+            _pairs.clear()
+        _pairs[pair] = hit
+    return hit
+
+
+def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
+    """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError."""
+    if type(status) is not int or not 100 <= status <= 999:
+        raise LocalProtocolError(f"illegal response status {status!r}")
+    get = _pairs.get
+    parts = []
+    declared = None
+    for pair in headers:
+        try:
+            hit = get(pair)
+        except TypeError:  # a list pair: unhashable, validate it every time
+            hit = None
+        if hit is None:
+            hit = _encode_pair(pair)
+        parts.append(hit[0])
+        if hit[1] is not None:
+            if declared is not None and declared != hit[1]:
+                raise LocalProtocolError("conflicting Content-Length response headers")
+            declared = hit[1]
+    return b"\x92" + pack_uint(status) + _array_header(len(parts)) + b"".join(parts), declared
+
+
+class Response:
+    """One HTTP response on one session (see cocaine_http.http's docstring for the contract).
+
+    Args:
+        method: the request method (HEAD responses carry no body).
+        raw_body: body chunks as raw bytes (the v0.12 dialect) instead of msgpack strings.
+    """
+
+    __slots__ = ("state", "status", "bytes_sent", "_head", "_declared", "_no_body", "_raw",
+                 "_head_request")
+
+    def __init__(self, method: str = "GET", raw_body: bool = False) -> None:
+        self.state = _IDLE
+        self.status: int | None = None
+        self.bytes_sent = 0
+        self._head = b""
+        self._declared: int | None = None
+        self._no_body = self._head_request = method == "HEAD"
+        self._raw = raw_body
+
+    @property
+    def head_sent(self) -> bool:
+        return self.state is _SENT or self.state is _FAILED or (
+            self.state is _DONE and self.status is not None
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.state is _DONE or self.state is _FAILED
+
+    def start(self, status: int, headers: Iterable[object], replace: bool = False) -> None:
+        """Validate and hold the head (see the module docstring); nothing is sent yet."""
+        if self.state not in ALLOWED["replace" if replace else "start"]:
+            raise LocalProtocolError(f"response already {self.state.value}: cannot start it")
+        self._head, self._declared = encode_head(status, headers)
+        self.status = status
+        self._no_body = self._head_request or status < 200 or status == 204 or status == 304
+        self.state = _HELD
+
+    def body(self, data: bytes | memoryview | bytearray, more: bool = True) -> list[Payload]:
+        """Payloads for one body piece: the held head if it is due, then the data."""
+        state = self.state
+        if state is not _HELD and state is not _SENT:
+            raise LocalProtocolError(f"response is {state.value}: cannot send a body")
+        n = 0 if self._no_body else len(data)
+        declared = self._declared
+        if declared is not None and not self._no_body:
+            self._check_length(declared, self.bytes_sent + n, more)
+        out: list[Payload] = []
+        if state is _HELD and (n or not more):
+            out.append(self._head)
+            self.state = _SENT
+        if n:
+            out.append(data if self._raw else [raw_header(n), data])  # type: ignore[list-item]
+            self.bytes_sent += n
+        if not more:
+            self.state = _DONE
+        return out
+
+    def _check_length(self, declared: int, total: int, more: bool) -> None:
+        if total > declared:
+            raise LocalProtocolError(
+                f"response body exceeds its Content-Length {declared} ({total} bytes)"
+            )
+        if not more and total < declared:
+            raise LocalProtocolError(
+                f"response body ended at {total} bytes, short of its Content-Length {declared}"
+            )
+
+    def flush(self) -> list[Payload]:
+        """The held head, now (or nothing if it was already sent)."""
+        if self.state is not _HELD:
+            if self.state is _SENT:
+                return []
+            raise LocalProtocolError(f"response is {self.state.value}: nothing to flush")
+        self.state = _SENT
+        return [self._head]
+
+    def end(self) -> list[Payload]:
+        """Finish the body; raises LocalProtocolError if a Content-Length is not met."""
+        return self.body(b"", more=False)
+
+    def fail(self) -> list[Payload]:
+        """After an app error: a 500 response if the head was not sent, else []."""
+        if self.state is _IDLE or self.state is _HELD:
+            self.state = _DONE
+            self.status = 500
+            return error_response(500, raw_body=self._raw, head_request=self._head_request)
+        if self.state is _SENT:
+            self.state = _FAILED
+        return []
+
+
+def error_response(
+    status: int, message: str = "", *, raw_body: bool = False, head_request: bool = False
+) -> list[Payload]:
+    """A complete plain-text response: [head, body] (just [head] for HEAD requests)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    text = f"{status} {phrase}: {message}\n" if message else f"{status} {phrase}\n"
+    data = text.encode("utf-8", "replace")
+    head, _ = encode_head(
+        status,
+        [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(data)).encode("ascii")),
+        ],
+    )
+    if head_request:
+        return [head]
+    return [head, data if raw_body else [raw_header(len(data)), data]]

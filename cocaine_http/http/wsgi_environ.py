@@ -1,0 +1,175 @@
+# Strategy: the PEP 3333 environ is built from the validated Request in one pass over its
+# headers. Header names map to their CGI keys through a small cache (the same few names come
+# with every request), values are decoded as latin-1 (PEP 3333 "native strings"), repeated
+# headers are joined with ", " (Cookie with "; ", RFC 6265 §5.4), and names with an underscore
+# are dropped, as gunicorn does, so that `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
+#
+# PATH_INFO is the percent-decoded raw path decoded as latin-1, the way servers hand it to WSGI
+# (wsgiref, gunicorn); SCRIPT_NAME is the root path, stripped from PATH_INFO when the uri
+# already starts with it. The body is already complete, so wsgi.input never blocks:
+# io.BytesIO over a bytes body (no copy), BodyReader over a memoryview body (no copy).
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+from cocaine_http.http.request import DEFAULT_CONFIG, HttpConfig, Request
+
+_keys: dict[bytes, str | None] = {}
+_NEWLINE = re.compile(rb"\n")
+_NO_HOST = ("127.0.0.1", 80)
+
+
+def wsgi_environ(
+    request: Request,
+    config: HttpConfig = DEFAULT_CONFIG,
+    *,
+    errors: IO[str],
+    session: object = None,
+    app: str | None = None,
+    file_wrapper: type | None = None,
+) -> dict[str, Any]:
+    """The WSGI environ for `request`.
+
+    Args:
+        errors: the text stream for `wsgi.errors` (the adapter's logger stream).
+        session: the Cocaine session id (`cocaine.session`).
+        app: the Cocaine app name (`cocaine.app`).
+        file_wrapper: `wsgi.file_wrapper` (default: FileWrapper).
+    """
+    body = request.body
+    server_name, server_port = request.server or _NO_HOST
+    root = config.root_path
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": root.encode("utf-8").decode("latin-1") if root else "",
+        "PATH_INFO": _path_info(request.raw_path, root),
+        "QUERY_STRING": request.query_string.decode("latin-1"),
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": str(server_port),
+        "SERVER_PROTOCOL": "HTTP/" + request.http_version,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": request.scheme,
+        "wsgi.input": io.BytesIO(body) if type(body) is bytes else BodyReader(body),
+        "wsgi.input_terminated": True,
+        "wsgi.errors": errors,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": file_wrapper or FileWrapper,
+        "cocaine.session": session,
+        "cocaine.app": app,
+    }
+    if request.client is not None:
+        environ["REMOTE_ADDR"] = request.client[0]
+    _add_headers(environ, request.headers)
+    return environ
+
+
+def _path_info(raw_path: bytes, root: str) -> str:
+    path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("latin-1")
+    if root:
+        script = root.encode("utf-8").decode("latin-1")
+        if path == script or path.startswith(script + "/"):
+            path = path[len(script) :]
+    return path
+
+
+def _add_headers(environ: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    keys = _keys
+    for name, value in headers:
+        key = keys.get(name, "")
+        if key == "":
+            key = _learn_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            sep = "; " if key == "HTTP_COOKIE" else ", "
+            text = environ[key] + sep + text
+        environ[key] = text
+
+
+def _learn_key(name: bytes) -> str | None:
+    if b"_" in name:
+        key = None
+    elif name == b"content-type":
+        key = "CONTENT_TYPE"
+    elif name == b"content-length":
+        key = None  # CONTENT_LENGTH comes from the body itself
+    else:
+        key = "HTTP_" + name.decode("ascii").upper().replace("-", "_")
+    if len(_keys) >= 1024:
+        _keys.clear()
+    _keys[name] = key
+    return key
+
+
+class BodyReader:
+    """wsgi.input over a memoryview body: read, readline, readlines and iteration, no copies
+    beyond the bytes each call returns."""
+
+    __slots__ = ("_view", "_pos")
+
+    def __init__(self, body: bytes | memoryview) -> None:
+        self._view = memoryview(body)
+        self._pos = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._pos
+        end = len(self._view) if size is None or size < 0 else min(start + size, len(self._view))
+        self._pos = end
+        return bytes(self._view[start:end])
+
+    def readline(self, size: int | None = -1) -> bytes:
+        start = self._pos
+        end = len(self._view)
+        if size is not None and size >= 0:
+            end = min(end, start + size)
+        match = _NEWLINE.search(self._view, start, end)
+        return self.read((match.end() if match else end) - start)
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self) -> None:
+        """Nothing to release: the body belongs to the request."""
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates a file in blocks; the adapter sends each as one chunk."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data  # type: ignore[no-any-return]
+        raise StopIteration
