@@ -1,0 +1,212 @@
+# Strategy: the two objects a WSGI app's thread shares with the event loop.
+#
+# `Pipe` carries one response's encoded chunks from the app's thread to the session. The thread
+# appends under a lock and, only if no wake-up is pending, schedules one call_soon_threadsafe;
+# everything queued before the loop runs goes out in that one callback (so a burst of chunks
+# costs one wake-up, and a response held whole with `hold()` costs exactly one). Bytes handed
+# over but not yet released count against HIGH_WATER: above it the thread waits on a condition.
+# The loop releases them at once when little is in flight, otherwise after awaiting the
+# session's drain(), so the socket's pace sets the app's pace.
+#
+# `ErrorStream` is wsgi.errors: a text stream whose complete lines become log records.
+"""Thread-to-loop plumbing of the WSGI adapter: the bounded chunk pipe and wsgi.errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from typing import Any
+
+from ..errors import SessionClosedError
+from .asgi import SessionGoneError
+
+#: Bytes an app's thread may have handed over and not yet seen taken by the socket.
+HIGH_WATER = 1024 * 1024
+#: In-flight bytes below which the loop releases credit without awaiting drain().
+LOW_WATER = 256 * 1024
+
+_END = object()
+
+
+class Pipe:
+    """Chunks of one response, from the app's thread (or inline code) to the session.
+
+    Args:
+        session: the worker session the response goes to.
+        loop: the session's loop; None for inline mode (calls come from the loop itself).
+    """
+
+    __slots__ = ("session", "loop", "cond", "queue", "held", "scheduled", "inflight",
+                 "unreleased", "draining", "aborted")
+
+    def __init__(self, session: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.session = session
+        self.loop = loop
+        self.cond = threading.Condition(threading.Lock())
+        self.queue: list[Any] = []
+        self.held: list[Any] = []
+        self.scheduled = False
+        self.inflight = 0
+        self.unreleased = 0
+        self.draining = False
+        self.aborted = False
+
+    # -- producer side (the app's thread) --------------------------------------------------
+
+    def hold(self, payloads: list[Any]) -> None:
+        """Keep chunks back until the next put() or finish(): their end is near."""
+        self.held.extend(payloads)
+
+    def put(self, payloads: list[Any]) -> None:
+        """Send what is held plus `payloads` now; wait while too much is in flight.
+
+        Raises:
+            SessionGoneError: the session failed; the app should stop producing.
+        """
+        if self.held:
+            payloads = self.held + payloads
+            self.held = []
+        self._send(payloads)
+
+    def finish(self) -> None:
+        """Send what is held, then end the session (choke)."""
+        items = self.held + [_END]
+        self.held = []
+        try:
+            self._send(items, wait=False)
+        except SessionGoneError:
+            pass
+
+    def fail(self, code: int, message: str) -> None:
+        """Send what is held, then fail the session with a Cocaine error."""
+        items = self.held + [(code, message)]
+        self.held = []
+        try:
+            self._send(items, wait=False)
+        except SessionGoneError:
+            pass
+
+    def close_failed(self) -> None:
+        """The session already failed; drop whatever is held."""
+        self.held = []
+
+    def _send(self, items: list[Any], wait: bool = True) -> None:
+        if self.loop is None:
+            if self.aborted:
+                raise SessionGoneError("the session is closed")
+            self._deliver_items(items)
+            return
+        with self.cond:
+            if self.aborted:
+                raise SessionGoneError("the session is closed")
+            self.queue.extend(items)
+            self.inflight += _size(items)
+            if not self.scheduled:
+                self.scheduled = True
+                self.loop.call_soon_threadsafe(self._deliver)
+            while wait and self.inflight > HIGH_WATER and not self.aborted:
+                self.cond.wait()
+
+    # -- consumer side (the loop) ----------------------------------------------------------
+
+    def abort(self) -> None:
+        """The session failed: stop delivering and wake a waiting producer."""
+        with self.cond:
+            self.aborted = True
+            self.queue = []
+            self.cond.notify_all()
+
+    def _deliver(self) -> None:
+        with self.cond:
+            items, self.queue = self.queue, []
+            self.scheduled = False
+            if self.aborted:
+                return
+        size = self._deliver_items(items)
+        if not size:
+            return
+        self.unreleased += size
+        if self.unreleased <= LOW_WATER and not self.draining:
+            self._release()
+        elif not self.draining:
+            self.draining = True
+            asyncio.ensure_future(self._drain())
+
+    def _deliver_items(self, items: list[Any]) -> int:
+        session = self.session
+        size = 0
+        try:
+            for item in items:
+                if item is _END:
+                    session.end()
+                elif type(item) is tuple:
+                    session.error(item[0], item[1])
+                else:
+                    session.write(item)
+                    size += len(item) if type(item) is bytes else _size(item)
+        except SessionClosedError:
+            self.abort()
+        return size
+
+    async def _drain(self) -> None:
+        try:
+            while self.unreleased and not self.aborted:
+                pending = self.unreleased
+                await self.session.drain()
+                self._release(pending)
+        except Exception:  # the session failed while draining: the producer must stop
+            self.abort()
+        finally:
+            self.draining = False
+
+    def _release(self, amount: int | None = None) -> None:
+        amount = self.unreleased if amount is None else amount
+        self.unreleased -= amount
+        with self.cond:
+            self.inflight -= amount
+            if self.inflight <= HIGH_WATER:
+                self.cond.notify_all()
+
+
+def _size(payloads: Any) -> int:
+    """Bytes in a list of payloads (each bytes or a list of buffers); markers count 0."""
+    total = 0
+    for payload in payloads:
+        if type(payload) is list:
+            for part in payload:
+                total += len(part)
+        elif payload is not _END and type(payload) is not tuple:
+            total += len(payload)
+    return total
+
+
+class ErrorStream(io.TextIOBase):
+    """wsgi.errors: text written here is logged one record per line (thread-safe)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._log = logger
+        self._lock = threading.Lock()
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"wsgi.errors takes str, not {type(text).__name__}")
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+        for line in lines:
+            if line:
+                self._log.error("%s", line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            line, self._partial = self._partial, ""
+        if line:
+            self._log.error("%s", line)
