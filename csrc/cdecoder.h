@@ -1,0 +1,64 @@
+/* Cocaine message decoder: the interface cffi binds (build_decoder.py copies the declarations
+ * between the CDEF markers into its cdef, so this header is the single source of truth).
+ *
+ * A decoder is fed a buffer whose byte 0 is the start of the first message it has not finished
+ * yet. It parses as many complete messages as fit in `rec_cap` records and reports how many
+ * bytes they took; Python then drops those bytes and later passes the rest again with new data
+ * appended. Parsing resumes where it stopped: bytes are never parsed twice.
+ */
+#ifndef COCAINE_CDECODER_H
+#define COCAINE_CDECODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CDEF-BEGIN */
+typedef struct cdec cdec;
+
+/* Values per record: message id, session, shape, x, a, b. */
+#define CDEC_RECORD_WIDTH 6
+
+/* Record shapes: how Python builds the argument list.
+ *   EMPTY      []
+ *   RAW        [buf[a:b]]
+ *   INT_RAW    [x, buf[a:b]]
+ *   ARGS       msgpack.unpackb(buf[a:b])             (any other argument array)
+ *   FULL       the whole frame is buf[a:b]           (an id does not fit in int64) */
+#define CDEC_EMPTY 0
+#define CDEC_RAW 1
+#define CDEC_INT_RAW 2
+#define CDEC_ARGS 3
+#define CDEC_FULL 4
+
+/* Return values of cdec_feed. */
+#define CDEC_OK 0        /* every complete message is in the records; the rest is partial */
+#define CDEC_MORE 1      /* the records are full: call again after taking them */
+#define CDEC_FRAME 2     /* FrameError; cdec_error() says why */
+#define CDEC_LIMIT 3     /* LimitExceededError; cdec_error() says why */
+
+/* Reasons, from cdec_error(). */
+#define CDEC_E_BYTE 1        /* 0xc1 is not a msgpack type */
+#define CDEC_E_EXT 2         /* an ext type */
+#define CDEC_E_TIMESTAMP 3   /* a malformed timestamp ext */
+#define CDEC_E_COUNT 4       /* array or map longer than msgpack accepts */
+#define CDEC_E_KEY 5         /* array or map used as a map key */
+#define CDEC_E_NESTING 6     /* deeper than msgpack's own stack */
+#define CDEC_E_PARTIAL_SIZE 7
+#define CDEC_E_SIZE 8
+#define CDEC_E_DEPTH 9
+#define CDEC_E_NOT_ARRAY 10
+#define CDEC_E_LAYOUT 11
+#define CDEC_E_IDS 12
+#define CDEC_E_ARGS 13
+
+cdec *cdec_new(int v12, int64_t max_size, int max_depth);
+void cdec_free(cdec *d);
+/* Parse data[start:len] (start is where the first unfinished message begins). Writes records
+ * for the complete messages; out[0] = records written, out[1] = offset in data where the first
+ * unfinished (or failing) message begins. Record offsets are offsets in data. */
+int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *rec,
+              int64_t rec_cap, int64_t *out);
+int cdec_error(const cdec *d);
+/* CDEF-END */
+
+#endif
