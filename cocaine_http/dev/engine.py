@@ -1,0 +1,326 @@
+# Strategy: the engine of one app, imitating cocaine-runtime v0.11 (CORE11 `src/engine.cpp`;
+# PROTOCOL.md §3, §9). It owns the worker endpoint (a unix socket `<run dir>/<app>.<pid>`), the
+# pool of Slaves, the queue of sessions that wait for a free slot and the engine-wide session
+# counter (from 1, shared by every worker). Everything is driven by events: an enqueue, a slave
+# becoming active, a slot freed by a choke, a slave failing. After each one `_pump` hands queued
+# sessions to the least loaded active slave and `_balance` spawns workers when the queue outgrows
+# the pool (grow-threshold), which is also how dead workers are replaced on demand.
+#
+# Deviations from the runtime, all for a better local loop: a worker that exits or cannot be
+# exec'd before it activates is reported at once (no wait for the startup timeout), and when no
+# worker can be started the queued sessions fail with SPAWN_FAILED instead of waiting forever
+# (the HTTP front turns that into 502). On close, processes that ignore SIGTERM are killed.
+"""The dev runtime's engine: worker pool, session queue, timers and failure handling."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import statistics
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Any
+
+from ..aio.channel import Channel, serve
+from .profile import Profile
+from .slave import ReplySink, Session, Slave, State, child_environment, notify
+
+log = logging.getLogger("cocaine_http.dev.engine")
+
+QUEUE_FULL = "the queue is full"
+NOT_ACTIVE = "the engine is not active"
+SHUTTING_DOWN = "the engine is shutting down"
+BROKEN_QUEUE = "engine is shutting down"
+#: Prefix of the error given to queued sessions when no worker could be started (dev only).
+SPAWN_FAILED = "no slave could be started"
+
+__all__ = ["Engine", "ReplySink", "QUEUE_FULL", "NOT_ACTIVE", "SHUTTING_DOWN", "SPAWN_FAILED"]
+
+
+class Engine:
+    """One app's engine.
+
+    Args:
+        name: the app name (`--app`, the socket name, the app service name).
+        command: the worker command; the runtime arguments are appended to it.
+        profile: pool, queue and timer settings (runtime defaults).
+        run_dir: where the worker socket `<name>.<pid>` is created.
+        workdir: the workers' working directory (the runtime's `<spool>/<app>`).
+        locator: the `--locator` value, "host:port".
+        on_wire: optional tap called with (channel, bytes) for every read from a worker.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        profile: Profile | None = None,
+        run_dir: str,
+        workdir: str | None = None,
+        locator: str = "127.0.0.1:10053",
+        on_wire: Callable[[Channel, bytes], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.profile = profile or Profile()
+        self.endpoint = os.path.join(run_dir, f"{name}.{os.getpid()}")
+        self.workdir = workdir
+        self.locator = locator
+        self.on_wire = on_wire
+        self.state = "stopped"
+        self.pool: dict[str, Slave] = {}
+        self.queue: collections.deque[Session] = collections.deque()
+        self.next_id = 1
+        self.spawned = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._slaves: list[Slave] = []  # every slave ever spawned and not yet reaped
+        self._pool_empty = asyncio.Event()
+        self._pool_empty.set()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the worker endpoint; workers are spawned lazily, on the first enqueue."""
+        self._server = await serve(self.endpoint, self._on_channel, raw=True)
+        self.state = "running"
+        log.info("engine %s listening on %s", self.name, self.endpoint)
+
+    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None) -> None:
+        """Queue one event; the reply (or a refusal, error(2, reason)) goes to `sink`."""
+        if self.state != "running":
+            notify(sink.on_error, 2, NOT_ACTIVE)
+            return
+        if self.profile.queue_limit and len(self.queue) >= self.profile.queue_limit:
+            notify(sink.on_error, 2, QUEUE_FULL)
+            return
+        session = Session(self.next_id, event, bytes(data), sink, tag or None)
+        self.next_id += 1
+        self.queue.append(session)
+        self._pump()
+        self._balance()
+
+    def info(self) -> dict[str, Any]:
+        """The v0.11 app `info` layout (PROTOCOL.md §8.3)."""
+        active = [s for s in self.pool.values() if s.state is State.ACTIVE]
+        loads = [s.load for s in active]
+        busy = sum(1 for load in loads if load)
+        return {
+            "load-median": statistics.median(loads) if loads else 0,
+            "profile": {"name": "dev", **self.profile.to_dict()},
+            "queue": {"capacity": self.profile.queue_limit, "depth": len(self.queue)},
+            "sessions": {"pending": sum(s.load for s in self.pool.values())},
+            "slaves": {
+                "active": busy,
+                "capacity": self.profile.pool_limit,
+                "idle": len(self.pool) - busy,
+            },
+            "state": self.state,
+        }
+
+    async def stop(self) -> None:
+        """Graceful shutdown: terminate(1, "the engine is shutting down") to each active
+        worker, wait up to termination-timeout for them to leave, then tear down the rest."""
+        if self.state in ("stopping", "stopped"):
+            return
+        self.state = "stopping"
+        self._fail_queue(SHUTTING_DOWN)
+        for slave in list(self.pool.values()):
+            if slave.state is State.ACTIVE:
+                slave.terminate(SHUTTING_DOWN)
+            elif slave.state is not State.INACTIVE:
+                self._remove(slave, SHUTTING_DOWN)
+        try:
+            await asyncio.wait_for(self._pool_empty.wait(), self.profile.termination_timeout)
+        except asyncio.TimeoutError:
+            log.warning("engine %s: workers still running after %gs, tearing them down",
+                        self.name, self.profile.termination_timeout)
+        for slave in list(self.pool.values()):
+            self._remove(slave, SHUTTING_DOWN)
+        self.state = "stopped"
+
+    async def close(self) -> None:
+        """Stop, stop listening, and wait until every worker process has exited."""
+        await self.stop()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await self._reap()
+        try:
+            os.unlink(self.endpoint)
+        except FileNotFoundError:
+            pass
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- worker connections ----------------------------------------------------------------------
+
+    def _on_channel(self, channel: Channel) -> None:
+        # The first message is the handshake whatever its id; only its argument is checked.
+        if self.on_wire is not None:
+            self._tap(channel)
+        channel.on_message = lambda mid, session, args: self._handshake(channel, args)
+
+    def _tap(self, channel: Channel) -> None:
+        receive, tap = channel.data_received, self.on_wire
+        assert tap is not None
+
+        def data_received(data: bytes) -> None:
+            tap(channel, data)
+            receive(data)
+
+        channel.data_received = data_received  # type: ignore[method-assign]
+
+    def _handshake(self, channel: Channel, args: list[Any]) -> None:
+        uuid = args[0] if len(args) == 1 else None
+        if isinstance(uuid, bytes):
+            uuid = uuid.decode("utf-8", "replace")
+        slave = self.pool.get(uuid) if isinstance(uuid, str) else None
+        if slave is None or slave.state is not State.SPAWNING or slave.channel is not None:
+            log.warning("engine %s: dropping a connection with an unknown handshake %r",
+                        self.name, args)
+            channel.close()
+            return
+        slave.bind(channel)
+
+    # -- SlaveHost -------------------------------------------------------------------------------
+
+    def slave_active(self, slave: Slave) -> None:
+        log.info("slave %s is active", slave.uuid)
+        self._pump()
+
+    def slave_released(self, slave: Slave) -> None:
+        self._pump()
+
+    def slave_failed(self, slave: Slave, reason: str) -> None:
+        if slave.state is State.DEAD:
+            return
+        if slave.state is not State.INACTIVE and slave.output:
+            log.warning("crashlog of slave %s:\n%s", slave.uuid, "\n".join(slave.output))
+        log.info("slave %s removed: %s", slave.uuid, reason)
+        never_active = not slave.activated
+        self._remove(slave, reason)
+        if never_active:
+            self._spawn_failed(slave, reason)
+        self._after_removal()
+
+    def slave_terminated(self, slave: Slave, code: int, reason: str) -> None:
+        log.info("slave %s terminated itself (%d, %s)", slave.uuid, code, reason)
+        self._remove(slave, reason)
+        if code == 2:
+            self._break(reason)
+        self._after_removal()
+
+    # -- pool and queue --------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Hand queued sessions, oldest first, to the least loaded active slave."""
+        if not self.queue:
+            return
+        kept: collections.deque[Session] = collections.deque()
+        while self.queue:
+            session = self.queue.popleft()
+            slave = self._pick(session.tag)
+            if slave is None:
+                kept.append(session)
+            else:
+                slave.assign(session)
+        self.queue = kept
+
+    def _pick(self, tag: str | None) -> Slave | None:
+        if tag is not None:
+            slave = self.pool.get(tag)
+            return slave if slave is not None and slave.free else None
+        free = [s for s in self.pool.values() if s.free]
+        return min(free, key=lambda s: s.load) if free else None
+
+    def _balance(self) -> None:
+        """Spawn workers while the queue is longer than live slaves x grow-threshold."""
+        if self.state != "running":
+            return
+        for session in self.queue:
+            if session.tag is not None and session.tag not in self.pool:
+                self._spawn(session.tag)
+        pending = sum(1 for s in self.queue if s.tag is None)
+        live = sum(1 for s in self.pool.values() if s.state is not State.INACTIVE)
+        growth = self.profile.growth
+        if pending <= live * growth:
+            return
+        target = min(self.profile.pool_limit, max(1, -(-pending // growth)))
+        for _ in range(target - live):
+            if not self._spawn(None):
+                break
+
+    def _spawn(self, tag: str | None) -> bool:
+        if len(self.pool) >= self.profile.pool_limit:
+            return False
+        slave = Slave(self, tag or str(uuidlib.uuid4()), self.profile)
+        self.pool[slave.uuid] = slave
+        self._slaves = [s for s in self._slaves if s.task is None or not s.task.done()]
+        self._slaves.append(slave)
+        self._pool_empty.clear()
+        self.spawned += 1
+        argv = [*self.command, "--app", self.name, "--endpoint", self.endpoint,
+                "--locator", self.locator, "--uuid", slave.uuid]
+        slave.spawn(argv, self.workdir, child_environment(self.profile.environment))
+        return True
+
+    def _remove(self, slave: Slave, reason: str) -> None:
+        slave.teardown(reason)
+        if self.pool.get(slave.uuid) is slave:
+            del self.pool[slave.uuid]
+        if not self.pool:
+            self._pool_empty.set()
+
+    def _after_removal(self) -> None:
+        if self.state == "running":
+            self._pump()
+            self._balance()
+
+    def _spawn_failed(self, slave: Slave, reason: str) -> None:
+        # Nothing else can serve the queue: fail it now rather than spawning in a loop.
+        if self.state != "running":
+            return
+        if any(s.state is not State.INACTIVE for s in self.pool.values() if s.uuid != slave.uuid):
+            return
+        message = f"{SPAWN_FAILED}: {reason}"
+        kept: collections.deque[Session] = collections.deque()
+        for session in self.queue:
+            if session.tag is None or session.tag == slave.uuid:
+                notify(session.sink.on_error, 2, message)
+            else:
+                kept.append(session)
+        self.queue = kept
+
+    def _break(self, reason: str) -> None:
+        log.error("engine %s: the app seems to be broken (%s); restart the runtime", self.name,
+                  reason)
+        self.state = "broken"
+        self._fail_queue(BROKEN_QUEUE)
+        for slave in list(self.pool.values()):
+            if slave.state is State.ACTIVE:
+                slave.terminate(SHUTTING_DOWN)
+
+    def _fail_queue(self, reason: str) -> None:
+        queue, self.queue = self.queue, collections.deque()
+        for session in queue:
+            notify(session.sink.on_error, 2, reason)
+
+    async def _reap(self) -> None:
+        """Wait for every process; SIGKILL those that survive SIGTERM for termination-timeout."""
+        tasks = [s.task for s in self._slaves if s.task is not None]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=self.profile.termination_timeout)
+            if pending:
+                for slave in self._slaves:
+                    slave.kill()
+                await asyncio.wait(pending)
+        self._slaves.clear()

@@ -1,0 +1,383 @@
+# Strategy: an HTTP/1.1 server on h11 and asyncio that behaves like Cocaine's HTTP proxies
+# (PROTOCOL.md §6). One asyncio.Protocol per client connection owns an h11.Connection; a request
+# is read whole (the envelope carries the full body), routed, packed into the request frame
+# `[method, uri, "1.1", [[name, value], ...], body]` and enqueued on the engine with a Reply as the
+# sink. The Reply turns the worker's chunks into HTTP as they arrive: the first chunk is the head
+# `[status, [[name, value], ...]]`, later ones are msgpack strings of body bytes (empty skipped).
+# Content-Length from the app is honoured (excess dropped, shortfall closes the connection),
+# otherwise h11 frames the body (chunked for HTTP/1.1). Errors before the head become a status
+# (500 app error, 502 no worker, 503 queue full / engine not active, 504 timeout); after the head
+# the connection is closed. Reading is paused while a request is in flight, so pipelined requests
+# wait in the kernel, and resumed when the response is complete (keep-alive).
+"""The dev runtime's HTTP front: HTTP requests in, Cocaine sessions out."""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import re
+from typing import Any
+
+import h11
+import msgpack
+
+from ..protocol.dialect import pack
+from .engine import BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
+
+log = logging.getLogger("cocaine_http.dev.front")
+
+_ROUTE = re.compile(rb"^/([^/]*)/([^/?]*)(.*)$", re.S)
+_SKIP_HEADERS = {b"transfer-encoding", b"content-length"}
+POWERED_BY = (b"X-Powered-By", b"Cocaine")
+
+
+def status_for_error(message: str) -> int:
+    """The HTTP status for a session that failed before the app sent its head."""
+    if message == QUEUE_FULL:
+        return 503
+    if message in (NOT_ACTIVE, SHUTTING_DOWN, BROKEN_QUEUE):
+        return 503
+    if message.startswith(SPAWN_FAILED):
+        return 502
+    return 500
+
+
+def route(target: bytes, headers: list[tuple[bytes, bytes]], app: str,
+          root_route: bool) -> tuple[str, str, bytes] | None:
+    """(service, event, uri) for a request, as Cocaine's proxy routes it, or None (404).
+
+    `X-Cocaine-Service` and `X-Cocaine-Event` together win, with the full target as uri; else
+    `/<app>/<event><rest>` with `<rest>` as uri (a `/` prepended when missing, as the tornado
+    and v0.12 proxies do); else, in dev mode, any path goes to the app's `http` event unchanged.
+    """
+    lowered = {name.lower(): value for name, value in headers}
+    service = lowered.get(b"x-cocaine-service")
+    event = lowered.get(b"x-cocaine-event")
+    if service and event:
+        return service.decode("latin-1"), event.decode("latin-1"), target
+    match = _ROUTE.match(target)
+    if match is not None and match.group(1).decode("latin-1") == app and match.group(2):
+        rest = match.group(3)
+        if not rest.startswith(b"/"):
+            rest = b"/" + rest
+        return app, match.group(2).decode("latin-1"), rest
+    if root_route:
+        return app, "http", target
+    return None
+
+
+class Front:
+    """The HTTP front of one engine.
+
+    Args:
+        engine: where requests are enqueued.
+        host: bind address (loopback by default).
+        port: TCP port; 0 picks a free one (read it back from `port`).
+        request_timeout: seconds until the response head must arrive / the response must end;
+            past it the client gets 504 (or a closed connection after the head).
+        max_body_size: larger request bodies get 413.
+        root_route: route paths that do not name the app to its `http` event (dev mode).
+    """
+
+    def __init__(self, engine: Engine, *, host: str = "127.0.0.1", port: int = 8080,
+                 request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
+                 root_route: bool = True) -> None:
+        self.engine = engine
+        self.host = host
+        self.port = port
+        self.request_timeout = request_timeout
+        self.max_body_size = max_body_size
+        self.root_route = root_route
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[HTTPConnection] = set()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: HTTPConnection(self), self.host,
+                                                self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop_accepting(self) -> None:
+        """Refuse new connections; open ones carry on (their sessions may still finish)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        """Stop accepting and close every client connection."""
+        self.stop_accepting()
+        for connection in list(self._connections):
+            connection.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+
+class HTTPConnection(asyncio.Protocol):
+    """One client connection: h11 in, Cocaine sessions out, one request at a time."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.conn = h11.Connection(h11.SERVER)
+        self.transport: asyncio.Transport | None = None
+        self.request: h11.Request | None = None
+        self.body = bytearray()
+        self.reply: Reply | None = None
+        self.closing = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.front._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front._connections.discard(self)
+        if self.reply is not None:
+            self.reply.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_data(b"")
+        self._process()
+        return None
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        while self.reply is None and self.transport is not None and not self.closing:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._on_request(event)
+            elif isinstance(event, h11.Data):
+                self.body += event.data
+                if len(self.body) > self.front.max_body_size:
+                    self.send_simple(413, "request body too large", close=True)
+            elif isinstance(event, h11.EndOfMessage):
+                self._dispatch()
+            elif isinstance(event, h11.ConnectionClosed):
+                self.close()
+
+    def _on_request(self, request: h11.Request) -> None:
+        self.request, self.body = request, bytearray()
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > self.front.max_body_size:
+                self.send_simple(413, "request body too large", close=True)
+                return
+        if self.conn.they_are_waiting_for_100_continue:
+            self.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        log.info("bad request from a client: %s", exc)
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.send_simple(exc.error_status_hint, f"bad request: {exc}", close=True)
+        else:
+            self.close()
+
+    def _dispatch(self) -> None:
+        request = self.request
+        assert request is not None and self.transport is not None
+        headers = list(request.headers.raw_items())
+        where = route(request.target, headers, self.front.engine.name, self.front.root_route)
+        if where is None or where[0] != self.front.engine.name:
+            self.send_simple(404, "no such app")
+            return
+        _, event, uri = where
+        frame = pack([request.method, uri, request.http_version, [list(h) for h in headers],
+                      bytes(self.body)])
+        self.body = bytearray()
+        self.transport.pause_reading()
+        self.reply = Reply(self, head_only=request.method == b"HEAD")
+        self.front.engine.enqueue(event, frame, self.reply)
+
+    # -- responses -------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and data and not self.closing:
+            self.transport.write(data)
+
+    def send_simple(self, status: int, text: str, *, close: bool = False) -> None:
+        """A short text/plain response made by the front itself."""
+        body = (text + "\n").encode("utf-8")
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
+                   (b"Content-Length", str(len(body)).encode()), POWERED_BY]
+        if close:
+            headers.append((b"Connection", b"close"))
+        try:
+            self.write(self.conn.send(h11.Response(status_code=status, headers=headers,
+                                                   reason=_reason(status))))
+            if self.request is None or self.request.method != b"HEAD":
+                self.write(self.conn.send(h11.Data(data=body)))
+            self.write(self.conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            log.exception("cannot send a %d response", status)
+            self.close()
+            return
+        self.finish()
+
+    def finish(self) -> None:
+        """The response is complete: start the next cycle (keep-alive) or close."""
+        self.reply = None
+        if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is not h11.DONE:
+            self.close()
+            return
+        if self.conn.our_state is not h11.DONE:
+            self.close()
+            return
+        self.conn.start_next_cycle()
+        self.request = None
+        if self.transport is not None:
+            self.transport.resume_reading()
+            self._process()
+
+    def close(self) -> None:
+        """Close the connection after writing what is queued."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection: the response cannot be finished correctly."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Reply:
+    """The sink of one HTTP request's session (PROTOCOL.md §6.2)."""
+
+    def __init__(self, connection: HTTPConnection, *, head_only: bool) -> None:
+        self.connection = connection
+        self.head_only = head_only
+        self.head_sent = False
+        self.finished = False
+        self.no_body = head_only
+        self.remaining: int | None = None
+        self.excess = False
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(connection.front.request_timeout, self._timed_out)
+
+    def cancel(self) -> None:
+        self.finished = True
+        self._timer.cancel()
+
+    # -- ReplySink -------------------------------------------------------------------------------
+
+    def on_chunk(self, data: bytes) -> None:
+        if self.finished:
+            return
+        try:
+            if not self.head_sent:
+                self._send_head(data)
+            else:
+                self._send_body(data)
+        except (ValueError, TypeError, msgpack.UnpackException, h11.LocalProtocolError) as exc:
+            log.error("bad response from the app: %s", exc)
+            self._fail_response(500, f"bad response from the app: {exc}")
+
+    def on_error(self, code: int, message: str) -> None:
+        if self.finished:
+            return
+        log.info("session failed: [%d] %s", code, message)
+        self._fail_response(status_for_error(message), message)
+
+    def on_choke(self) -> None:
+        if self.finished:
+            return
+        if not self.head_sent:
+            self._fail_response(500, "the app ended the session without a response")
+            return
+        if self.remaining:
+            log.warning("the app sent %d bytes less than its Content-Length", self.remaining)
+            self.cancel()
+            self.connection.abort()
+            return
+        self.cancel()
+        self.connection.write(self.connection.conn.send(h11.EndOfMessage()))
+        self.connection.finish()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _send_head(self, data: bytes) -> None:
+        head = msgpack.unpackb(data, raw=True)
+        if not isinstance(head, (list, tuple)) or len(head) != 2:
+            raise ValueError("the first chunk must be [status, [[name, value], ...]]")
+        status, pairs = head
+        if type(status) is not int or not 200 <= status <= 999:
+            raise ValueError(f"bad status {status!r}")
+        headers = []
+        for pair in pairs:
+            name, value = (_bytes(part) for part in pair)
+            if name.lower() == b"content-length":
+                self.remaining = int(value)
+            if name.lower() not in _SKIP_HEADERS:
+                headers.append((name, value))
+        self.no_body = self.head_only or status in (204, 304)
+        if self.remaining is not None and status != 204:
+            headers.append((b"Content-Length", str(self.remaining).encode()))
+        if self.no_body:
+            self.remaining = None  # h11 sends no body; nothing to count
+        headers.append(POWERED_BY)
+        self.connection.write(self.connection.conn.send(
+            h11.Response(status_code=status, headers=headers, reason=_reason(status))))
+        self.head_sent = True
+
+    def _send_body(self, data: bytes) -> None:
+        body = msgpack.unpackb(data, raw=True)
+        if not isinstance(body, bytes):
+            raise TypeError("a body chunk must be a msgpack string")
+        if not body or self.no_body:
+            return
+        if self.remaining is not None:
+            if len(body) > self.remaining:
+                if not self.excess:
+                    log.warning("the app sent more than its Content-Length; dropping the rest")
+                self.excess = True
+                body = body[: self.remaining]
+            self.remaining -= len(body)
+            if not body:
+                return
+        self.connection.write(self.connection.conn.send(h11.Data(data=body)))
+
+    def _fail_response(self, status: int, message: str) -> None:
+        self.cancel()
+        if self.head_sent:
+            self.connection.abort()
+        else:
+            self.connection.send_simple(status, message)
+
+    def _timed_out(self) -> None:
+        if not self.finished:
+            log.warning("request timed out after %gs", self.connection.front.request_timeout)
+            self._fail_response(504, "the app did not answer in time")
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("latin-1")
+    raise TypeError(f"header parts must be strings, not {type(value).__name__}")
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""

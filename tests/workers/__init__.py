@@ -1,0 +1,1 @@
+"""Raw worker scripts that the dev runtime tests spawn as real processes."""
