@@ -2,12 +2,22 @@
 # message and error type for error type. msgpack.Unpacker does the msgpack work; this module adds
 # the Cocaine frame rules (PROTOCOL.md §2) and the limits, checked in one fixed order per message:
 #
-#   1. msgpack itself fails (invalid byte, unhashable map key, ext type)      -> FrameError
-#      nesting beyond msgpack's own stack (1024 levels, even when incomplete) -> LimitExceededError
+#   1. msgpack itself fails, as soon as the offending bytes are parsed          -> FrameError
+#        (byte 0xc1; an array longer than 2**31-1 or a map longer than 2**30-1 items; an ext
+#        type, when its payload is complete; a map with an array or map as a key, when that
+#        map is complete)
+#      nesting beyond msgpack's own stack (a 1025th open container, even when incomplete)
+#                                                                               -> LimitExceededError
 #   2. the message is incomplete and its buffered bytes exceed the size limit -> LimitExceededError
-#   3. the message is complete but longer than the size limit                 -> LimitExceededError
-#   4. the message is complete but nested deeper than max_depth               -> LimitExceededError
-#   5. the message is complete but its frame breaks the dialect's layout      -> FrameError
+#   3. the message is complete and contains a timestamp (ext -1, which msgpack decodes itself
+#      instead of calling the ext hook)                                        -> FrameError
+#   4. the message is complete but longer than the size limit                 -> LimitExceededError
+#   5. the message is complete but nested deeper than max_depth               -> LimitExceededError
+#   6. the message is complete but its frame breaks the dialect's layout      -> FrameError
+#
+# Depth is the nesting of the encoded message (a scalar is 0, `[]` is 1, `[[]]` is 2), including
+# values that a duplicate map key later replaced: maps are built by `_map`, which records the
+# depth of everything it was given before the dict drops duplicates.
 #
 # Every error names the stream offset of the start of the offending message. After an error the
 # decoder is broken: each later feed raises the same error again.
@@ -31,17 +41,48 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise _ExtTypeRejected(f"ext type {code} is not allowed")
 
 
-def _depth(obj: Any) -> int:
-    """Nesting depth: a scalar is 0, `[]` is 1, `[[]]` is 2."""
-    if isinstance(obj, list):
-        return 1 + max((_depth(item) for item in obj), default=0)
-    if isinstance(obj, dict):
-        return 1 + max((max(_depth(k), _depth(v)) for k, v in obj.items()), default=0)
-    return 0
-
-
 def _is_uint(value: Any) -> bool:
     return type(value) is int and value >= 0
+
+
+class _Walker:
+    """Depth and timestamp bookkeeping for one message (see the module comment)."""
+
+    __slots__ = ("maps", "timestamp")
+
+    def __init__(self) -> None:
+        self.maps: dict[int, int] = {}  # id(dict) -> depth of its encoding
+        self.timestamp = False
+
+    def map(self, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        """object_pairs_hook: build the dict, after measuring every pair it was given."""
+        depth = 1 + max((max(self.depth(k), self.depth(v)) for k, v in pairs), default=0)
+        try:
+            result = dict(pairs)
+        except TypeError as exc:  # an array or map as a key
+            raise _UnhashableKey(str(exc)) from None
+        self.maps[id(result)] = depth
+        return result
+
+    def depth(self, obj: Any) -> int:
+        """Depth of an object built from one message (iterative: nesting can reach 1024)."""
+        best = 0
+        todo = [(obj, 0)]
+        while todo:
+            item, level = todo.pop()
+            kind = type(item)
+            if kind is list:
+                best = max(best, level + 1)
+                todo.extend((child, level + 1) for child in item)
+            elif kind is dict:
+                best = max(best, level + self.maps[id(item)])
+            elif kind is msgpack.Timestamp:
+                self.timestamp = True
+        return best
+
+
+class _UnhashableKey(Exception):
+    """Raised from the map hook for an array or map used as a key."""
 
 
 class Decoder:
@@ -65,10 +106,12 @@ class Decoder:
         self._v12, self._max_size, self._max_depth = check_limits(
             dialect, max_message_size, max_depth
         )
+        self._walker = _Walker()
         self._unpacker = msgpack.Unpacker(
             raw=True,
             strict_map_key=False,
             ext_hook=_reject_ext,
+            object_pairs_hook=self._walker.map,
             max_buffer_size=_HARD_BUFFER,
         )
         self._fed = 0
@@ -116,19 +159,29 @@ class Decoder:
                 return
             except msgpack.StackError:
                 raise LimitExceededError("message nested too deeply", start) from None
-            except (ValueError, TypeError, _ExtTypeRejected) as exc:
+            except (ValueError, _ExtTypeRejected, _UnhashableKey) as exc:
                 raise FrameError(f"malformed msgpack: {exc}", start) from None
-            size = unpacker.tell() - start
-            if size > self._max_size:
-                raise LimitExceededError(
-                    f"message of {size} bytes exceeds the size limit of {self._max_size} bytes",
-                    start,
-                )
-            if _depth(obj) > self._max_depth:
-                raise LimitExceededError(
-                    f"message nested deeper than the limit of {self._max_depth}", start
-                )
-            out.append(self._frame(obj, start))
+            out.append(self._check(obj, start, unpacker.tell() - start))
+
+    def _check(self, obj: Any, start: int, size: int) -> Message:
+        """Steps 3 to 6 for a complete message (a failure leaves the decoder broken, so the
+        walker's per-message state only needs resetting after a success)."""
+        walker = self._walker
+        depth = walker.depth(obj)
+        walker.maps.clear()
+        if walker.timestamp:
+            raise FrameError("malformed msgpack: ext types are not allowed", start)
+        if size > self._max_size:
+            raise LimitExceededError(
+                f"message of {size} bytes exceeds the size limit of {self._max_size} bytes",
+                start,
+            )
+        if depth > self._max_depth:
+            raise LimitExceededError(
+                f"message nested deeper than the limit of {self._max_depth}", start
+            )
+        walker.timestamp = False
+        return self._frame(obj, start)
 
     def _frame(self, obj: Any, start: int) -> Message:
         if not isinstance(obj, list):
