@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .config import Config
@@ -48,8 +47,7 @@ def run(app: Any, *, argv: Sequence[str] | None = None, **options: Any) -> int:
 def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
     """Build the worker for `app` and run it on a fresh event loop until it exits."""
     worker = build_worker(app, config, runtime_argv)
-    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
-        return int(runner.run(worker.serve()))
+    return int(worker.run(config.loop))
 
 
 def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:
@@ -75,19 +73,6 @@ def make_adapter(app: Any, interface: str, config: Config, worker: Any) -> Any:
     from .aio.wsgi import WSGIAdapter
 
     return WSGIAdapter(app, config, worker)
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop constructor for --loop auto|asyncio|uvloop."""
-    if name in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if name == "uvloop":
-                raise ConfigError("--loop uvloop given but uvloop is not installed") from None
-        else:
-            return uvloop.new_event_loop  # type: ignore[no-any-return]
-    return asyncio.new_event_loop
 
 
 def _name(app: Any) -> str:

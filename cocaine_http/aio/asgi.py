@@ -63,7 +63,7 @@ def http_config(config: Config) -> HttpConfig:
 
 def dialect_is_raw(worker: Any) -> bool:
     """True when body chunks go out as raw bytes (v0.12), False for msgpack raws (v0.11)."""
-    protocol = getattr(getattr(worker, "options", None), "protocol", None)
+    protocol = getattr(getattr(worker, "options", None), "protocol", 0)
     return str(protocol) in ("1", "v0.12")
 
 
@@ -143,7 +143,7 @@ class _Cycle:
             return
         self.request = request
         self.response = Response(request.method, raw_body=self.adapter.raw_body)
-        self.messages = request_messages(request)
+        self.messages = request_messages(request, self.adapter.http.body_chunk_size)
         scope = asgi_scope(request, self.adapter.http, self.adapter.state(), spec_version="2.4")
         task = asyncio.get_running_loop().create_task(self.run(scope))
         self.task = task

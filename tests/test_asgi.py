@@ -1,0 +1,364 @@
+"""The ASGI adapter driven in-process through a recording session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from cocaine_http.aio.asgi import ASGIAdapter
+from cocaine_http.aio.lifespan import Lifespan
+from cocaine_http.config import Config
+from cocaine_http.errors import LifespanError
+from tests.plugins.apps import FakeSession, frame
+
+
+async def serve(app: Any, data: bytes, config: Config | None = None,
+                session: FakeSession | None = None, started: bool = True) -> FakeSession:
+    """Run one request through a fresh adapter and wait until the session is finished."""
+    adapter = ASGIAdapter(app, config or Config(access_log=False, lifespan="off"))
+    if started:
+        await adapter.startup()
+    session = session or FakeSession()
+    adapter(session)
+    session.request(data)
+    await asyncio.wait_for(session.done.wait(), 10)
+    return session
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+class TestResponse:
+    async def test_hello_gives_head_body_and_end(self) -> None:
+        """A plain app: head chunk, one body chunk, choke."""
+        session = await serve(hello, frame())
+
+        assert session.status == 200
+        assert session.headers["content-type"] == "text/plain"
+        assert session.body_chunks == [b"hello"]
+        assert session.ended
+
+    async def test_streamed_body_arrives_in_pieces_with_drain(self) -> None:
+        """Each more_body message is its own chunk, and the adapter awaits drain() for it."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for i in range(3):
+                await send({"type": "http.response.body", "body": b"p%d" % i, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        session = await serve(app, frame())
+
+        assert session.body_chunks == [b"p0", b"p1", b"p2"]
+        assert session.drains == 3
+        assert session.ended
+
+    async def test_slow_consumer_holds_the_app(self) -> None:
+        """While drain() does not return, the app's send() does not return either."""
+        gate = asyncio.Event()
+        progress: list[int] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for i in range(3):
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+                progress.append(i)
+            await send({"type": "http.response.body"})
+
+        adapter = ASGIAdapter(app, Config(access_log=False, lifespan="off"))
+        session = FakeSession(drain_gate=gate)
+        adapter(session)
+        session.request(frame())
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+        assert progress == []
+        gate.set()
+        await asyncio.wait_for(session.done.wait(), 10)
+        assert progress == [0, 1, 2]
+
+    async def test_exception_before_start_gives_500(self, caplog: pytest.LogCaptureFixture) -> None:
+        """An app failing before http.response.start gets a 500 response, logged."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise ValueError("broken app")
+
+        with caplog.at_level(logging.ERROR, "cocaine_http.asgi"):
+            session = await serve(app, frame())
+
+        assert session.status == 500
+        assert session.ended
+        assert "broken app" in caplog.text
+
+    async def test_exception_after_start_fails_session(self) -> None:
+        """Once the head went out, an app failure becomes a Cocaine error on the session."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            raise ValueError("late failure")
+
+        session = await serve(app, frame())
+
+        assert session.status == 200
+        assert session.failure is not None
+        assert not session.ended
+
+    async def test_returning_without_response_gives_500(self) -> None:
+        """An app that returns without sending anything gets a 500."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            return None
+
+        session = await serve(app, frame())
+
+        assert session.status == 500
+
+    async def test_returning_mid_body_fails_session(self) -> None:
+        """An app that returns after more_body=True without finishing fails the session."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+
+        session = await serve(app, frame())
+
+        assert session.failure is not None
+
+    async def test_out_of_order_message_raises_into_app(self) -> None:
+        """A body before the start raises inside the app's send()."""
+        raised: list[BaseException] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await send({"type": "http.response.body", "body": b"x"})
+            except Exception as exc:
+                raised.append(exc)
+                raise
+
+        session = await serve(app, frame())
+
+        assert len(raised) == 1
+        assert session.status == 500
+
+    async def test_bad_header_is_refused_before_sending(self) -> None:
+        """A header value with CR/LF raises at http.response.start; the client gets a 500."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"x-evil", b"a\r\nSet-Cookie: x=1")]})
+
+        session = await serve(app, frame())
+
+        assert session.status == 500
+        assert "x-evil" not in session.headers
+
+    async def test_head_request_has_no_body(self) -> None:
+        """HEAD responses keep their headers and lose their body."""
+        session = await serve(hello, frame("HEAD"))
+
+        assert session.status == 200
+        assert session.body == b""
+
+    async def test_content_length_overrun_fails_session(self) -> None:
+        """More body than the declared Content-Length ends the session with an error."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+            await send({"type": "http.response.body", "body": b"cd"})
+
+        session = await serve(app, frame())
+
+        assert session.failure is not None
+
+
+class TestRequest:
+    async def test_bad_request_gets_400_without_calling_app(self) -> None:
+        """A malformed method never reaches the app."""
+        called: list[int] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            called.append(1)
+
+        session = await serve(app, frame(method="GE T"))
+
+        assert session.status == 400
+        assert called == []
+
+    async def test_oversized_body_gets_413(self) -> None:
+        """A body over --max-body-size is answered 413."""
+        config = Config(access_log=False, lifespan="off", max_body_size=10)
+
+        session = await serve(hello, frame("POST", body=b"x" * 11), config)
+
+        assert session.status == 413
+
+    async def test_scope_and_body(self) -> None:
+        """The app sees method, path, query, headers, and the body with more_body False."""
+        seen: dict[str, Any] = {}
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen["scope"] = scope
+            seen["message"] = await receive()
+            await hello(scope, receive, send)
+
+        await serve(app, frame("POST", "/a%20b?x=1", b"data",
+                               headers=[("Host", "h:81"), ("X-A", "1"), ("X-A", "2")]))
+
+        scope = seen["scope"]
+        assert (scope["method"], scope["path"], scope["query_string"]) == ("POST", "/a b", b"x=1")
+        assert [v for k, v in scope["headers"] if k == b"x-a"] == [b"1", b"2"]
+        assert seen["message"] == {"type": "http.request", "body": b"data", "more_body": False}
+
+    async def test_large_body_is_split_with_more_body(self) -> None:
+        """A body above the piece size arrives as several http.request messages."""
+        body = bytes(range(256)) * 10_000
+        pieces: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            while True:
+                message = await receive()
+                pieces.append(message)
+                if not message["more_body"]:
+                    break
+            await hello(scope, receive, send)
+
+        await serve(app, frame("POST", body=body))
+
+        assert len(pieces) >= 2
+        assert b"".join(p["body"] for p in pieces) == body
+
+    async def test_disconnect_after_response(self) -> None:
+        """receive() after the body returns http.disconnect once the response is complete."""
+        messages: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await hello(scope, receive, send)
+            messages.append(await receive())
+
+        adapter = ASGIAdapter(app, Config(access_log=False, lifespan="off"))
+        session = FakeSession()
+        adapter(session)
+        session.request(frame())
+        await asyncio.wait_for(session.done.wait(), 10)
+        await asyncio.wait_for(asyncio.gather(*adapter.tasks), 10)
+
+        assert messages == [{"type": "http.disconnect"}]
+
+    async def test_session_failure_disconnects_and_cancels(self) -> None:
+        """When the engine fails the session, the waiting app sees disconnect or is cancelled."""
+        entered = asyncio.Event()
+        outcome: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            entered.set()
+            try:
+                outcome.append((await receive())["type"])
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+            except OSError:
+                outcome.append("oserror")
+
+        adapter = ASGIAdapter(app, Config(access_log=False, lifespan="off"))
+        session = FakeSession()
+        adapter(session)
+        session.request(frame())
+        await asyncio.wait_for(entered.wait(), 10)
+        session.fail()
+        await asyncio.wait_for(asyncio.gather(*adapter.tasks, return_exceptions=True), 10)
+
+        assert outcome and outcome[0] in ("cancelled", "http.disconnect")
+        assert session.chunks == []
+
+
+class TestLifespan:
+    async def test_state_reaches_each_request_as_a_copy(self) -> None:
+        """State set at startup is shallow-copied into every request scope."""
+        seen: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await receive()
+                scope["state"]["db"] = "pool"
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+            seen.append(scope["state"])
+            scope["state"]["scratch"] = 1
+            await hello(scope, receive, send)
+
+        adapter = ASGIAdapter(app, Config(access_log=False))
+        await adapter.startup()
+        for _ in range(2):
+            session = FakeSession()
+            adapter(session)
+            session.request(frame())
+            await asyncio.wait_for(session.done.wait(), 10)
+        await adapter.shutdown()
+
+        assert [s["db"] for s in seen] == ["pool", "pool"]
+        assert adapter.lifespan.state == {"db": "pool"}
+
+    async def test_startup_failure_raises_with_app_message(self) -> None:
+        """lifespan.startup.failed raises LifespanError carrying the app's message."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+        with pytest.raises(LifespanError, match="no database"):
+            await Lifespan(app, "auto").startup()
+
+    async def test_auto_tolerates_apps_without_lifespan(self) -> None:
+        """An app that raises on the lifespan scope (as Django does) is served without it."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                raise ValueError("Django can only handle ASGI/HTTP connections")
+            await hello(scope, receive, send)
+
+        lifespan = Lifespan(app, "auto")
+        await lifespan.startup()
+
+        assert lifespan.supported is False
+
+    async def test_on_mode_fails_for_apps_without_lifespan(self) -> None:
+        """With --lifespan on, an app that raises on the lifespan scope is a startup failure."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise ValueError("no lifespan here")
+
+        with pytest.raises(LifespanError, match="no lifespan here"):
+            await Lifespan(app, "on").startup()
+
+    async def test_off_never_calls_app(self) -> None:
+        """--lifespan off does not call the app for lifespan."""
+        calls: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            calls.append(scope["type"])
+
+        lifespan = Lifespan(app, "off")
+        await lifespan.startup()
+        await lifespan.shutdown()
+
+        assert calls == []
+
+    async def test_shutdown_runs(self) -> None:
+        """shutdown() delivers lifespan.shutdown and waits for the app's answer."""
+        events: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            events.append((await receive())["type"])
+            await send({"type": "lifespan.startup.complete"})
+            events.append((await receive())["type"])
+            await send({"type": "lifespan.shutdown.complete"})
+
+        lifespan = Lifespan(app, "on")
+        await lifespan.startup()
+        await lifespan.shutdown()
+
+        assert events == ["lifespan.startup", "lifespan.shutdown"]
