@@ -1,0 +1,323 @@
+"""The WSGI adapter driven in-process through a recording session, pooled and inline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import warnings
+from typing import Any
+from wsgiref.validate import validator
+
+import pytest
+
+from cocaine_http.aio.wsgi import WSGIAdapter
+from cocaine_http.aio.wsgi_io import HIGH_WATER
+from cocaine_http.config import Config
+from tests.plugins.apps import FakeSession, frame
+
+
+@pytest.fixture(params=[10, 0], ids=["pool", "inline"])
+def threads(request: pytest.FixtureRequest) -> int:
+    """Run each test with the thread pool and with --threads 0."""
+    return int(request.param)
+
+
+async def serve(app: Any, data: bytes, threads: int = 10,
+                session: FakeSession | None = None) -> FakeSession:
+    """Run one request through a fresh adapter and wait for the session to finish."""
+    adapter = WSGIAdapter(app, Config(access_log=False, threads=threads))
+    await adapter.startup()
+    try:
+        session = session or FakeSession()
+        adapter(session)
+        session.request(data)
+        await asyncio.wait_for(session.done.wait(), 10)
+    finally:
+        await adapter.shutdown()
+    return session
+
+
+def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+class Closing:
+    """An iterable that records close() and can fail part-way."""
+
+    def __init__(self, items: list[bytes], fail_at: int = -1) -> None:
+        self.items = items
+        self.fail_at = fail_at
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Any:
+        for i, item in enumerate(self.items):
+            if i == self.fail_at:
+                raise RuntimeError("iteration failed")
+            yield item
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class TestResponse:
+    async def test_hello(self, threads: int) -> None:
+        """Status, headers and body reach the session, then choke."""
+        session = await serve(hello, frame(), threads)
+
+        assert session.status == 200
+        assert session.headers["content-type"] == "text/plain"
+        assert session.body == b"hello"
+        assert session.ended
+
+    async def test_empty_body_still_sends_the_head(self, threads: int) -> None:
+        """An empty iterable still produces the response head (a hypercorn bug, avoided)."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("204 No Content", [])
+            return []
+
+        session = await serve(app, frame(), threads)
+
+        assert session.status == 204
+        assert session.ended
+
+    async def test_headers_wait_for_first_nonempty_chunk(self, threads: int) -> None:
+        """Empty items before the first data are skipped; the head goes with the data."""
+        def app(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [])
+            yield b""
+            yield b"a"
+            yield b""
+            yield b"b"
+
+        session = await serve(app, frame(), threads)
+
+        assert session.body_chunks == [b"a", b"b"]
+
+    async def test_write_callable(self, threads: int) -> None:
+        """The legacy write() from start_response sends data before the iterable's."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            write = start_response("200 OK", [])
+            write(b"first ")
+            return [b"second"]
+
+        session = await serve(app, frame(), threads)
+
+        assert session.body == b"first second"
+
+    async def test_close_called_on_success(self, threads: int) -> None:
+        """close() of the returned iterable is called after a normal end."""
+        result = Closing([b"a"])
+
+        def app(environ: Any, start_response: Any) -> Closing:
+            start_response("200 OK", [])
+            return result
+
+        await serve(app, frame(), threads)
+
+        assert result.closed.is_set()
+
+    async def test_close_called_when_iteration_fails(self, threads: int) -> None:
+        """close() is called when iteration raises; a failure after the head fails the session."""
+        result = Closing([b"a", b"b"], fail_at=1)
+
+        def app(environ: Any, start_response: Any) -> Closing:
+            start_response("200 OK", [])
+            return result
+
+        session = await serve(app, frame(), threads)
+
+        assert result.closed.is_set()
+        assert session.failure is not None
+        assert session.body == b"a"
+
+    async def test_exception_before_head_gives_500(self, threads: int) -> None:
+        """An app raising before any data gets a 500 response."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            raise KeyError("boom")
+
+        session = await serve(app, frame(), threads)
+
+        assert session.status == 500
+        assert session.ended
+
+    async def test_exc_info_replaces_unsent_headers(self, threads: int) -> None:
+        """start_response with exc_info before any data replaces the held head."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("X-First", "1")])
+            try:
+                raise ValueError("oops")
+            except ValueError:
+                start_response("503 Service Unavailable", [("X-Second", "1")], sys.exc_info())
+            return [b"sorry"]
+
+        session = await serve(app, frame(), threads)
+
+        assert session.status == 503
+        assert "x-first" not in session.headers
+        assert session.body == b"sorry"
+
+    async def test_exc_info_after_head_reraises(self, threads: int) -> None:
+        """start_response with exc_info after data went out re-raises the app's exception."""
+        reraised: list[BaseException] = []
+
+        def app(environ: Any, start_response: Any) -> Any:
+            write = start_response("200 OK", [])
+            write(b"partial")
+            try:
+                raise ValueError("late")
+            except ValueError:
+                try:
+                    start_response("500 Internal Server Error", [], sys.exc_info())
+                except ValueError as exc:
+                    reraised.append(exc)
+                    raise
+            return []
+
+        session = await serve(app, frame(), threads)
+
+        assert len(reraised) == 1
+        assert session.failure is not None
+
+    async def test_content_length_shortfall_fails_session(self, threads: int) -> None:
+        """Fewer bytes than the declared Content-Length end the session with an error."""
+        def app(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [("Content-Length", "10")])
+            yield b"short"
+
+        session = await serve(app, frame(), threads)
+
+        assert session.failure is not None
+
+    async def test_head_request_drops_body(self, threads: int) -> None:
+        """HEAD keeps the headers and drops the body."""
+        session = await serve(hello, frame("HEAD"), threads)
+
+        assert session.status == 200
+        assert session.body == b""
+
+    async def test_wsgi_errors_goes_to_logging(self, threads: int,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+        """Lines written to wsgi.errors become log records."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            environ["wsgi.errors"].write("something odd\npartial")
+            environ["wsgi.errors"].flush()
+            return hello(environ, start_response)
+
+        with caplog.at_level(logging.ERROR, "cocaine_http.wsgi.errors"):
+            await serve(app, frame(), threads)
+
+        assert [r.getMessage() for r in caplog.records
+                if r.name == "cocaine_http.wsgi.errors"] == ["something odd", "partial"]
+
+
+class TestRequest:
+    async def test_environ_basics(self, threads: int) -> None:
+        """PATH_INFO, QUERY_STRING, CONTENT_LENGTH and the body are what the client sent."""
+        seen: dict[str, Any] = {}
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            seen.update(environ)
+            seen["body"] = environ["wsgi.input"].read()
+            return hello(environ, start_response)
+
+        await serve(app, frame("POST", "/p%41th?q=1", b"payload"), threads)
+
+        assert seen["PATH_INFO"] == "/pAth"
+        assert seen["QUERY_STRING"] == "q=1"
+        assert seen["CONTENT_LENGTH"] == "7"
+        assert seen["body"] == b"payload"
+        assert seen["wsgi.multithread"] is True
+
+    async def test_bad_request_gets_400(self, threads: int) -> None:
+        """An invalid header name is answered 400 without calling the app."""
+        called: list[int] = []
+
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            called.append(1)
+            return hello(environ, start_response)
+
+        session = await serve(app, frame(headers=[("Bad Name", "x")]), threads)
+
+        assert session.status == 400
+        assert called == []
+
+
+class TestValidator:
+    async def test_wsgiref_validator_passes_without_warnings(self, threads: int) -> None:
+        """wsgiref.validate wraps an app; every check passes and no warning is issued."""
+        def app(environ: Any, start_response: Any) -> Any:
+            body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+            environ["wsgi.input"].readline()
+            environ["wsgi.errors"].write("note\n")
+            environ["wsgi.errors"].flush()
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return iter([b"got ", body])
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            session = await serve(validator(app), frame("POST", "/v?x=1", b"abc",
+                                                        headers=[("Host", "h"),
+                                                                 ("Content-Type", "text/plain")]),
+                                  threads)
+
+        assert session.status == 200
+        assert session.body == b"got abc"
+
+
+class TestBackpressure:
+    async def test_streamed_body_is_bounded_by_a_slow_consumer(self) -> None:
+        """A producer far ahead of a stalled socket waits instead of queueing everything."""
+        gate = asyncio.Event()
+        produced: list[int] = []
+        piece = b"x" * 65536
+
+        def app(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [])
+            for i in range(200):
+                produced.append(i)
+                yield piece
+
+        adapter = WSGIAdapter(app, Config(access_log=False, threads=2))
+        await adapter.startup()
+        session = FakeSession(drain_gate=gate)
+        adapter(session)
+        session.request(frame())
+        deadline = asyncio.get_running_loop().time() + 10
+        while sum(map(len, session.chunks)) < HIGH_WATER:
+            assert asyncio.get_running_loop().time() < deadline, "producer never blocked"
+            await asyncio.sleep(0.01)
+            if len(produced) == 200:
+                break
+        await asyncio.sleep(0.1)  # give a misbehaving producer the chance to run ahead
+
+        assert len(produced) < 200
+        assert sum(map(len, session.chunks)) <= 4 * HIGH_WATER
+        gate.set()
+        await asyncio.wait_for(session.done.wait(), 10)
+        await adapter.shutdown()
+        assert len(session.body) == 200 * 65536
+
+    async def test_session_failure_stops_producer_and_closes(self) -> None:
+        """When the engine fails the session, the app's iterator is closed."""
+        gate = asyncio.Event()
+        result = Closing([b"x" * 65536] * 1000)
+
+        def app(environ: Any, start_response: Any) -> Closing:
+            start_response("200 OK", [])
+            return result
+
+        adapter = WSGIAdapter(app, Config(access_log=False, threads=2))
+        await adapter.startup()
+        session = FakeSession(drain_gate=gate)
+        adapter(session)
+        session.request(frame())
+        while not session.chunks:
+            await asyncio.sleep(0.01)
+        session.fail()
+        await asyncio.get_running_loop().run_in_executor(None, result.closed.wait, 10)
+        await adapter.shutdown()
+
+        assert result.closed.is_set()
