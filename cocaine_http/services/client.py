@@ -58,7 +58,7 @@ class Client:
         policy: reconnect policy for services (None: exponential backoff).
         timeout: default per-call timeout in seconds.
         loop: the loop calls run on (default: the one the client is first used on); the sync
-            facade submits calls to it.
+            facade submits calls to it. A Client made inside a coroutine binds to its loop.
     """
 
     def __init__(
@@ -74,6 +74,11 @@ class Client:
         self.definitions = dict(definitions or {})
         self.policy = policy
         self.timeout = timeout
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
         self.loop = loop
         self._cache: dict[str, Resolved] = {}
         self._services: dict[str, Service] = {}
