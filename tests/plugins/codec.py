@@ -1,13 +1,13 @@
 """Shared pytest fixtures: codec.
 
 `decoder_cls` runs a test once per decoder implementation (the C one and the Python reference),
-so both are held to one suite (STYLE.md rule 6). The C build is required here: a missing
-extension fails the C parameter instead of skipping it.
+so both are held to one suite (STYLE.md rule 6). Both are always tested, whatever
+COCAINE_HTTP_PUREPYTHON says (that switch only picks `cocaine_http.codec.Decoder`), and the C
+build is required: a missing extension fails the C parameter instead of skipping it.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -28,9 +28,7 @@ def load_decoder(name: str) -> type[Any]:
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 def decoder_cls(request: pytest.FixtureRequest) -> type[Any]:
-    """Each decoder implementation in turn; with COCAINE_HTTP_PUREPYTHON=1 only Python."""
-    if request.param == "c" and os.environ.get("COCAINE_HTTP_PUREPYTHON") == "1":
-        return _python.Decoder
+    """Each decoder implementation in turn."""
     return load_decoder(request.param)
 
 
