@@ -228,8 +228,8 @@ class Channel(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
+        self._transport = transport  # type: ignore[assignment]
         if not self.peer:
             peer = transport.get_extra_info("peername")
             self.peer = str(peer) if peer else "unix"
