@@ -50,12 +50,22 @@ class TestSyncFacade:
         with pytest.raises(RuntimeError, match="deadlock"):
             services_client.sync.service("storage").read("ns", "k")
 
-    def test_unbound_client_says_how_to_bind(self):
-        """A client never used from async code and given no loop explains what to do."""
-        client = Client("127.0.0.1:1")
+    async def test_unbound_client_runs_calls_on_a_private_loop_thread(self, dev_services):
+        """A Client made outside any loop (as in a WSGI module) gets its own loop thread."""
+        dev_services.storage.write("ns", "k", b"v", [])
+        locator = "%s:%d" % dev_services.locator_endpoint
 
-        with pytest.raises(RuntimeError, match="Client\\(loop=...\\)"):
-            client.sync.service("storage").read("ns", "k")
+        def script() -> tuple[bool, bytes, bool]:
+            client = Client(locator)
+            unbound = client.loop is None
+            value = client.sync.service("storage").read("ns", "k")
+            private = client.sync.private_loop
+            client.sync.close()
+            return unbound, value, private
+
+        result = await asyncio.get_running_loop().run_in_executor(None, script)
+
+        assert result == (True, b"v", True)
 
     async def test_streaming_method_iterates_from_a_thread(self, dev_services, services_client,
                                                            fake_engine):

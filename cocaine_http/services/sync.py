@@ -4,6 +4,11 @@
 # itself, so the thread's wait is only a safety net a little longer than that. Waiting on the
 # loop's own thread would deadlock (the loop cannot run the call while blocked), so that case
 # raises at once with a message that says what to do instead.
+#
+# A client that is bound to no loop (a WSGI app imports its module, and creates its Client,
+# before any loop runs, and its views then run in pool threads) gets a private loop on a daemon
+# thread the first time the facade is used: calls still run on one loop, with one connection
+# per service shared by every thread.
 """Blocking facade over Client for threads: `client.sync.service("storage").read(ns, key)`."""
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,14 +38,47 @@ class SyncClient:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            loop = self._client.loop
+            if loop is not None and not loop.is_closed():
+                return loop
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            self._thread = threading.Thread(target=run, name="cocaine-http-client", daemon=True)
+            self._thread.start()
+            ready.wait()
+            self._client.loop = loop
+            return loop
+
+    @property
+    def private_loop(self) -> bool:
+        """Whether the facade started its own loop thread (the client had none)."""
+        return self._thread is not None
+
+    def close(self) -> None:
+        """Close the client and stop the private loop thread, if the facade started one."""
+        if self._thread is None:
+            return
+        loop = self._client.loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(self._client.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(10)
+        self._thread = None
+        loop.close()
 
     def _run(self, factory: Callable[[], Awaitable[T]], timeout: float | None) -> T:
-        loop = self._client.loop
-        if loop is None or loop.is_closed():
-            raise RuntimeError(
-                "the client is not bound to a running event loop: create it with "
-                "Client(loop=...) or use it once from async code first"
-            )
+        loop = self._loop()
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
