@@ -191,6 +191,16 @@ class TestResponse:
 
         assert session.failure is not None
 
+    async def test_header_value_whitespace_is_stripped(self, threads: int) -> None:
+        """A Set-Cookie value with a leading space (Django's WSGIHandler) is sent stripped."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Set-Cookie", " a=1; Path=/")])
+            return [b"ok"]
+
+        session = await serve(app, frame(), threads)
+
+        assert session.headers["set-cookie"] == "a=1; Path=/"
+
     async def test_head_request_drops_body(self, threads: int) -> None:
         """HEAD keeps the headers and drops the body."""
         session = await serve(hello, frame("HEAD"), threads)

@@ -219,8 +219,10 @@ class _StartResponse:
             code = int(status[:3])
         except ValueError:
             raise LocalProtocolError(f"bad WSGI status {status!r}") from None
+        self.length, padded = _scan(headers)
+        if padded:  # Django's WSGIHandler sends Set-Cookie values with a leading space
+            headers = [(name, value.strip(" \t")) for name, value in headers]
         response.start(code, headers, replace=replace)
-        self.length = _content_length(headers)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -233,12 +235,17 @@ class _StartResponse:
         return 0 <= self.length <= self.response.bytes_sent
 
 
-def _content_length(headers: list[tuple[str, str]]) -> int:
+def _scan(headers: list[tuple[str, str]]) -> tuple[int, bool]:
+    """(declared Content-Length or -1, whether a value has surrounding whitespace to strip,
+    as gunicorn does: HTTP forbids it and the proxy's parser rejects it)."""
+    length = -1
+    padded = False
     for name, value in headers:
+        if type(value) is str and value and (value[0] in " \t" or value[-1] in " \t"):
+            padded = True
         if len(name) == 14 and name.lower() == "content-length":
             try:
-                return int(value)
-            except ValueError:
-                return -1
-    return -1
-
+                length = int(value)
+            except (TypeError, ValueError):
+                length = -1
+    return length, padded

@@ -155,4 +155,42 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-__all__ = ["FakeSession", "frame", "rss_kib", "tree_cpu_ticks"]
+__all__ = ["FakeSession", "assert_same_response", "frame", "rss_kib", "tree_cpu_ticks",
+           "worker_pids"]
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent.parent
+#: Response headers whose values must match the framework's own test client.
+COMPARED_HEADERS = ("content-type", "location", "content-disposition", "vary")
+
+
+def worker_pids(runtime: Any) -> list[int]:
+    """Process ids of the runtime's live workers."""
+    slaves = getattr(runtime.engine, "_slaves", [])
+    return [s.process.pid for s in slaves
+            if getattr(s, "process", None) is not None and s.process.returncode is None]
+
+
+def assert_same_response(real: Any, status: int, headers: Any, body: bytes) -> None:
+    """A response through the dev front equals the framework test client's one."""
+    assert real.status_code == status, (real.status_code, status, real.content[:200])
+    for name in COMPARED_HEADERS:
+        assert real.headers.get(name) == headers.get(name), name
+    assert real.content == body
+
+
+@pytest.fixture
+async def app_runtime(dev_app_runtime: Any) -> Any:
+    """Start `module:attr` from the repository's examples under the dev runtime (one worker).
+
+    Usage: `runtime = await app_runtime("examples.flask_app.app:app", *app_args)`.
+    """
+    from cocaine_http.dev.profile import Profile
+
+    async def start(target: str, *app_args: str, **options: Any) -> Any:
+        options.setdefault("workdir", str(ROOT))
+        options.setdefault("profile", Profile(pool_limit=1))
+        options.setdefault("max_body_size", 128 * 1024 * 1024)
+        return await dev_app_runtime(target, *app_args, **options)
+
+    return start
