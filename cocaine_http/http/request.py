@@ -96,21 +96,38 @@ def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG
     Raises:
         BadRequestError: with the status to answer (400, 413, 431, 501, 505).
     """
+    try:
+        return _parse(frame, config)
+    except TypeError as exc:  # an unhashable (map) value where a string belongs
+        raise BadRequestError(400, f"malformed request frame: {exc}") from exc
+
+
+def _parse(frame: bytes | memoryview, config: HttpConfig) -> Request:
     method, uri, version, headers, body = _unpack(frame, config)
     req = Request()
-    req.method = _v.method(method)
-    req.http_version = _v.version(version)
-    if type(uri) is not bytes or not _v.is_target(uri):
-        raise BadRequestError(400, f"illegal request target {uri!r}")
+    req.http_version = _VERSIONS_GET(version) or _v.version(version)
     if type(body) is not bytes and type(body) is not memoryview:
         raise BadRequestError(400, "request body is not a byte string")
     if len(body) > config.max_body_size:
         raise BadRequestError(413, f"body of {len(body)} bytes is over {config.max_body_size}")
-    req.target = uri
     req.body = body
-    _split_target(req, uri)
-    _read_headers(req, headers, config)
+    # h11's order (so that a request with several faults gets h11's status): headers, Host,
+    # method, target; the body against Content-Length last.
+    declared = _read_headers(req, headers, config)
+    req.method = _methods_get(method) or _v.method(method)
+    req.target = uri
+    req.raw_path, req.query_string, req.path = _targets_get(uri) or _split_target(uri)
+    if declared is not None and declared != len(body):
+        raise BadRequestError(
+            400, f"Content-Length {declared} does not match the {len(body)}-byte body"
+        )
     return req
+
+
+_methods_get = _v.methods_cache().get
+_VERSIONS_GET = _v.VERSIONS.get
+_targets: dict[object, tuple[bytes, bytes, str]] = {}
+_targets_get = _targets.get
 
 
 def _unpack(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]:
@@ -123,9 +140,11 @@ def _unpack(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise BadRequestError(400, f"malformed request frame: {exc}") from exc
-    if type(parts) is not tuple or len(parts) < 5:
+    if type(parts) is not tuple or len(parts) != 5:
+        if type(parts) is tuple and len(parts) > 5:
+            return parts[:5]  # fields a newer proxy may add are ignored
         raise BadRequestError(400, "request frame is not [method, uri, version, headers, body]")
-    return parts[:5]
+    return parts
 
 
 _BODY_HEADERS = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
@@ -134,14 +153,22 @@ _BODY_HEADERS = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
 def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]:
     """Unpack the head fields only; the body becomes a view of the frame's tail."""
     view = memoryview(frame)
-    unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=len(frame))
-    unpacker.feed(view[: config.max_header_bytes * 2 + 65536])
-    try:
-        if unpacker.read_array_header() != 5:
-            return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
-        head = tuple(unpacker.unpack() for _ in range(4))
-    except msgpack.OutOfData:
-        return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+    limit = config.max_header_bytes * 2 + 65536  # msgpack overhead, uri and method included
+    unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=limit)
+    fed = min(4096, len(view))
+    unpacker.feed(view[:fed])
+    while True:
+        try:
+            if unpacker.read_array_header() != 5:
+                return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+            head = tuple(unpacker.unpack() for _ in range(4))
+            break
+        except msgpack.OutOfData:
+            if fed >= limit or fed >= len(view):
+                return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+            unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=limit)
+            fed = min(fed * 4, limit, len(view))
+            unpacker.feed(view[:fed])
     pos = unpacker.tell()
     tag = view[pos]
     if 0xA0 <= tag <= 0xBF:
@@ -157,7 +184,11 @@ def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object
     return (*head, view[start:])
 
 
-def _split_target(req: Request, uri: bytes) -> None:
+def _split_target(uri: object) -> tuple[bytes, bytes, str]:
+    """Validate the target; (raw_path, query_string, path), remembered for short targets."""
+    if type(uri) is not bytes or not _v.is_target(uri):
+        raise BadRequestError(400, f"illegal request target {uri!r}")
+    target = uri
     if uri[:1] != b"/":  # absolute-form (RFC 7230 §5.3.2): drop scheme and authority
         scheme_end = uri.find(b"://")
         if 0 < scheme_end < 16:
@@ -167,93 +198,89 @@ def _split_target(req: Request, uri: bytes) -> None:
     raw_path, _, query = uri.partition(b"?")
     if not raw_path:
         raw_path = b"/"
-    req.raw_path = raw_path
-    req.query_string = query
     text = raw_path.decode("ascii")
-    req.path = unquote(text) if "%" in text else text
+    hit = (raw_path, query, unquote(text) if "%" in text else text)
+    if len(target) <= 256:
+        if len(_targets) >= 1024:
+            _targets.clear()
+        _targets[target] = hit
+    return hit
 
 
-def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> None:
+def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int | None:
+    """Fill req.headers and what is derived from them; return the Content-Length to check
+    against the body (None when absent or when Transfer-Encoding overrides it)."""
     if type(raw_headers) is not tuple:
         raise BadRequestError(400, "request headers are not a list of pairs")
     if len(raw_headers) > config.max_header_count:
         raise BadRequestError(431, f"{len(raw_headers)} header fields is too many")
-    cache_get = _v.pairs_cache().get
+    cache_get = _pairs_get
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append
-    special: list[tuple[int, bytes]] = []
+    special = []
+    host = None
     size = 0
     for pair in raw_headers:
-        try:
-            hit = cache_get(pair)
-        except TypeError:  # an unhashable entry: certainly malformed
-            hit = None
-        if hit is None:
-            hit = _v.header(pair)
-        lpair, kind, n = hit
+        lpair, kind, n = cache_get(pair) or _v.header(pair)
         append(lpair)
         size += n
         if kind:
-            special.append((kind, lpair[1]))
+            if kind == 1 and host is None:  # validate.HOST, the one nearly every request has
+                host = lpair[1]
+            else:
+                special.append((kind, lpair[1]))
+                if kind <= _v.TRANSFER_ENCODING:
+                    _v.framing(special)  # checked in order, as h11 does
     if size > config.max_header_bytes:
         raise BadRequestError(431, f"{size} bytes of header fields is over {config.max_header_bytes}")
     req.headers = headers
-    _apply_special(req, special, config)
-
-
-def _apply_special(req: Request, special: list[tuple[int, bytes]], config: HttpConfig) -> None:
     req.content_type = None
     req.scheme = "http"
     req.client = None
-    if not special:
-        req.server = None
-        return
-    by_kind: dict[int, list[bytes]] = {}
+    declared = _apply_special(req, special, config) if special else None
+    req.server = None if host is None else (
+        _hosts_get((host, req.scheme)) or parse_host(host, req.scheme)
+    )
+    return declared
+
+
+_pairs_get = _v.pairs_cache().get
+
+
+def _apply_special(req: Request, special: list[tuple[int, bytes]], config: HttpConfig) -> int | None:
+    proxy: list[tuple[int, bytes]] = []
     for kind, value in special:
-        by_kind.setdefault(kind, []).append(value)
-    _check_framing(req, by_kind)
-    if _v.CONTENT_TYPE in by_kind:
-        req.content_type = by_kind[_v.CONTENT_TYPE][0]
-    if config.proxy_headers:
-        _apply_proxy(req, by_kind)
-    hosts = by_kind.get(_v.HOST)
-    req.server = None if hosts is None else parse_host(hosts[0], req.scheme)
+        if kind == _v.HOST:
+            raise BadRequestError(400, "found multiple Host headers")
+        if kind == _v.CONTENT_TYPE:
+            if req.content_type is None:
+                req.content_type = value
+        elif kind > _v.CONTENT_TYPE and config.proxy_headers:
+            proxy.append((kind, value))
+    if proxy:
+        _apply_proxy(req, proxy)
+    return _v.framing(special)
 
 
-def _check_framing(req: Request, by_kind: dict[int, list[bytes]]) -> None:
-    hosts = by_kind.get(_v.HOST)
-    if hosts is not None and len(hosts) > 1:
-        raise BadRequestError(400, "found multiple Host headers")
-    te = by_kind.get(_v.TRANSFER_ENCODING)
-    if te is not None:
-        _v.transfer_encoding(te)
-    cl = by_kind.get(_v.CONTENT_LENGTH)
-    if cl is not None:
-        declared = _v.content_length(cl)
-        if te is None and declared != len(req.body):
-            raise BadRequestError(
-                400, f"Content-Length {declared} does not match the {len(req.body)}-byte body"
-            )
-
-
-def _apply_proxy(req: Request, by_kind: dict[int, list[bytes]]) -> None:
-    proto = by_kind.get(_v.X_FORWARDED_PROTO)
-    if proto is not None:
-        value = proto[-1].split(b",")[-1].strip().lower()
-        if value in (b"https", b"wss"):
-            req.scheme = "https"
-    real_ip = by_kind.get(_v.X_REAL_IP)
-    if real_ip is not None:
-        req.client = (real_ip[-1].strip().decode("latin-1"), 0)
-        return
-    forwarded = by_kind.get(_v.X_FORWARDED_FOR)
-    if forwarded is not None:
-        last = forwarded[-1].split(b",")[-1].strip()
-        if last:
-            req.client = (last.decode("latin-1"), 0)
+def _apply_proxy(req: Request, proxy: list[tuple[int, bytes]]) -> None:
+    """Scheme from the last X-Forwarded-Proto; client from X-Real-IP, else from the last
+    X-Forwarded-For entry (the one the trusted proxy itself appended)."""
+    forwarded = real_ip = None
+    for kind, value in proxy:
+        if kind == _v.X_FORWARDED_PROTO:
+            proto = value.split(b",")[-1].strip().lower()
+            req.scheme = "https" if proto in (b"https", b"wss") else "http"
+        elif kind == _v.X_REAL_IP:
+            real_ip = value.strip()
+        else:
+            forwarded = value.split(b",")[-1].strip()
+    client = real_ip or forwarded
+    if client:
+        req.client = (client.decode("latin-1"), 0)
 
 
 _hosts: dict[tuple[bytes, str], tuple[str, int]] = {}
+_hosts_get = _hosts.get
 
 
 def parse_host(host: bytes, scheme: str) -> tuple[str, int]:

@@ -50,9 +50,13 @@ _pairs: dict[object, tuple[bytes, int | None]] = {}
 _CACHE_SIZE = 4096
 
 
+_FIXARRAYS = [bytes((0x90 | n,)) for n in range(16)]
+_status_prefixes: dict[object, bytes] = {}
+
+
 def _array_header(n: int) -> bytes:
     if n < 16:
-        return bytes((0x90 | n,))
+        return _FIXARRAYS[n]
     if n < 0x10000:
         return b"\xdc" + n.to_bytes(2, "big")
     return b"\xdd" + n.to_bytes(4, "big")
@@ -99,8 +103,11 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
 
 def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
     """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError."""
-    if type(status) is not int or not 100 <= status <= 999:
-        raise LocalProtocolError(f"illegal response status {status!r}")
+    prefix = _status_prefixes.get(status)
+    if prefix is None:
+        if type(status) is not int or not 100 <= status <= 999:
+            raise LocalProtocolError(f"illegal response status {status!r}")
+        prefix = _status_prefixes[status] = b"\x92" + pack_uint(status)
     get = _pairs.get
     parts = []
     declared = None
@@ -116,7 +123,8 @@ def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | No
             if declared is not None and declared != hit[1]:
                 raise LocalProtocolError("conflicting Content-Length response headers")
             declared = hit[1]
-    return b"\x92" + pack_uint(status) + _array_header(len(parts)) + b"".join(parts), declared
+    n = len(parts)
+    return prefix + (_FIXARRAYS[n] if n < 16 else _array_header(n)) + b"".join(parts), declared
 
 
 class Response:

@@ -51,7 +51,7 @@ CACHE_VALUE_MAX = 512
 #: h11 refuses Content-Length values with more digits (h11/_headers.py).
 CONTENT_LENGTH_MAX_DIGITS = 20
 
-_VERSIONS: dict[bytes, str] = {
+VERSIONS: dict[bytes, str] = {
     b"1.1": "1.1",
     b"1.0": "1.0",
     b"HTTP/1.1": "1.1",
@@ -94,7 +94,7 @@ def method(raw: object) -> str:
 
 def version(raw: object) -> str:
     """"1.0" or "1.1" from either spelling; 505 for other versions, 400 for non-versions."""
-    hit = _VERSIONS.get(raw)  # type: ignore[call-overload]
+    hit = VERSIONS.get(raw)  # type: ignore[call-overload]
     if hit is not None:
         return hit
     if type(raw) is bytes and _VERSION_SYNTAX.fullmatch(raw):
@@ -123,25 +123,46 @@ def header(pair: object) -> tuple[tuple[bytes, bytes], int, int]:
     return hit
 
 
+def methods_cache() -> dict[bytes, str]:
+    """The validated-method cache (bytes -> str)."""
+    return _methods
+
+
 def pairs_cache() -> dict[object, tuple[tuple[bytes, bytes], int, int]]:
     """The validated-pair cache (for the request builder's fast loop)."""
     return _pairs
 
 
-def content_length(values: list[bytes]) -> int:
-    """h11's Content-Length rules: every value (comma lists included) must be the same digits."""
-    lengths = {part.strip() for value in values for part in value.split(b",")}
+def framing(special: list[tuple[int, bytes]]) -> int | None:
+    """h11's Content-Length and Transfer-Encoding rules over the headers seen so far.
+
+    Returns the declared Content-Length, or None when there is none or Transfer-Encoding
+    (chunked, de-chunked by the proxy) overrides it. Raises BadRequestError: 400 for a bad or
+    conflicting Content-Length, 501 for several Transfer-Encodings or one that is not chunked.
+    """
+    declared = None
+    chunked = False
+    for kind, value in special:
+        if kind == CONTENT_LENGTH:
+            length = _content_length(value)
+            if declared is not None and declared != length:
+                raise BadRequestError(400, "conflicting Content-Length headers")
+            declared = length
+        elif kind == TRANSFER_ENCODING:
+            if chunked:
+                raise BadRequestError(501, "multiple Transfer-Encoding headers")
+            if value.lower() != b"chunked":
+                raise BadRequestError(501, f"unsupported Transfer-Encoding {value!r}")
+            chunked = True
+    return None if chunked else declared
+
+
+def _content_length(value: bytes) -> int:
+    """One Content-Length value; a comma list must repeat the same digits (h11/_headers.py)."""
+    lengths = {part.strip() for part in value.split(b",")}
     if len(lengths) != 1:
         raise BadRequestError(400, "conflicting Content-Length headers")
     text = lengths.pop()
     if not text or text.translate(None, _DIGITS) or len(text) > CONTENT_LENGTH_MAX_DIGITS:
         raise BadRequestError(400, f"bad Content-Length {text!r}")
     return int(text)
-
-
-def transfer_encoding(values: list[bytes]) -> None:
-    """h11 understands one Transfer-Encoding header whose value is `chunked`; else 501."""
-    if len(values) > 1:
-        raise BadRequestError(501, "multiple Transfer-Encoding headers")
-    if values[0].lower() != b"chunked":
-        raise BadRequestError(501, f"unsupported Transfer-Encoding {values[0]!r}")
