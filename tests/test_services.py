@@ -285,15 +285,18 @@ class TestWireVectors:
         padding = b"".join(V0_11.call(s, 3, []) for s in (1, 2, 3)) + V0_11.call(1, 1, [])
         expected = b"".join(bytes.fromhex(v) for v in vectors.values()) + padding
 
+        finished: list[bool] = []
+
         async def handle(reader, writer):
-            while not got_all.is_set():
-                data = await reader.read(65536)
-                if not data:
-                    break
-                received.extend(data)
-                if len(received) >= len(expected):
-                    got_all.set()
-            writer.close()
+            try:
+                while data := await reader.read(65536):
+                    received.extend(data)
+                    if len(received) >= len(expected):
+                        got_all.set()
+            finally:
+                writer.close()
+                await writer.wait_closed()
+                finished.append(True)
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -323,5 +326,7 @@ class TestWireVectors:
             task.cancel()
         for svc in (locator, storage, logging_):
             svc.close()
+        while len(finished) < 3:  # every server-side connection saw EOF and closed
+            await asyncio.sleep(0.01)
         server.close()
         await server.wait_closed()
