@@ -330,8 +330,15 @@ static int is_uint(const element *e)
     return (e->kind == K_INT && e->value >= 0) || e->kind == K_UINT_BIG;
 }
 
+/* What Python needs to build one message: ids, and the argument array as a span plus a shape
+ * (used when the arguments are too big to copy into the canonical buffer). */
+typedef struct {
+    int64_t id, session, shape, x, a, b;
+    int64_t pa; /* RAW, INT_RAW: where the raw payload starts (it ends at b) */
+} result;
+
 /* A complete message of `size` bytes: apply the checks that need all of it. */
-static enum step finish(cdec *d, int64_t size, int64_t base, int64_t *r)
+static enum step finish(cdec *d, int64_t size, int64_t base, result *r)
 {
     if (d->timestamp)
         return fail(d, CDEC_FRAME, CDEC_E_EXT);
@@ -349,68 +356,232 @@ static enum step finish(cdec *d, int64_t size, int64_t base, int64_t *r)
         return fail(d, CDEC_FRAME, CDEC_E_IDS);
     if (d->el[2].kind != K_ARRAY)
         return fail(d, CDEC_FRAME, CDEC_E_ARGS);
-    r[0] = id->value;
-    r[1] = session->value;
-    r[3] = 0;
+    r->id = id->value;
+    r->session = session->value;
+    r->x = 0;
     if (id->kind == K_UINT_BIG || session->kind == K_UINT_BIG) {
-        r[2] = CDEC_FULL;
-        r[4] = base;
-        r[5] = base + size;
+        r->shape = CDEC_FULL;
+        r->a = base;
+        r->b = base + size;
         return S_DONE;
     }
     const element *a0 = &d->arg[0], *a1 = &d->arg[1];
     uint64_t n = d->arg_count;
-    r[2] = CDEC_ARGS;
-    r[4] = base + d->el[2].a;
-    r[5] = base + d->el[2].b;
+    r->shape = CDEC_ARGS;
+    r->a = base + d->el[2].a;
+    r->b = base + d->el[2].b;
     if (n == 0) {
-        r[2] = CDEC_EMPTY;
+        r->shape = CDEC_EMPTY;
     } else if (n == 1 && a0->kind == K_RAW) {
-        r[2] = CDEC_RAW;
-        r[4] = base + a0->a;
-        r[5] = base + a0->b;
+        r->shape = CDEC_RAW;
+        r->pa = base + a0->a;
     } else if (n == 2 && a0->kind == K_INT && a1->kind == K_RAW) {
-        r[2] = CDEC_INT_RAW;
-        r[3] = a0->value;
-        r[4] = base + a1->a;
-        r[5] = base + a1->b;
+        r->shape = CDEC_INT_RAW;
+        r->x = a0->value;
+        r->pa = base + a1->a;
     }
     return S_DONE;
 }
 
-int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *rec,
-              int64_t rec_cap, int64_t *out)
+/* -- fast path: a complete message made of scalars and raw strings only ----------------------
+ * It accepts only what the generic parser would accept unchanged, and otherwise returns 0
+ * without touching the decoder, so the generic parser decides every error. */
+
+/* One scalar or raw string at m[*pos]; 0 if it is anything else or incomplete. */
+static int fast_item(const uint8_t *m, int64_t n, int64_t *pos, element *e)
+{
+    int64_t hp = *pos;
+    uint8_t c = m[hp];
+    int extra = header_extra(c);
+    if (extra < 0 || n - hp - 1 < extra)
+        return 0;
+    const uint8_t *p = m + hp;
+    uint64_t len;
+    int64_t end = hp + 1 + extra;
+    e->kind = K_OTHER;
+    if (c <= 0x7f || c >= 0xe0) {
+        e->kind = K_INT;
+        e->value = c <= 0x7f ? c : (int64_t)(int8_t)c;
+    } else if (c >= 0xa0 && c <= 0xbf) {
+        len = c & 0x1f;
+        goto raw;
+    } else if (c == 0xc4 || c == 0xc5 || c == 0xc6 || (c >= 0xd9 && c <= 0xdb)) {
+        len = be(p + 1, extra);
+        goto raw;
+    } else if (c >= 0xcc && c <= 0xcf) {
+        uint64_t v = be(p + 1, extra);
+        if (v > INT64_MAX)
+            return 0;
+        e->kind = K_INT;
+        e->value = (int64_t)v;
+    } else if (c >= 0xd0 && c <= 0xd3) {
+        uint64_t v = be(p + 1, extra);
+        int bits = 8 * extra;
+        if (bits < 64 && (v >> (bits - 1)) & 1)
+            v |= ~(uint64_t)0 << bits;
+        e->kind = K_INT;
+        e->value = (int64_t)v;
+    } else if (c != 0xc0 && c != 0xc2 && c != 0xc3 && c != 0xca && c != 0xcb) {
+        return 0; /* containers, ext */
+    }
+    *pos = end;
+    return 1;
+raw:
+    if ((uint64_t)(n - end) < len)
+        return 0;
+    e->kind = K_RAW;
+    e->a = end;
+    *pos = end + (int64_t)len;
+    return 1;
+}
+
+/* A fixarray of scalars and raws; its item count in *count. */
+static int fast_array(const uint8_t *m, int64_t n, int64_t *pos, element *first, int *count)
+{
+    if (*pos >= n || (m[*pos] & 0xf0) != 0x90)
+        return 0;
+    int k = m[(*pos)++] & 0x0f;
+    element scratch;
+    for (int i = 0; i < k; i++) {
+        if (*pos >= n || !fast_item(m, n, pos, i < 2 ? &first[i] : &scratch))
+            return 0;
+    }
+    *count = k;
+    return 1;
+}
+
+static int fast_uint(const uint8_t *m, int64_t n, int64_t *pos, int64_t *value)
+{
+    element e;
+    if (*pos >= n || !fast_item(m, n, pos, &e) || e.kind != K_INT || e.value < 0)
+        return 0;
+    *value = e.value;
+    return 1;
+}
+
+/* Parse a whole simple message at m; returns its size, or 0 to use the generic parser. */
+static int64_t fast(const cdec *d, const uint8_t *m, int64_t n, int64_t base, result *r)
+{
+    if (d->max_depth < 2 || n < 4 || !(m[0] == 0x93 || (d->v12 && m[0] == 0x94)))
+        return 0;
+    int64_t pos = 1, first, second;
+    element args[2], hdr[2];
+    int count, hcount;
+    if (!fast_uint(m, n, &pos, &first) || !fast_uint(m, n, &pos, &second))
+        return 0;
+    int64_t args_start = pos;
+    if (!fast_array(m, n, &pos, args, &count))
+        return 0;
+    int64_t args_end = pos;
+    if (m[0] == 0x94 && !fast_array(m, n, &pos, hdr, &hcount))
+        return 0;
+    if (pos > d->max_size)
+        return 0;
+    r->id = d->v12 ? second : first;
+    r->session = d->v12 ? first : second;
+    r->shape = CDEC_ARGS;
+    r->x = 0;
+    r->a = base + args_start;
+    r->b = base + args_end;
+    if (count == 0) {
+        r->shape = CDEC_EMPTY;
+    } else if (count == 1 && args[0].kind == K_RAW) {
+        r->shape = CDEC_RAW;
+        r->pa = base + args[0].a;
+    } else if (count == 2 && args[0].kind == K_INT && args[1].kind == K_RAW) {
+        r->shape = CDEC_INT_RAW;
+        r->x = args[0].value;
+        r->pa = base + args[1].a;
+    }
+    return pos;
+}
+
+/* -- output ----------------------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t *ids, *sessions, cap, count;
+    uint8_t *canon;
+    int64_t canon_cap, canon_len;
+    int64_t *fix, fix_cap, nfix;
+} output;
+
+/* Append one message: its arguments are copied into the canonical buffer when small, else
+ * described by a fixup (and a nil placeholder) so Python slices them from its own buffer. */
+static void emit(output *o, const uint8_t *buf, const result *r)
+{
+    int64_t span = r->b - r->a;
+    o->ids[o->count] = r->id;
+    o->sessions[o->count] = r->session;
+    if (r->shape != CDEC_FULL && span <= CDEC_SMALL_ARGS) {
+        memcpy(o->canon + o->canon_len, buf + r->a, (size_t)span);
+        o->canon_len += span;
+    } else {
+        int64_t *f = o->fix + o->nfix++ * CDEC_FIX_WIDTH;
+        f[0] = o->count;
+        f[1] = r->shape;
+        f[2] = r->x;
+        f[3] = r->shape == CDEC_RAW || r->shape == CDEC_INT_RAW ? r->pa : r->a;
+        f[4] = r->b;
+        o->canon[o->canon_len++] = 0xc0;
+    }
+    o->count++;
+}
+
+static int full(const output *o)
+{
+    return o->count == o->cap || o->nfix == o->fix_cap ||
+           o->canon_cap - o->canon_len < CDEC_SMALL_ARGS + 1;
+}
+
+static void close_output(output *o, int64_t *out, int64_t consumed)
+{
+    uint64_t n = (uint64_t)o->count;
+    o->canon[0] = 0xdd; /* array32 header over every message's arguments */
+    for (int i = 0; i < 4; i++)
+        o->canon[1 + i] = (uint8_t)(n >> (24 - 8 * i));
+    out[0] = o->count;
+    out[1] = consumed;
+    out[2] = o->canon_len;
+    out[3] = o->nfix;
+}
+
+int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *ids,
+              int64_t *sessions, int64_t cap, uint8_t *canon, int64_t canon_cap, int64_t *fix,
+              int64_t fix_cap, int64_t *out)
 {
     const uint8_t *buf = (const uint8_t *)data;
-    int64_t count = 0;
-    int64_t *nrec = &out[0], *consumed = &out[1];
-    *nrec = 0;
-    *consumed = 0;
-    if (d->error)
+    output o = {ids, sessions, cap, 0, canon, canon_cap, 5, fix, fix_cap, 0};
+    int status = CDEC_OK;
+    result r = {0, 0, 0, 0, 0, 0, 0};
+    if (d->error) {
+        close_output(&o, out, start);
         return d->error_status;
+    }
     while (start < len) {
-        if (count == rec_cap) {
-            *nrec = count;
-            *consumed = start;
-            return CDEC_MORE;
+        if (full(&o)) {
+            status = CDEC_MORE;
+            break;
         }
         const uint8_t *m = buf + start;
         int64_t n = len - start;
-        enum step s = parse(d, m, n);
-        if (s == S_NEED) {
-            if (n > d->max_size)
-                fail(d, CDEC_LIMIT, CDEC_E_PARTIAL_SIZE);
-            break;
+        int64_t size = d->pos == 0 && d->skip_end == 0 ? fast(d, m, n, start, &r) : 0;
+        if (size == 0) {
+            enum step s = parse(d, m, n);
+            if (s == S_NEED) {
+                if (n > d->max_size)
+                    fail(d, CDEC_LIMIT, CDEC_E_PARTIAL_SIZE);
+                break;
+            }
+            if (s == S_DONE)
+                s = finish(d, d->pos, start, &r);
+            if (s == S_ERROR)
+                break;
+            size = d->pos;
+            reset_message(d);
         }
-        if (s == S_DONE)
-            s = finish(d, d->pos, start, rec + count * CDEC_RECORD_WIDTH);
-        if (s == S_ERROR)
-            break;
-        count++;
-        start += d->pos;
-        reset_message(d);
+        emit(&o, buf, &r);
+        start += size;
     }
-    *nrec = count;
-    *consumed = start;
-    return d->error ? d->error_status : CDEC_OK;
+    close_output(&o, out, start);
+    return d->error ? d->error_status : status;
 }

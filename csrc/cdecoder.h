@@ -15,15 +15,18 @@
 /* CDEF-BEGIN */
 typedef struct cdec cdec;
 
-/* Values per record: message id, session, shape, x, a, b. */
-#define CDEC_RECORD_WIDTH 6
-
-/* Record shapes: how Python builds the argument list.
- *   EMPTY      []
- *   RAW        [buf[a:b]]
- *   INT_RAW    [x, buf[a:b]]
- *   ARGS       msgpack.unpackb(buf[a:b])             (any other argument array)
- *   FULL       the whole frame is buf[a:b]           (an id does not fit in int64) */
+/* Output of one call: per message its id and session (two int64 arrays), and its argument
+ * array appended to a canonical msgpack buffer that starts with an array32 header over all of
+ * them, so one msgpack.unpackb builds every argument list. Arguments longer than
+ * CDEC_SMALL_ARGS bytes (or any message whose id does not fit in int64) get a nil placeholder
+ * there and a fixup record instead: message index, shape, x, a, b, with a:b offsets in data.
+ *   EMPTY      []                  (never a fixup: shown for completeness)
+ *   RAW        [data[a:b]]
+ *   INT_RAW    [x, data[a:b]]
+ *   ARGS       msgpack.unpackb(data[a:b])
+ *   FULL       the whole frame is data[a:b]: ids and arguments come from it */
+#define CDEC_SMALL_ARGS 1024
+#define CDEC_FIX_WIDTH 5
 #define CDEC_EMPTY 0
 #define CDEC_RAW 1
 #define CDEC_INT_RAW 2
@@ -53,11 +56,13 @@ typedef struct cdec cdec;
 
 cdec *cdec_new(int v12, int64_t max_size, int max_depth);
 void cdec_free(cdec *d);
-/* Parse data[start:len] (start is where the first unfinished message begins). Writes records
- * for the complete messages; out[0] = records written, out[1] = offset in data where the first
- * unfinished (or failing) message begins. Record offsets are offsets in data. */
-int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *rec,
-              int64_t rec_cap, int64_t *out);
+/* Parse data[start:len] (start is where the first unfinished message begins). out[0] = messages
+ * written, out[1] = offset in data where the first unfinished (or failing) message begins,
+ * out[2] = bytes used in canon, out[3] = fixups written. canon_cap must exceed
+ * CDEC_SMALL_ARGS + 5. */
+int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *ids,
+              int64_t *sessions, int64_t cap, uint8_t *canon, int64_t canon_cap, int64_t *fix,
+              int64_t fix_cap, int64_t *out);
 int cdec_error(const cdec *d);
 /* CDEF-END */
 

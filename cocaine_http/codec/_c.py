@@ -1,14 +1,16 @@
-# Strategy: the C decoder (csrc/cdecoder.c) does all the msgpack work and every check, and
-# describes each complete message as six int64 values (id, session, shape, x, a, b). This module
-# turns one feed's records into a list in a single `tolist()` call and builds the messages in
-# one list comprehension: the common argument shapes (no arguments, one raw string, an int and
-# a raw string) are sliced straight out of the buffer, one copy per string; any other argument
-# array, already validated by C, goes through msgpack.unpackb.
+# Strategy: the C decoder (csrc/cdecoder.c) does all the msgpack work and every check. For each
+# feed it returns the ids and sessions as two int64 arrays and copies every message's argument
+# array into one canonical msgpack buffer (an array of all of them), so that Python builds the
+# whole batch with three bulk calls in C: two `tolist()`, one `msgpack.unpackb`, and a `zip`
+# that makes the (id, session, args) tuples. No Python code runs per message.
+#
+# Big arguments (over CDEC_SMALL_ARGS bytes, typically a chunk payload) are not copied into the
+# canonical buffer: C leaves a placeholder and a fixup (shape and span), and Python slices the
+# payload out of its own buffer, one copy per payload.
 #
 # Buffering: small leftovers (the usual partial message at the end of a read) are kept as bytes
-# and joined with the next read, so payloads are cheap `bytes` slices. A leftover of BIG_TAIL
-# bytes or more (a large message arriving in several reads) is kept in a bytearray that grows
-# in place, so it is never copied per read; payloads are then copied out through a memoryview.
+# and joined with the next read. A leftover of BIG_TAIL bytes or more (a large message arriving
+# in several reads) is kept in a bytearray that grows in place, so it is never copied per read.
 # The C side resumes where it stopped, so a big message is parsed once however it is split.
 from __future__ import annotations
 
@@ -20,19 +22,19 @@ from ..errors import DecodeError, FrameError, LimitExceededError
 from ._cdecoder import ffi, lib
 from .limits import DIALECTS, Message, check_limits
 
-#: Records per C call; a feed with more complete messages makes several calls.
-RECORDS = 512
+#: Messages per C call; a feed that completes more makes several calls.
+MESSAGES = 2048
+#: Canonical argument buffer per C call.
+CANON = 64 * 1024
+#: Big-argument fixups per C call.
+FIXUPS = 256
 #: Leftover size from which the partial message is accumulated in a growing bytearray.
 BIG_TAIL = 16 * 1024
 
-_W = lib.CDEC_RECORD_WIDTH
-_EMPTY, _RAW, _INT_RAW, _ARGS, _FULL = (
-    lib.CDEC_EMPTY,
-    lib.CDEC_RAW,
-    lib.CDEC_INT_RAW,
-    lib.CDEC_ARGS,
-    lib.CDEC_FULL,
-)
+_FW = lib.CDEC_FIX_WIDTH
+_RAW, _INT_RAW, _ARGS = lib.CDEC_RAW, lib.CDEC_INT_RAW, lib.CDEC_ARGS
+_MORE, _OK = lib.CDEC_MORE, lib.CDEC_OK
+_feed = lib.cdec_feed
 _REASONS = {
     lib.CDEC_E_BYTE: "malformed msgpack: byte 0xc1 is not a type",
     lib.CDEC_E_EXT: "malformed msgpack: ext types are not allowed",
@@ -52,6 +54,11 @@ _REASONS = {
 
 def _unpack(data: Any) -> Any:
     return msgpack.unpackb(data, raw=True, strict_map_key=False)
+
+
+def _int64s(n: int) -> tuple[Any, memoryview]:
+    array = ffi.new("int64_t[]", n)
+    return array, memoryview(ffi.buffer(array)).cast("q")
 
 
 class Decoder:
@@ -82,9 +89,12 @@ class Decoder:
         if handle == ffi.NULL:
             raise MemoryError("cannot allocate a decoder")
         self._d = ffi.gc(handle, lib.cdec_free)
-        self._rec = ffi.new("int64_t[]", RECORDS * _W)
-        self._view = memoryview(ffi.buffer(self._rec)).cast("q")
-        self._out = ffi.new("int64_t[2]")
+        self._ids, self._ids_view = _int64s(MESSAGES)
+        self._sessions, self._sessions_view = _int64s(MESSAGES)
+        self._fix, self._fix_view = _int64s(FIXUPS * _FW)
+        self._out, self._out_view = _int64s(4)
+        self._canon = ffi.new("uint8_t[]", CANON)
+        self._canon_view = memoryview(ffi.buffer(self._canon))
         self._tail: bytes | bytearray = b""  # the unfinished message, from its first byte
         self._base = 0  # stream offset of self._tail[0]
         self._error: DecodeError | None = None
@@ -108,74 +118,57 @@ class Decoder:
         tail = self._tail
         if type(tail) is bytearray:
             tail += data
-            return self._feed_big(tail)
-        if tail:
+            buf: bytes | bytearray = tail
+        elif tail:
             buf = tail + data
         else:
             buf = data if type(data) is bytes else bytes(data)
-        return self._feed_small(buf)
-
-    def _feed_small(self, buf: bytes) -> list[Message]:
         out: list[Message] = []
         start = 0
         while True:
-            status = lib.cdec_feed(self._d, buf, start, len(buf), self._rec, RECORDS, self._out)
-            nrec, consumed = self._out
-            it = iter(self._view[: nrec * _W].tolist())
-            out += [
-                (m, s, [buf[a:b]])
-                if k == _RAW
-                else (m, s, [])
-                if k == _EMPTY
-                else (m, s, [x, buf[a:b]])
-                if k == _INT_RAW
-                else self._other(buf, m, s, k, a, b)
-                for m, s, k, x, a, b in zip(it, it, it, it, it, it)
-            ]
-            start = consumed
-            if status != lib.CDEC_MORE:
-                break
-        self._settle(status, buf, consumed, out)
-        return out
-
-    def _feed_big(self, buf: bytearray) -> list[Message]:
-        out: list[Message] = []
-        start = 0
-        while True:
-            with ffi.from_buffer(buf) as ptr:
-                status = lib.cdec_feed(self._d, ptr, start, len(buf), self._rec, RECORDS, self._out)
-            nrec, consumed = self._out
-            if nrec:
-                with memoryview(buf) as view:
-                    out += self._build_from_view(view, nrec)
-            start = consumed
-            if status != lib.CDEC_MORE:
-                break
-        self._settle(status, buf, consumed, out)
-        return out
-
-    def _build_from_view(self, view: memoryview, nrec: int) -> list[Message]:
-        out: list[Message] = []
-        it = iter(self._view[: nrec * _W].tolist())
-        for m, s, k, x, a, b in zip(it, it, it, it, it, it):
-            if k == _RAW:
-                out.append((m, s, [bytes(view[a:b])]))
-            elif k == _EMPTY:
-                out.append((m, s, []))
-            elif k == _INT_RAW:
-                out.append((m, s, [x, bytes(view[a:b])]))
+            if type(buf) is bytes:
+                status = self._call(buf, start, len(buf))
             else:
-                out.append(self._other(view, m, s, k, a, b))
+                with ffi.from_buffer(buf) as ptr:
+                    status = self._call(ptr, start, len(buf))
+            count, start, used, fixups = self._out_view.tolist()
+            if count:
+                out += self._messages(buf, count, used, fixups)
+            if status != _MORE:
+                break
+        self._settle(status, buf, start, out)
         return out
 
-    def _other(self, buf: Any, mid: int, session: int, shape: int, a: int, b: int) -> Message:
-        """Messages whose arguments have no fast path (C has validated every byte)."""
-        if shape == _ARGS:
-            return (mid, session, _unpack(buf[a:b]))
-        frame = _unpack(buf[a:b])  # _FULL: an id beyond int64
-        if self._v12:
-            return (frame[1], frame[0], frame[2])
-        return (frame[0], frame[1], frame[2])
+    def _call(self, ptr: Any, start: int, end: int) -> int:
+        return _feed(self._d, ptr, start, end, self._ids, self._sessions, MESSAGES,
+                     self._canon, CANON, self._fix, FIXUPS, self._out)  # fmt: skip
+
+    def _messages(self, buf: bytes | bytearray, count: int, used: int, fixups: int) -> Any:
+        """Build one C call's messages: bulk conversions, then the fixups."""
+        ids = self._ids_view[:count].tolist()
+        sessions = self._sessions_view[:count].tolist()
+        args = _unpack(self._canon_view[:used])
+        if fixups:
+            with memoryview(buf) as view:
+                self._fixups(view, fixups, ids, sessions, args)
+        return zip(ids, sessions, args)
+
+    def _fixups(
+        self, view: memoryview, fixups: int, ids: list[Any], sessions: list[Any], args: list[Any]
+    ) -> None:
+        """Arguments too big for the canonical buffer, sliced from the input (one copy)."""
+        it = iter(self._fix_view[: fixups * _FW].tolist())
+        for i, shape, x, a, b in zip(it, it, it, it, it):
+            if shape == _RAW:
+                args[i] = [view[a:b].tobytes()]
+            elif shape == _INT_RAW:
+                args[i] = [x, view[a:b].tobytes()]
+            elif shape == _ARGS:
+                args[i] = _unpack(view[a:b])
+            else:  # FULL: an id beyond int64, taken from the decoded frame
+                frame = _unpack(view[a:b])
+                first, second, args[i] = frame[0], frame[1], frame[2]
+                ids[i], sessions[i] = (second, first) if self._v12 else (first, second)
 
     def _settle(self, status: int, buf: bytes | bytearray, consumed: int, out: list[Message]) -> None:
         """Keep the unfinished message and raise the error C reported, if any."""
