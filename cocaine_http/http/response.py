@@ -103,7 +103,7 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
 
 def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
     """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError."""
-    prefix = _status_prefixes.get(status)
+    prefix = _status_prefixes.get(status) if type(status) is int else None
     if prefix is None:
         if type(status) is not int or not 100 <= status <= 999:
             raise LocalProtocolError(f"illegal response status {status!r}")
