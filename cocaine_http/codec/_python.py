@@ -115,6 +115,7 @@ class Decoder:
             max_buffer_size=_HARD_BUFFER,
         )
         self._fed = 0
+        self._start = 0  # stream offset of the first unfinished message
         self._error: DecodeError | None = None
 
     @property
@@ -148,7 +149,8 @@ class Decoder:
             unpacker.feed(data)
             self._fed += len(data)
         while True:
-            start = unpacker.tell()
+            # not unpacker.tell(): after OutOfData it points into the unfinished message
+            start = self._start
             try:
                 obj = unpacker.unpack()
             except msgpack.OutOfData:
@@ -161,7 +163,8 @@ class Decoder:
                 raise LimitExceededError("message nested too deeply", start) from None
             except (ValueError, _ExtTypeRejected, _UnhashableKey) as exc:
                 raise FrameError(f"malformed msgpack: {exc}", start) from None
-            out.append(self._check(obj, start, unpacker.tell() - start))
+            self._start = unpacker.tell()
+            out.append(self._check(obj, start, self._start - start))
 
     def _check(self, obj: Any, start: int, size: int) -> Message:
         """Steps 3 to 6 for a complete message (a failure leaves the decoder broken, so the

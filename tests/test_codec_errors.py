@@ -1,0 +1,264 @@
+"""Decoder errors on both implementations: malformed msgpack, wrong frame shapes, limits, the
+offsets they name, the messages delivered before them, and a broken decoder staying broken."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+
+from cocaine_http.codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from cocaine_http.errors import FrameError, LimitExceededError
+from cocaine_http.protocol.dialect import V0_11, pack
+
+GOOD = V0_11.chunk(7, b"hi")  # 7 bytes
+
+
+def frame(args: bytes) -> bytes:
+    """A v0.11 frame [1, 2, <args>] around hand-written argument bytes."""
+    return b"\x93\x01\x02" + args
+
+
+def nested(levels: int) -> bytes:
+    """A frame whose arguments nest `levels` one-element arrays around an empty one."""
+    return frame(b"\x91" * levels + b"\x90")
+
+
+MALFORMED = [
+    pytest.param(frame(b"\x91\xc1"), id="byte-c1"),
+    pytest.param(frame(b"\x91\xd4\x05\x00"), id="fixext"),
+    pytest.param(frame(b"\x91\xc7\x01\x05\x00"), id="ext8"),
+    pytest.param(frame(b"\x91\xd6\xff\x00\x00\x00\x00"), id="timestamp32"),
+    pytest.param(frame(b"\x91\xd7\xff" + struct.pack(">Q", 1_000_000_000 << 34)), id="timestamp64-bad-ns"),
+    pytest.param(frame(b"\x91\xd4\xff\x00"), id="timestamp-bad-length"),
+    pytest.param(frame(b"\x91\x81\x90\x01"), id="array-key"),
+    pytest.param(frame(b"\x91\x81\x80\x01"), id="map-key"),
+    pytest.param(frame(b"\x91\x81\x81\x91\x01\x02\x03"), id="array-key-in-nested-map"),
+    pytest.param(frame(b"\xdd\x80\x00\x00\x00"), id="array-count-over-msgpack-max"),
+    pytest.param(frame(b"\x91\xdf\x40\x00\x00\x00"), id="map-count-over-msgpack-max"),
+]
+
+BAD_FRAMES = [
+    pytest.param("v0.11", b"\x01", id="not-an-array"),
+    pytest.param("v0.11", b"\x81\x01\x02", id="a-map"),
+    pytest.param("v0.11", b"\x92\x01\x02", id="two-elements"),
+    pytest.param("v0.11", b"\x94\x01\x02\x90\x90", id="v11-four-elements"),
+    pytest.param("v0.12", b"\x94\x01\x02\x90\x01", id="v12-headers-not-array"),
+    pytest.param("v0.12", b"\x95\x01\x02\x90\x90\x90", id="v12-five-elements"),
+    pytest.param("v0.11", b"\x93\xff\x02\x90", id="negative-id"),
+    pytest.param("v0.11", b"\x93\x01\xd0\xfe\x90", id="negative-session"),
+    pytest.param("v0.11", b"\x93\xc3\x02\x90", id="bool-id"),
+    pytest.param("v0.11", b"\x93\x01\xc2\x90", id="bool-session"),
+    pytest.param("v0.11", b"\x93\xca\x00\x00\x00\x00\x02\x90", id="float-id"),
+    pytest.param("v0.11", b"\x93\x01\xa1x\x90", id="raw-session"),
+    pytest.param("v0.11", b"\x93\x01\x02\xa0", id="args-raw"),
+    pytest.param("v0.11", b"\x93\x01\x02\x80", id="args-map"),
+    pytest.param("v0.11", b"\x93\x01\x02\xc0", id="args-nil"),
+]
+
+
+@pytest.mark.parametrize("data", MALFORMED)
+def test_malformed_msgpack_is_frame_error(decoder_cls: Any, data: bytes) -> None:
+    """Bytes msgpack itself rejects raise FrameError at the message's offset."""
+    decoder = decoder_cls()
+
+    with pytest.raises(FrameError) as info:
+        decoder.feed(GOOD + data)
+
+    assert info.value.offset == len(GOOD)
+    assert info.value.messages == [(4, 7, [b"hi"])]
+
+
+@pytest.mark.parametrize(("dialect", "data"), BAD_FRAMES)
+def test_wrong_frame_shape_is_frame_error(decoder_cls: Any, dialect: str, data: bytes) -> None:
+    """Well-formed msgpack that breaks the dialect's layout raises FrameError."""
+    decoder = decoder_cls(dialect)
+
+    with pytest.raises(FrameError) as info:
+        decoder.feed(GOOD + GOOD + data)
+
+    assert info.value.offset == 2 * len(GOOD)
+    assert len(info.value.messages) == 2
+
+
+def test_v12_frame_with_headers_is_accepted(decoder_cls: Any) -> None:
+    """A v0.12 frame with a fourth (headers) element decodes, the headers dropped."""
+    decoder = decoder_cls("v0.12")
+
+    assert decoder.feed(b"\x94\x05\x00\x91\xa1x\x91\x93\xc3\x50\xa0") == [(0, 5, [b"x"])]
+
+
+def test_error_in_partial_message_is_raised_before_it_completes(decoder_cls: Any) -> None:
+    """A bad byte inside an unfinished message fails the feed that brings it."""
+    decoder = decoder_cls()
+
+    assert decoder.feed(b"\x93\x01\x02\x92") == []
+    with pytest.raises(FrameError) as info:
+        decoder.feed(b"\xc1")
+
+    assert info.value.offset == 0
+
+
+def test_bad_map_key_waits_for_its_map(decoder_cls: Any) -> None:
+    """An array used as a key fails only when its map is complete (the reference's rule)."""
+    decoder = decoder_cls()
+
+    assert decoder.feed(frame(b"\x91\x82\x90\x01")) == []
+    with pytest.raises(FrameError):
+        decoder.feed(b"\x02\x03")
+
+
+def test_ext_fails_when_its_payload_is_complete(decoder_cls: Any) -> None:
+    """An ext type fails once its payload has arrived, not at its header."""
+    decoder = decoder_cls()
+
+    assert decoder.feed(frame(b"\x91\xd7\x05\x00")) == []
+    with pytest.raises(FrameError):
+        decoder.feed(b"\x00" * 7)
+
+
+class TestLimits:
+    def test_defaults(self, decoder_cls: Any) -> None:
+        """The defaults come from codec.limits: a 72 MiB message, 32 levels."""
+        decoder = decoder_cls()
+
+        assert decoder.feed(nested(DEFAULT_MAX_DEPTH - 2)) != []
+        with pytest.raises(LimitExceededError):
+            decoder_cls().feed(nested(DEFAULT_MAX_DEPTH - 1))
+        assert DEFAULT_MAX_MESSAGE_SIZE == 72 * 1024 * 1024
+
+    def test_complete_message_over_size(self, decoder_cls: Any) -> None:
+        """A complete message longer than max_message_size raises LimitExceededError."""
+        data = V0_11.chunk(1, b"x" * 100)
+        decoder = decoder_cls(max_message_size=len(data) - 1)
+
+        with pytest.raises(LimitExceededError) as info:
+            decoder.feed(GOOD + data)
+
+        assert info.value.offset == len(GOOD)
+        assert info.value.messages == [(4, 7, [b"hi"])]
+
+    def test_message_of_exactly_the_limit_passes(self, decoder_cls: Any) -> None:
+        """max_message_size is inclusive."""
+        data = V0_11.chunk(1, b"x" * 100)
+        decoder = decoder_cls(max_message_size=len(data))
+
+        assert decoder.feed(data) == [(4, 1, [b"x" * 100])]
+
+    def test_partial_message_over_size(self, decoder_cls: Any) -> None:
+        """Buffered bytes of an unfinished message over the limit fail before it completes."""
+        decoder = decoder_cls(max_message_size=50)
+        head = V0_11.chunk_header(1, 1000)
+
+        assert decoder.feed(head + b"x" * (50 - len(head))) == []
+        with pytest.raises(LimitExceededError) as info:
+            decoder.feed(b"x")
+
+        assert info.value.offset == 0
+
+    def test_declared_huge_string_fails_on_buffered_size(self, decoder_cls: Any) -> None:
+        """A raw32 header announcing 4 GiB is not an error until the buffer passes the limit."""
+        decoder = decoder_cls(max_message_size=1000)
+
+        assert decoder.feed(frame(b"\x91\xdb\xff\xff\xff\xff")) == []
+        with pytest.raises(LimitExceededError):
+            decoder.feed(b"x" * 1000)
+
+    @pytest.mark.parametrize("limit", [2, 5])
+    def test_depth(self, decoder_cls: Any, limit: int) -> None:
+        """max_depth counts the frame as 1; one level more raises LimitExceededError."""
+        ok = nested(limit - 2)
+        decoder = decoder_cls(max_depth=limit)
+
+        assert len(decoder.feed(ok)) == 1
+        with pytest.raises(LimitExceededError) as info:
+            decoder.feed(nested(limit - 1))
+        assert info.value.offset == len(ok)
+
+    def test_depth_counts_values_a_duplicate_key_replaced(self, decoder_cls: Any) -> None:
+        """Depth is the encoding's nesting, even where a later duplicate key drops a value."""
+        args = b"\x91\x82\x01\x91\x91\x91\x90\x01\x02"  # [{1: [[[[]]]], 1: 2}]
+        decoder = decoder_cls(max_depth=7)
+
+        assert decoder.feed(frame(args)) == [(1, 2, [{1: 2}])]
+        with pytest.raises(LimitExceededError):
+            decoder_cls(max_depth=6).feed(frame(args))
+
+    def test_msgpack_stack_limit_even_when_incomplete(self, decoder_cls: Any) -> None:
+        """A 1025th open container fails at once, as msgpack's own parser does."""
+        decoder = decoder_cls(max_depth=1024)
+
+        assert decoder.feed(b"\x91" * 1024) == []
+        with pytest.raises(LimitExceededError):
+            decoder.feed(b"\x90")
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"max_message_size": 0}, {"max_message_size": 2**31}, {"max_depth": 0},
+         {"max_depth": 1025}, {"dialect": "v0.13"}],
+    )
+    def test_bad_constructor_arguments(self, decoder_cls: Any, kwargs: dict[str, Any]) -> None:
+        """Limits outside their range and unknown dialects raise ValueError."""
+        with pytest.raises(ValueError):
+            decoder_cls(**kwargs)
+
+
+def test_error_order_size_before_depth_before_frame(decoder_cls: Any) -> None:
+    """A complete message breaking size, depth and layout reports the size first, then depth."""
+    data = b"\x92" + b"\x91" * 10 + b"\x90" + b"\x01"
+
+    with pytest.raises(LimitExceededError, match="size"):
+        decoder_cls(max_message_size=5, max_depth=3).feed(data)
+    with pytest.raises(LimitExceededError, match="deeper"):
+        decoder_cls(max_depth=3).feed(data)
+    with pytest.raises(FrameError):
+        decoder_cls().feed(data)
+
+
+def test_offset_counts_from_decoder_creation(decoder_cls: Any) -> None:
+    """The offset is the stream position of the bad message across many feeds."""
+    decoder = decoder_cls()
+    for _ in range(10):
+        decoder.feed(GOOD[:3])
+        decoder.feed(GOOD[3:])
+
+    with pytest.raises(FrameError) as info:
+        decoder.feed(GOOD[:5] + GOOD[5:] + b"\x01")
+
+    assert info.value.offset == 11 * len(GOOD)
+    assert info.value.messages == [(4, 7, [b"hi"])]
+
+
+def test_broken_decoder_keeps_raising(decoder_cls: Any) -> None:
+    """After an error every feed raises the same error again, with no messages."""
+    decoder = decoder_cls()
+    with pytest.raises(FrameError) as first:
+        decoder.feed(GOOD + b"\xc1")
+
+    with pytest.raises(FrameError) as second:
+        decoder.feed(GOOD)
+    with pytest.raises(FrameError) as third:
+        decoder.feed(b"")
+
+    assert second.value is first.value and third.value is first.value
+    assert second.value.messages == []
+
+
+def test_many_messages_before_an_error_are_all_delivered(decoder_cls: Any) -> None:
+    """`.messages` holds every message completed in the failing feed, however many."""
+    count = 5000
+
+    with pytest.raises(FrameError) as info:
+        decoder_cls().feed(GOOD * count + b"\x01")
+
+    assert len(info.value.messages) == count
+    assert info.value.offset == count * len(GOOD)
+
+
+def test_unsigned_64_bit_ids(decoder_cls: Any) -> None:
+    """Ids and sessions up to 2**64-1 decode as Python ints, in both dialects."""
+    top = 2**64 - 1
+
+    assert decoder_cls().feed(pack([top, top - 1, [b"x"]])) == [(top, top - 1, [b"x"])]
+    assert decoder_cls("v0.12").feed(pack([top, 2**63, []])) == [(2**63, top, [])]
