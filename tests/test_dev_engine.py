@@ -8,6 +8,8 @@ import os
 import signal
 from typing import Any
 
+import msgpack
+
 from cocaine_http.aio.channel import Channel
 from cocaine_http.dev.engine import NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED
 from cocaine_http.dev.profile import Profile
@@ -267,3 +269,19 @@ class TestShutdown:
 
         assert held.errors == [(2, SHUTTING_DOWN)] and not held.choked
         assert slave.returncode == -signal.SIGTERM
+
+
+class TestCrashlog:
+    async def test_failed_worker_output_is_saved_in_crashlogs(
+        self, dev_runtime_factory: Any, raw_worker_command: list[str]
+    ) -> None:
+        """A worker's output ring is saved in storage collection "crashlogs" when it fails."""
+        profile = Profile(environment={"RAW_EXIT_AT_START": "3"})
+        runtime = await dev_runtime_factory(raw_worker_command, app="raw", profile=profile)
+
+        await enqueue(runtime.engine, "echo").wait()
+
+        (key,) = runtime.services.storage.find("crashlogs", ["raw"])
+        blob = runtime.services.storage.read("crashlogs", key)
+        assert msgpack.unpackb(blob) == ["exiting at start as asked"]
+        assert len(key.split(":", 1)[1]) == 36  # <microseconds>:<uuid4>

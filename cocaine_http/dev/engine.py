@@ -19,6 +19,7 @@ import collections
 import logging
 import os
 import statistics
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,9 @@ class Engine:
         self.workdir = workdir
         self.locator = locator
         self.on_wire = on_wire
+        #: Called with (key, lines) when a failed worker's output ring is dumped; the runtime
+        #: saves it in the storage collection "crashlogs", as cocaine-runtime does.
+        self.on_crashlog: Callable[[str, list[str]], None] | None = None
         self.state = "stopped"
         self.pool: dict[str, Slave] = {}
         self.queue: collections.deque[Session] = collections.deque()
@@ -204,13 +208,23 @@ class Engine:
         if slave.state is State.DEAD:
             return
         if slave.state is not State.INACTIVE and slave.output:
-            log.warning("crashlog of slave %s:\n%s", slave.uuid, "\n".join(slave.output))
+            self._dump_crashlog(slave)
         log.info("slave %s removed: %s", slave.uuid, reason)
         never_active = not slave.activated
         self._remove(slave, reason)
         if never_active:
             self._spawn_failed(slave, reason)
         self._after_removal()
+
+    def _dump_crashlog(self, slave: Slave) -> None:
+        lines = list(slave.output)
+        log.warning("crashlog of slave %s:\n%s", slave.uuid, "\n".join(lines))
+        if self.on_crashlog is not None:
+            key = f"{time.time_ns() // 1000}:{slave.uuid}"
+            try:
+                self.on_crashlog(key, lines)
+            except Exception:
+                log.exception("cannot save the crashlog of slave %s", slave.uuid)
 
     def slave_terminated(self, slave: Slave, code: int, reason: str) -> None:
         log.info("slave %s terminated itself (%d, %s)", slave.uuid, code, reason)

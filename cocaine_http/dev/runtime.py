@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..aio.channel import Channel
+from ..protocol.dialect import pack
 from .engine import Engine
 from .front import Front
 from .profile import Profile
@@ -112,10 +113,15 @@ class DevRuntime:
         await self.engine.start()
         if self.services is not None:
             self.services.register_app(self.engine)
+            self.engine.on_crashlog = self._save_crashlog
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
                            max_body_size=self.max_body_size)
         await self.front.start()
+
+    def _save_crashlog(self, key: str, lines: list[str]) -> None:
+        # The storage service holds msgpack values, tagged with the app name (CORE11 slave.cpp).
+        self.services.storage.write("crashlogs", key, pack(lines), [self.app])
 
     async def close(self) -> None:
         """Graceful stop: the front stops accepting, workers get terminate, services close."""
