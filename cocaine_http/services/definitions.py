@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Union
@@ -107,7 +106,7 @@ def normalize(definition: DefinitionLike) -> dict[str, Entry]:
     return entries
 
 
-def _spec(name: str, entry: MethodSpec | Mapping[str, Any], table: set[str]) -> MethodSpec:
+def _spec(name: str, entry: MethodSpec | Mapping[str, Any]) -> MethodSpec:
     spec = entry if isinstance(entry, MethodSpec) else MethodSpec(**entry)
     return spec if spec.wire is not None else replace(spec, wire=name)
 
@@ -132,7 +131,7 @@ def build_methods(
             if entry is None:
                 continue
             if isinstance(entry, (MethodSpec, Mapping)):
-                spec = _spec(name, entry, wire)
+                spec = _spec(name, entry)
                 if spec.wire in wire:
                     specs[name] = spec
             elif callable(entry):
@@ -140,10 +139,6 @@ def build_methods(
             else:
                 raise TypeError(f"definition entry {name!r} must be a method spec, None or callable")
     return specs, extras
-
-
-def is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn)
 
 
 # -- shipped defaults (PROTOCOL.md §4.2, §5, §8) -------------------------------------------------
