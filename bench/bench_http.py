@@ -1,0 +1,399 @@
+# Strategy: measure server CPU per request (utime+stime growth of the server's process tree, from
+# /proc, divided by completed requests) for the same apps under three servers, in one run,
+# interleaved (A, B, A, B, ...), medians reported:
+#
+#   * cocaine-http: one worker process, driven by `Engine` below, a minimal load generator that
+#     speaks the v0.11 worker protocol over the worker's unix socket with pre-encoded sessions
+#     (invoke + request chunk + choke) and keeps IN_FLIGHT of them in flight;
+#   * uvicorn (uvloop + httptools) for the ASGI apps, gunicorn (sync, one worker) for the WSGI
+#     apps, both driven by wrk on loopback (a small Python HTTP client if wrk is missing).
+#
+# Servers run pinned to CPU 1 and load generators to CPU 0 (taskset) when there are two CPUs, as
+# PERF.md describes. Apps are built lazily by the module __getattr__ so that each server process
+# imports only the framework it serves.
+"""HTTP benchmark: cocaine-http worker vs uvicorn+httptools and gunicorn sync, CPU µs/request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+ROOT = Path(__file__).resolve().parent.parent
+DURATION = float(os.environ.get("BENCH_HTTP_DURATION", "2.0"))
+REPS = int(os.environ.get("BENCH_HTTP_REPS", "2"))
+IN_FLIGHT = 32
+MIB = 1024 * 1024
+HELLO = b"Hello world!"
+BIG = b"x" * MIB
+TICK = os.sysconf("SC_CLK_TCK")
+
+# -- the apps ------------------------------------------------------------------------------
+
+
+async def hello_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/plain"), (b"content-length", b"12")]})
+    await send({"type": "http.response.body", "body": HELLO})
+
+
+async def big_response_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/octet-stream"), (b"content-length", b"1048576")]})
+    await send({"type": "http.response.body", "body": BIG})
+
+
+async def big_request_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = str(size).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def hello_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "12")])
+    return [HELLO]
+
+
+def _starlette() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def home(request: Any) -> Any:
+        return PlainTextResponse("Hello world!")
+
+    return Starlette(routes=[Route("/", home)])
+
+
+def _flask() -> Any:
+    from flask import Flask
+
+    app = Flask("bench")
+
+    @app.get("/")
+    def home() -> str:
+        return "Hello world!"
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    builders = {"starlette_app": _starlette, "flask_app": _flask}
+    if name in builders:
+        value = builders[name]()
+        globals()[name] = value
+        return value
+    raise AttributeError(name)
+
+
+# (label, app attribute, rival server, method, body size, cocaine-http extra options)
+SCENARIOS = [
+    ("bare ASGI hello", "hello_asgi", "uvicorn", "GET", 0, ()),
+    ("Starlette hello", "starlette_app", "uvicorn", "GET", 0, ()),
+    ("bare WSGI hello", "hello_wsgi", "gunicorn", "GET", 0, ()),
+    ("bare WSGI hello, --threads 0", "hello_wsgi", "gunicorn", "GET", 0, ("--threads", "0")),
+    ("Flask hello", "flask_app", "gunicorn", "GET", 0, ()),
+    ("Flask hello, --threads 0", "flask_app", "gunicorn", "GET", 0, ("--threads", "0")),
+    ("1 MiB response (ASGI)", "big_response_asgi", "uvicorn", "GET", 0, ()),
+    ("1 MiB request body (ASGI)", "big_request_asgi", "uvicorn", "POST", MIB, ()),
+]
+
+# -- /proc ---------------------------------------------------------------------------------
+
+
+def tree_cpu(pid: int) -> float:
+    """Seconds of utime+stime of a process, its threads and its descendants."""
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                stack += [int(x) for x in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / TICK
+
+
+def pinned(cpu: int) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def pin_self(cpu: int) -> None:
+    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+# -- cocaine-http side ---------------------------------------------------------------------
+
+
+class Engine(asyncio.Protocol):
+    """A minimal v0.11 engine: echoes heartbeats and keeps `in_flight` sessions going."""
+
+    def __init__(self, request: bytes, in_flight: int) -> None:
+        self.request = request
+        self.in_flight = in_flight
+        self.unpacker = msgpack.Unpacker(raw=True, max_buffer_size=64 * MIB)
+        self.transport: Any = None
+        self.next_id = 1
+        self.done = 0
+        self.errors = 0
+        self.ready = asyncio.get_running_loop().create_future()
+        self.running = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def start(self) -> None:
+        self.running = True
+        for _ in range(self.in_flight):
+            self.send_session()
+
+    def send_session(self) -> None:
+        sid = self.next_id
+        self.next_id += 1
+        sid_b = msgpack.packb(sid)
+        head = b"\x93\x04" + sid_b + b"\x91" + _raw_header(len(self.request))
+        self.transport.writelines([
+            b"\x93\x03" + sid_b + b"\x91\xa4http", head, self.request,
+            b"\x93\x06" + sid_b + b"\x90",
+        ])
+
+    def data_received(self, data: bytes) -> None:
+        self.unpacker.feed(data)
+        for mid, _sid, _args in self.unpacker:
+            if mid == 6:
+                self.done += 1
+                if self.running:
+                    self.send_session()
+            elif mid == 1:
+                self.transport.write(b"\x93\x01\x00\x90")
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            elif mid == 5:
+                self.errors += 1
+
+
+def _raw_header(n: int) -> bytes:
+    if n < 32:
+        return bytes([0xA0 | n])
+    if n < 0x10000:
+        return b"\xda" + n.to_bytes(2, "big")
+    return b"\xdb" + n.to_bytes(4, "big")
+
+
+def request_frame(method: str, body_size: int) -> bytes:
+    headers = [["Host", "127.0.0.1"], ["User-Agent", "bench"], ["Accept", "*/*"]]
+    if body_size:
+        headers.append(["Content-Length", str(body_size)])
+    return msgpack.packb([method, "/", "1.1", headers, b"x" * body_size], use_bin_type=False)
+
+
+async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
+                     ) -> tuple[float, float]:
+    """(requests/s, CPU µs/request) of one cocaine-http worker process."""
+    loop = asyncio.get_running_loop()
+    tmp = tempfile.mkdtemp(prefix="bench-http-")
+    path = os.path.join(tmp, "engine.sock")
+    engine: Engine | None = None
+
+    def factory() -> Engine:
+        nonlocal engine
+        engine = Engine(request_frame(method, body), IN_FLIGHT)
+        return engine
+
+    server = await loop.create_unix_server(factory, path)
+    argv = [*pinned(1), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
+            "--no-access-log", "--log-level", "warning", *extra, "--app", "bench",
+            "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT))
+    try:
+        while engine is None:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(engine.ready, 30)
+        engine.start()
+        await asyncio.sleep(0.3)  # warm-up
+        cpu0, n0, t0 = tree_cpu(proc.pid), engine.done, time.perf_counter()
+        await asyncio.sleep(DURATION)
+        cpu1, n1, t1 = tree_cpu(proc.pid), engine.done, time.perf_counter()
+        engine.running = False
+        if engine.errors:
+            raise RuntimeError(f"worker answered {engine.errors} sessions with errors")
+    finally:
+        proc.terminate()
+        await proc.wait()
+        server.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    count = n1 - n0
+    return count / (t1 - t0), (cpu1 - cpu0) * 1e6 / max(count, 1)
+
+
+# -- uvicorn / gunicorn side ---------------------------------------------------------------
+
+
+def rival_command(server: str, target: str, fd: int) -> list[str]:
+    if server == "uvicorn":
+        # uvicorn's own --fd assumes a unix socket (no TCP_NODELAY then): hand it the socket.
+        code = ("import socket, sys, uvicorn; s = socket.socket(fileno=int(sys.argv[1])); "
+                "uvicorn.Server(uvicorn.Config(sys.argv[2], loop='uvloop', http='httptools', "
+                "access_log=False, log_level='warning', lifespan='off')).run(sockets=[s])")
+        return [sys.executable, "-c", code, str(fd), f"bench.bench_http:{target}"]
+    return [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "--bind", f"fd://{fd}",
+            "--log-level", "warning", f"bench.bench_http:{target}"]
+
+
+def run_rival(server: str, target: str, method: str, body: int) -> tuple[float, float]:
+    """(requests/s, CPU µs/request) of uvicorn or gunicorn driven by wrk."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    proc = subprocess.Popen([*pinned(1), *rival_command(server, target, fd)], cwd=str(ROOT),
+                            pass_fds=[fd])
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_http(url, method, body)
+        load(url, method, body, 0.3)
+        cpu0 = tree_cpu(proc.pid)
+        count, elapsed = load(url, method, body, DURATION)
+        cpu1 = tree_cpu(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+        sock.close()
+    return count / elapsed, (cpu1 - cpu0) * 1e6 / max(count, 1)
+
+
+def _wait_http(url: str, method: str, body: int) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            data = b"x" * body if body else None
+            urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=5)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def load(url: str, method: str, body: int, duration: float) -> tuple[int, float]:
+    """Drive `url` for `duration` seconds: (completed requests, elapsed seconds)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return _python_load(url, method, body, duration)
+    argv = [*pinned(0), wrk, "-t1", f"-c{IN_FLIGHT}", f"-d{max(duration, 1):.0f}s", url]
+    script = None
+    if method != "GET":
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write(f'wrk.method = "{method}"\nwrk.body = string.rep("x", {body})\n'
+                     f'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        script.close()
+        argv[-1:-1] = ["-s", script.name]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    finally:
+        if script is not None:
+            os.unlink(script.name)
+    match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if not match or "Non-2xx" in out or "Socket errors" in out and "timeout" in out:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    seconds = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
+    return int(match.group(1)), seconds
+
+
+def _python_load(url: str, method: str, body: int, duration: float) -> tuple[int, float]:
+    """A small keep-alive HTTP/1.1 load generator, used when wrk is not installed."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    request = (f"{method} / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body}\r\n\r\n"
+               ).encode() + b"x" * body
+
+    async def client(deadline: float) -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        count = 0
+        while time.perf_counter() < deadline:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            count += 1
+        writer.close()
+        return count
+
+    async def main() -> tuple[int, float]:
+        start = time.perf_counter()
+        counts = await asyncio.gather(*[client(start + duration) for _ in range(IN_FLIGHT)])
+        return sum(counts), time.perf_counter() - start
+
+    return asyncio.run(main())
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):,.1f}"
+
+
+def main() -> None:
+    pin_self(0)
+    loader = "wrk" if shutil.which("wrk") else "python load generator (wrk not installed)"
+    print(f"{REPS} interleaved runs of {DURATION:.0f} s each, {IN_FLIGHT} in flight; "
+          f"rivals driven by {loader}; pinning: {'taskset' if pinned(1) else 'none'}")
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for _ in range(REPS):
+        for label, target, rival, method, body, extra in SCENARIOS:
+            row = results.setdefault(label, {"ours": [], "rival": []})
+            row["ours"].append(asyncio.run(run_worker(target, method, body, extra)))
+            if not extra:  # rows with extra options share their base row's rival figures
+                row["rival"].append(run_rival(rival, target, method, body))
+    print()
+    print(f"| scenario | rival | cocaine-http µs/req | rival µs/req | CPU ratio | "
+          f"cocaine-http req/s | rival req/s |")
+    print("|---|---|---|---|---|---|---|")
+    for label, target, rival, *_ in SCENARIOS:
+        base = next(s[0] for s in SCENARIOS if s[1] == target and not s[5])
+        ours, theirs = results[label]["ours"], results[base]["rival"]
+        cpu_ours = statistics.median(c for _, c in ours)
+        cpu_theirs = statistics.median(c for _, c in theirs)
+        name = "uvicorn+httptools" if rival == "uvicorn" else "gunicorn sync"
+        print(f"| {label} | {name} | {cpu_ours:,.1f} | {cpu_theirs:,.1f} | "
+              f"{cpu_ours / cpu_theirs:.2f} | {_median([r for r, _ in ours])} | "
+              f"{_median([r for r, _ in theirs])} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
