@@ -1,0 +1,140 @@
+"""Property tests: the C decoder and the Python reference agree on every input, feed by feed:
+the same messages, or the same error type at the same offset with the same messages before it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cocaine_http.codec import _python
+from cocaine_http.errors import DecodeError
+
+from .plugins.codec import load_decoder
+
+CDecoder = load_decoder("c")
+PythonDecoder = _python.Decoder
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=True)
+    | st.binary(max_size=70)
+    | st.text(max_size=40)
+)
+keys = st.none() | st.booleans() | st.integers(-1000, 1000) | st.binary(max_size=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=12,
+)
+ids = st.integers(min_value=0, max_value=2**64 - 1) | st.integers(0, 10)
+headers = st.lists(st.integers(0, 200) | st.lists(scalars, max_size=3), max_size=3)
+
+
+@st.composite
+def frames(draw: Any, dialect: str) -> Any:
+    args = draw(st.lists(values, max_size=4) | st.sampled_from([[], [b"ping"], [-100, b"x"]]))
+    frame = [draw(ids), draw(ids), args]
+    if dialect == "v0.12" and draw(st.booleans()):
+        frame.append(draw(headers))
+    return frame
+
+
+@st.composite
+def streams(draw: Any) -> tuple[str, bytes]:
+    dialect = draw(st.sampled_from(["v0.11", "v0.12"]))
+    bin_type = draw(st.booleans())  # also str8 0xd9 and bin 0xc4-0xc6
+    parts = draw(st.lists(frames(dialect), min_size=1, max_size=6))
+    data = b"".join(msgpack.packb(f, use_bin_type=bin_type) for f in parts)
+    return dialect, data
+
+
+@st.composite
+def mutated(draw: Any) -> tuple[str, bytes]:
+    dialect, data = draw(streams())
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        at = draw(st.integers(0, max(len(buf) - 1, 0)))
+        if op == "flip" and buf:
+            buf[at] = draw(st.integers(0, 255))
+        elif op == "insert":
+            buf[at:at] = draw(st.binary(min_size=1, max_size=4))
+        elif op == "delete":
+            del buf[at : at + draw(st.integers(1, 4))]
+        else:
+            del buf[at:]
+    return dialect, bytes(buf)
+
+
+limits = st.fixed_dictionaries(
+    {},
+    optional={"max_message_size": st.integers(1, 400), "max_depth": st.integers(1, 8)},
+)
+
+
+def cuts_for(data: bytes) -> Any:
+    return st.lists(st.integers(0, len(data)), max_size=8).map(sorted)
+
+
+def run(cls: type[Any], dialect: str, data: bytes, cuts: list[int], kw: dict[str, Any]) -> list[Any]:
+    """Feed `data` split at `cuts`; one entry per feed: repr of messages, or the error."""
+    decoder = cls(dialect, **kw)
+    log: list[Any] = []
+    bounds = [0, *cuts, len(data)]
+    for a, b in zip(bounds, bounds[1:]):
+        try:
+            log.append(repr(decoder.feed(data[a:b])))
+        except DecodeError as exc:
+            log.append((type(exc).__name__, exc.offset, repr(exc.messages)))
+            break
+    return log
+
+
+def assert_agree(dialect: str, data: bytes, cuts: list[int], kw: dict[str, Any]) -> None:
+    assert run(CDecoder, dialect, data, cuts, kw) == run(PythonDecoder, dialect, data, cuts, kw)
+
+
+@SETTINGS
+@given(stream=streams(), data=st.data())
+def test_valid_streams_agree(stream: tuple[str, bytes], data: Any) -> None:
+    """Random valid streams split at random points decode identically."""
+    dialect, raw = stream
+    assert_agree(dialect, raw, data.draw(cuts_for(raw)), {})
+
+
+@SETTINGS
+@given(stream=streams(), data=st.data(), kw=limits)
+def test_limits_agree(stream: tuple[str, bytes], data: Any, kw: dict[str, Any]) -> None:
+    """With small size and depth limits both fail alike (or not at all)."""
+    dialect, raw = stream
+    assert_agree(dialect, raw, data.draw(cuts_for(raw)), kw)
+
+
+@SETTINGS
+@given(stream=mutated(), data=st.data(), kw=limits)
+def test_mutated_streams_agree(stream: tuple[str, bytes], data: Any, kw: dict[str, Any]) -> None:
+    """Flipped, inserted, deleted and truncated bytes give the same messages or errors."""
+    dialect, raw = stream
+    assert_agree(dialect, raw, data.draw(cuts_for(raw)), kw)
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=64), dialect=st.sampled_from(["v0.11", "v0.12"]))
+def test_random_bytes_agree(raw: bytes, dialect: str) -> None:
+    """Arbitrary bytes, fed whole and byte by byte, give the same result."""
+    assert_agree(dialect, raw, [], {})
+    assert_agree(dialect, raw, list(range(1, len(raw))), {"max_depth": 3})
+
+
+def test_a_failing_comparison_is_detected() -> None:
+    """The parity harness reports a difference when there is one (it can fail)."""
+    good = msgpack.packb([1, 2, [b"x"]])
+
+    assert run(CDecoder, "v0.11", good, [], {}) != run(PythonDecoder, "v0.12", good + b"\xc1", [], {})
