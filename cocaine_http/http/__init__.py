@@ -83,10 +83,10 @@ from __future__ import annotations
 
 from cocaine_http.errors import BadRequestError
 from cocaine_http.http.accesslog import ACCESS_LOG_FORMAT, access_log_line
-from cocaine_http.http.asgi_scope import asgi_scope, request_messages
+from cocaine_http.http.scope import asgi_scope, request_messages
 from cocaine_http.http.request import DEFAULT_CONFIG, HttpConfig, Request, parse_request
 from cocaine_http.http.response import Payload, Response, ResponseState, error_response
-from cocaine_http.http.wsgi_environ import BodyReader, FileWrapper, wsgi_environ
+from cocaine_http.http.environ import BodyReader, FileWrapper, wsgi_environ
 
 __all__ = [
     "ACCESS_LOG_FORMAT",

@@ -150,6 +150,10 @@ def _unpack(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]
 _BODY_HEADERS = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
+def _unpack_whole(frame: bytes | memoryview) -> tuple[object, ...]:
+    return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+
+
 def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]:
     """Unpack the head fields only; the body becomes a view of the frame's tail."""
     view = memoryview(frame)
@@ -160,12 +164,12 @@ def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object
     while True:
         try:
             if unpacker.read_array_header() != 5:
-                return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+                return _unpack_whole(frame)
             head = tuple(unpacker.unpack() for _ in range(4))
             break
         except msgpack.OutOfData:
             if fed >= limit or fed >= len(view):
-                return msgpack.unpackb(frame, raw=True, use_list=False)  # type: ignore[no-any-return]
+                return _unpack_whole(frame)
             unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=limit)
             fed = min(fed * 4, limit, len(view))
             unpacker.feed(view[:fed])
@@ -232,7 +236,8 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
                 if kind <= _v.TRANSFER_ENCODING:
                     _v.framing(special)  # checked in order, as h11 does
     if size > config.max_header_bytes:
-        raise BadRequestError(431, f"{size} bytes of header fields is over {config.max_header_bytes}")
+        limit = config.max_header_bytes
+        raise BadRequestError(431, f"{size} bytes of header fields is over {limit}")
     req.headers = headers
     req.content_type = None
     req.scheme = "http"
@@ -247,7 +252,9 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
 _pairs_get = _v.pairs_cache().get
 
 
-def _apply_special(req: Request, special: list[tuple[int, bytes]], config: HttpConfig) -> int | None:
+def _apply_special(
+    req: Request, special: list[tuple[int, bytes]], config: HttpConfig
+) -> int | None:
     proxy: list[tuple[int, bytes]] = []
     for kind, value in special:
         if kind == _v.HOST:
