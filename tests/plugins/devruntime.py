@@ -108,7 +108,9 @@ def raw_worker_command() -> list[str]:
 
 
 @pytest.fixture
-async def dev_runtime_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[DevRuntime]]]:
+async def dev_runtime_factory(
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., Awaitable[DevRuntime]]]:
     """Start dev runtimes on loopback (front on port 0); all are closed at teardown."""
     runtimes: list[DevRuntime] = []
 

@@ -180,7 +180,8 @@ class RawWorker:
         self.reply(sid, pack({"not": "a head"}))
 
     def http_stream(self, sid: int, frame: list, path: str) -> None:
-        self.channel.send(sid, [D.chunk(sid, self.head(sid, 200, [])), D.chunk(sid, pack(b"first;"))])
+        head = D.chunk(sid, self.head(sid, 200, []))
+        self.channel.send(sid, [head, D.chunk(sid, pack(b"first;"))])
         self.held[sid] = pack(b"second")
 
     def http_slow(self, sid: int, frame: list, path: str) -> None:
