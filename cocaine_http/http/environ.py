@@ -1,5 +1,5 @@
-# Strategy: the PEP 3333 environ is built from the validated Request in one pass over its
-# headers. Header names map to their CGI keys through a small cache (the same few names come
+# Strategy: the PEP 3333 environ is a copy of a per-adapter template (the keys that never
+# change) plus the request's fields, filled in one pass over its headers. Header names map to their CGI keys through a small cache (the same few names come
 # with every request), values are decoded as latin-1 (PEP 3333 "native strings"), repeated
 # headers are joined with ", " (Cookie with "; ", RFC 6265 §5.4), and names with an underscore
 # are dropped, as gunicorn does, so that `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
@@ -40,34 +40,48 @@ def wsgi_environ(
         app: the Cocaine app name (`cocaine.app`).
         file_wrapper: `wsgi.file_wrapper` (default: FileWrapper).
     """
+    root = config.root_path
+    key = (root, errors, app, file_wrapper)
+    template = _templates.get(key) or _template(key)
+    environ = template.copy()
     body = request.body
     server_name, server_port = request.server or _NO_HOST
-    root = config.root_path
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method,
+    environ["REQUEST_METHOD"] = request.method
+    environ["PATH_INFO"] = _path_info(request.raw_path, root)
+    environ["QUERY_STRING"] = request.query_string.decode("latin-1")
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = str(server_port)
+    environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["wsgi.url_scheme"] = request.scheme
+    environ["wsgi.input"] = io.BytesIO(body) if type(body) is bytes else BodyReader(body)
+    environ["cocaine.session"] = session
+    if request.client is not None:
+        environ["REMOTE_ADDR"] = request.client[0]
+    _add_headers(environ, request.headers)
+    return environ
+
+
+_templates: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _template(key: tuple[Any, ...]) -> dict[str, Any]:
+    """The keys that are the same for every request of one adapter (copied per request)."""
+    root, errors, app, file_wrapper = key
+    if len(_templates) >= 16:
+        _templates.clear()
+    template = _templates[key] = {
         "SCRIPT_NAME": root.encode("utf-8").decode("latin-1") if root else "",
-        "PATH_INFO": _path_info(request.raw_path, root),
-        "QUERY_STRING": request.query_string.decode("latin-1"),
-        "SERVER_NAME": server_name,
-        "SERVER_PORT": str(server_port),
-        "SERVER_PROTOCOL": "HTTP/" + request.http_version,
-        "CONTENT_LENGTH": str(len(body)),
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": request.scheme,
-        "wsgi.input": io.BytesIO(body) if type(body) is bytes else BodyReader(body),
         "wsgi.input_terminated": True,
         "wsgi.errors": errors,
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.file_wrapper": file_wrapper or FileWrapper,
-        "cocaine.session": session,
         "cocaine.app": app,
     }
-    if request.client is not None:
-        environ["REMOTE_ADDR"] = request.client[0]
-    _add_headers(environ, request.headers)
-    return environ
+    return template
 
 
 def _path_info(raw_path: bytes, root: str) -> str:

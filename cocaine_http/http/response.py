@@ -94,7 +94,8 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
             raise LocalProtocolError(f"illegal Content-Length {value!r}")
         length = int(text)
     hit = (b"\x92" + raw_header(len(name)) + name + raw_header(len(value)) + value, length)
-    if type(pair) is tuple and len(value) <= 512:
+    cacheable = type(name_obj) in (bytes, str) and type(value_obj) in (bytes, str)
+    if type(pair) is tuple and cacheable and len(value) <= 512:
         if len(_pairs) >= _CACHE_SIZE:
             _pairs.clear()
         _pairs[pair] = hit
