@@ -45,6 +45,11 @@ typedef struct {       /* what one element of the frame or of its argument array
 } element;
 
 struct cdec {
+    /* output arrays, owned by the caller (cdec_bind) */
+    int64_t *res, cap;
+    uint8_t *canon;
+    int64_t canon_cap;
+    int64_t *fix, fix_cap;
     int v12;
     int64_t max_size;
     int max_depth;
@@ -533,26 +538,42 @@ static int full(const output *o)
            o->canon_cap - o->canon_len < CDEC_SMALL_ARGS + 1;
 }
 
-static void close_output(output *o, int64_t *out, int64_t consumed)
+static void close_output(output *o, int64_t *res, int64_t consumed)
 {
     uint64_t n = (uint64_t)o->count;
     o->canon[0] = 0xdd; /* array32 header over every message's arguments */
     for (int i = 0; i < 4; i++)
         o->canon[1 + i] = (uint8_t)(n >> (24 - 8 * i));
-    out[0] = o->count;
-    out[1] = consumed;
-    out[2] = o->canon_len;
-    out[3] = o->nfix;
+    res[0] = o->count;
+    res[1] = consumed;
+    res[2] = o->canon_len;
+    res[3] = o->nfix;
+    /* sessions follow the ids directly, so Python converts both with one tolist() */
+    if (o->sessions != o->ids + o->count)
+        memmove(o->ids + o->count, o->sessions, (size_t)o->count * sizeof(int64_t));
 }
 
-int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *ids,
-              int64_t *sessions, int64_t cap, uint8_t *canon, int64_t canon_cap, int64_t *fix,
-              int64_t fix_cap, int64_t *out)
+void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon_cap,
+               int64_t *fix, int64_t fix_cap)
+{
+    d->res = res;
+    d->cap = cap;
+    d->canon = canon;
+    d->canon_cap = canon_cap;
+    d->fix = fix;
+    d->fix_cap = fix_cap;
+}
+
+int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len)
 {
     const uint8_t *buf = (const uint8_t *)data;
-    output o = {ids, sessions, cap, 0, canon, canon_cap, 5, fix, fix_cap, 0};
+    output o = {d->res + 4, d->res + 4 + d->cap, d->cap, 0,
+                d->canon, d->canon_cap, 5, d->fix, d->fix_cap, 0};
+    int64_t *out = d->res;
     int status = CDEC_OK;
     result r = {0, 0, 0, 0, 0, 0, 0};
+    if (d->res == NULL)
+        return CDEC_UNBOUND;
     if (d->error) {
         close_output(&o, out, start);
         return d->error_status;

@@ -38,6 +38,7 @@ typedef struct cdec cdec;
 #define CDEC_MORE 1      /* the records are full: call again after taking them */
 #define CDEC_FRAME 2     /* FrameError; cdec_error() says why */
 #define CDEC_LIMIT 3     /* LimitExceededError; cdec_error() says why */
+#define CDEC_UNBOUND 4   /* cdec_bind was not called */
 
 /* Reasons, from cdec_error(). */
 #define CDEC_E_BYTE 1        /* 0xc1 is not a msgpack type */
@@ -56,13 +57,16 @@ typedef struct cdec cdec;
 
 cdec *cdec_new(int v12, int64_t max_size, int max_depth);
 void cdec_free(cdec *d);
-/* Parse data[start:len] (start is where the first unfinished message begins). out[0] = messages
- * written, out[1] = offset in data where the first unfinished (or failing) message begins,
- * out[2] = bytes used in canon, out[3] = fixups written. canon_cap must exceed
- * CDEC_SMALL_ARGS + 5. */
-int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len, int64_t *ids,
-              int64_t *sessions, int64_t cap, uint8_t *canon, int64_t canon_cap, int64_t *fix,
-              int64_t fix_cap, int64_t *out);
+/* Give the decoder its output arrays (they must outlive it):
+ *   res: 4 + 2 * cap int64 values; after each call res[0] = messages written, res[1] = offset
+ *        in data where the first unfinished (or failing) message begins, res[2] = bytes used
+ *        in canon, res[3] = fixups written, then res[0] ids and res[0] sessions.
+ *   canon: canon_cap bytes, more than CDEC_SMALL_ARGS + 5.
+ *   fix: fix_cap * CDEC_FIX_WIDTH int64 values. */
+void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon_cap,
+               int64_t *fix, int64_t fix_cap);
+/* Parse data[start:len]; start is where the first unfinished message begins. */
+int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len);
 int cdec_error(const cdec *d);
 /* CDEF-END */
 

@@ -89,12 +89,11 @@ class Decoder:
         if handle == ffi.NULL:
             raise MemoryError("cannot allocate a decoder")
         self._d = ffi.gc(handle, lib.cdec_free)
-        self._ids, self._ids_view = _int64s(MESSAGES)
-        self._sessions, self._sessions_view = _int64s(MESSAGES)
+        self._res, self._res_view = _int64s(4 + 2 * MESSAGES)
         self._fix, self._fix_view = _int64s(FIXUPS * _FW)
-        self._out, self._out_view = _int64s(4)
         self._canon = ffi.new("uint8_t[]", CANON)
         self._canon_view = memoryview(ffi.buffer(self._canon))
+        lib.cdec_bind(handle, self._res, MESSAGES, self._canon, CANON, self._fix, FIXUPS)
         self._tail: bytes | bytearray = b""  # the unfinished message, from its first byte
         self._base = 0  # stream offset of self._tail[0]
         self._error: DecodeError | None = None
@@ -123,35 +122,38 @@ class Decoder:
             buf = tail + data
         else:
             buf = data if type(data) is bytes else bytes(data)
-        out: list[Message] = []
-        start = 0
-        while True:
+        if type(buf) is bytes:
+            status = _feed(self._d, buf, 0, len(buf))
+        else:
+            with ffi.from_buffer(buf) as ptr:
+                status = _feed(self._d, ptr, 0, len(buf))
+        out = self._messages(buf)
+        while status == _MORE:
+            start = self._res[1]
             if type(buf) is bytes:
-                status = self._call(buf, start, len(buf))
+                status = _feed(self._d, buf, start, len(buf))
             else:
                 with ffi.from_buffer(buf) as ptr:
-                    status = self._call(ptr, start, len(buf))
-            count, start, used, fixups = self._out_view.tolist()
-            if count:
-                out += self._messages(buf, count, used, fixups)
-            if status != _MORE:
-                break
-        self._settle(status, buf, start, out)
-        return out
+                    status = _feed(self._d, ptr, start, len(buf))
+            out += self._messages(buf)
+        if status == _OK:
+            self._keep(buf, self._res[1])
+            return out
+        raise self._fail(status, out)
 
-    def _call(self, ptr: Any, start: int, end: int) -> int:
-        return _feed(self._d, ptr, start, end, self._ids, self._sessions, MESSAGES,
-                     self._canon, CANON, self._fix, FIXUPS, self._out)  # fmt: skip
-
-    def _messages(self, buf: bytes | bytearray, count: int, used: int, fixups: int) -> Any:
-        """Build one C call's messages: bulk conversions, then the fixups."""
-        ids = self._ids_view[:count].tolist()
-        sessions = self._sessions_view[:count].tolist()
-        args = _unpack(self._canon_view[:used])
-        if fixups:
+    def _messages(self, buf: bytes | bytearray) -> list[Message]:
+        """Build one C call's messages: bulk conversions in C, then the fixups."""
+        count = self._res[0]
+        if not count:
+            return []
+        values = self._res_view[: 4 + 2 * count].tolist()
+        ids = values[4 : 4 + count]
+        sessions = values[4 + count :]
+        args = _unpack(self._canon_view[: values[2]])
+        if values[3]:
             with memoryview(buf) as view:
-                self._fixups(view, fixups, ids, sessions, args)
-        return zip(ids, sessions, args)
+                self._fixups(view, values[3], ids, sessions, args)
+        return list(zip(ids, sessions, args))
 
     def _fixups(
         self, view: memoryview, fixups: int, ids: list[Any], sessions: list[Any], args: list[Any]
@@ -170,20 +172,17 @@ class Decoder:
                 first, second, args[i] = frame[0], frame[1], frame[2]
                 ids[i], sessions[i] = (second, first) if self._v12 else (first, second)
 
-    def _settle(self, status: int, buf: bytes | bytearray, consumed: int, out: list[Message]) -> None:
-        """Keep the unfinished message and raise the error C reported, if any."""
-        if status == lib.CDEC_OK:
-            self._keep(buf, consumed)
-            return
+    def _fail(self, status: int, out: list[Message]) -> DecodeError:
+        """The error C reported, carrying the messages completed before it."""
         cls = FrameError if status == lib.CDEC_FRAME else LimitExceededError
         reason = _REASONS[lib.cdec_error(self._d)].format(
             size=self._max_size, depth=self._max_depth, dialect=self.dialect
         )
-        error = cls(reason, self._base + consumed)
+        error = cls(reason, self._base + self._res[1])
         error.messages = out
         self._error = error
         self._tail = b""
-        raise error
+        return error
 
     def _keep(self, buf: bytes | bytearray, consumed: int) -> None:
         self._base += consumed
