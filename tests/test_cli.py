@@ -41,6 +41,11 @@ def app_dir(tmp_path: Path) -> Path:
         "    return app\n"
     )
     (tmp_path / "asgiapp.py").write_text("async def app(scope, receive, send):\n    pass\n")
+    (tmp_path / "failing.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    await receive()\n"
+        "    await send({'type': 'lifespan.startup.failed', 'message': 'database unreachable'})\n"
+    )
     (tmp_path / "broken.py").write_text("import does_not_exist_anywhere\n")
     (tmp_path / "raising.py").write_text("raise RuntimeError('boom\\nsecond line')\n")
     return tmp_path
@@ -132,6 +137,16 @@ class TestExitsWithOneLine:
         assert len(lines) == 1
         assert "cocaine-runtime" in lines[0]
         assert "cocaine-http dev wsgiapp:app" in lines[0]
+
+    def test_lifespan_startup_failure_exits_3_with_app_message(self, app_dir: Path) -> None:
+        """A failing lifespan startup stops the worker before it connects, with the app's words."""
+        result = run_cli("failing:app", "--endpoint", str(app_dir / "none.sock"),
+                         "--uuid", "u", "--app", "a", cwd=app_dir)
+
+        assert result.returncode == 3
+        assert result.stderr.strip().splitlines()[-1] == (
+            "cocaine-http: error: application startup failed: database unreachable"
+        )
 
     def test_bad_env_var_names_the_variable(self, app_dir: Path) -> None:
         """A bad COCAINE_HTTP_* value is reported with the variable's name."""

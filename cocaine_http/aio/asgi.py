@@ -45,6 +45,9 @@ APP_ERROR = 1
 ASGIApp = Callable[..., Awaitable[None]]
 
 
+_NO_RESPONSE = Response()
+
+
 class SessionGoneError(ConnectionResetError):
     """send() after the session ended or failed (ASGI asks for an OSError subclass)."""
 
@@ -115,7 +118,7 @@ class _Cycle:
         self.session = session
         self.parts: list[bytes] = []
         self.request: Request | None = None
-        self.response = Response(raw_body=adapter.raw_body)
+        self.response: Response = _NO_RESPONSE
         self.messages: Any = None
         self.task: asyncio.Task[None] | None = None
         self.disconnected = False
@@ -141,15 +144,18 @@ class _Cycle:
             log.warning("bad request on session %s: %s", self.session.id, exc)
             self.reply_error(exc.status, exc.reason)
             return
+        adapter = self.adapter
         self.request = request
-        self.response = Response(request.method, raw_body=self.adapter.raw_body)
-        self.messages = request_messages(request, self.adapter.http.body_chunk_size)
-        scope = asgi_scope(request, self.adapter.http, self.adapter.state(), spec_version="2.4")
+        self.response = Response(request.method, raw_body=adapter.raw_body)
+        body = request.body
+        if len(body) <= REQUEST_PIECE and type(body) is bytes:
+            self.messages = {"type": "http.request", "body": body, "more_body": False}
+        else:
+            self.messages = request_messages(request, adapter.http.body_chunk_size)
+        scope = asgi_scope(request, adapter.http, adapter.state(), spec_version="2.4")
         task = asyncio.get_running_loop().create_task(self.run(scope))
         self.task = task
-        tasks = self.adapter.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        adapter.tasks.add(task)  # the loop holds tasks weakly; run() removes it at the end
 
     def on_fail(self, code: int, message: str) -> None:
         if self.finished:
@@ -163,6 +169,12 @@ class _Cycle:
     # -- the app ---------------------------------------------------------------------------
 
     async def run(self, scope: dict[str, Any]) -> None:
+        try:
+            await self._run(scope)
+        finally:
+            self.adapter.tasks.discard(self.task)  # type: ignore[arg-type]
+
+    async def _run(self, scope: dict[str, Any]) -> None:
         try:
             await self.adapter.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
@@ -182,6 +194,9 @@ class _Cycle:
 
     async def receive(self) -> dict[str, Any]:
         messages = self.messages
+        if type(messages) is dict:
+            self.messages = None
+            return messages
         if messages is not None:
             message = next(messages, None)
             if message is not None:
