@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,7 @@ class WSGIAdapter:
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
         self.access = config.access_log and access_log.isEnabledFor(logging.INFO)
         self.executor: ThreadPoolExecutor | None = None
+        self.cond = threading.Condition(threading.Lock())
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self) -> None:
@@ -121,11 +123,11 @@ class _Cycle:
         )
         executor = adapter.executor
         if executor is None:
-            self.pipe = Pipe(self.session, None)
+            self.pipe = Pipe(self.session, None, adapter.cond)
             self.run(environ)
         else:
             assert adapter.loop is not None
-            self.pipe = Pipe(self.session, adapter.loop)
+            self.pipe = Pipe(self.session, adapter.loop, adapter.cond)
             executor.submit(self.run, environ)
 
     def on_fail(self, code: int, message: str) -> None:

@@ -36,15 +36,18 @@ class Pipe:
     Args:
         session: the worker session the response goes to.
         loop: the session's loop; None for inline mode (calls come from the loop itself).
+        cond: the condition guarding the pipe, shared by the adapter's pipes (creating one per
+            request costs more than the rare contention; waiters re-check their own pipe).
     """
 
     __slots__ = ("session", "loop", "cond", "queue", "held", "scheduled", "inflight",
                  "unreleased", "draining", "aborted")
 
-    def __init__(self, session: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(self, session: Any, loop: asyncio.AbstractEventLoop | None,
+                 cond: threading.Condition | None = None) -> None:
         self.session = session
         self.loop = loop
-        self.cond = threading.Condition(threading.Lock())
+        self.cond = cond if cond is not None else threading.Condition(threading.Lock())
         self.queue: list[Any] = []
         self.held: list[Any] = []
         self.scheduled = False
