@@ -1,0 +1,576 @@
+# Strategy: the asyncio shell around protocol.worker.WorkerConnection. The Channel decodes and
+# calls back; each callback looks the session up in the connection's table and advances its
+# machine, so every decision (refuse, drain, disown, deadlines) is made in the sans-IO layer and
+# this module only moves bytes, runs handlers and keeps one timer armed at `get_timer()`
+# (loop.call_at, never polling).
+#
+# Two handler forms share one Session class:
+#   - default: `async def handler(session)` runs as a Task; request chunks are buffered for
+#     `read()` / `async for`; returning ends the response (choke) if the handler did not.
+#   - raw=True: `factory(session)` is called synchronously at invoke, sets session.on_chunk /
+#     on_end / on_fail, and nothing is buffered and no Task is made (the HTTP layer's fast path).
+#
+# Writes: one `write()` is one chunk message, framed as [header, *parts] and handed to
+# Channel.send as a list, so a payload is never copied or joined, and since each message is
+# queued whole, sessions never interleave inside a message.
+#
+# Exits (serve()'s return value): 0 after a terminate (engine's or ours) was drained and
+# answered; EXIT_CONNECTION_LOST when the engine socket failed or closed; EXIT_DISOWNED when no
+# heartbeat echo came within disown_timeout.
+"""Worker and Session: a Cocaine worker process on asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import errno as errnos
+import logging
+import signal
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from .. import codec
+from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
+from ..protocol.session import Choke, Chunk, Error, SessionMachine, SessionState, error_bytes
+from ..protocol.worker import (
+    HANDLER_FAILED,
+    SESSION_TIMEOUT,
+    SHUTTING_DOWN,
+    Disown,
+    GraceExpired,
+    Heartbeat,
+    WorkerConnection,
+    WorkerState,
+    parse_options,
+)
+from .channel import Buffer, Channel
+from .events import EventEmitter
+from .loop import loop_name, new_event_loop
+
+log = logging.getLogger("cocaine_http.worker")
+
+EXIT_OK = 0
+EXIT_CONNECTION_LOST = 1
+EXIT_DISOWNED = 2
+
+Handler = Callable[["Session"], Any]
+Hook = Callable[[], Awaitable[Any]]
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+class Session(SessionMachine):
+    """One session: the engine's request stream in, the worker's response stream out.
+
+    Attributes:
+        id: session id from the invoke.
+        event: event name from the invoke.
+        raw: True for raw=True handlers; chunks then go to the callbacks below.
+        on_chunk: raw sessions: called with each request chunk (bytes).
+        on_end: raw sessions: called when the engine ends the request (choke).
+        on_fail: raw sessions: called with (code, message) when the engine fails the session
+            or the worker aborts it (disown, timeout, shutdown, connection lost).
+    """
+
+    __slots__ = (
+        "raw", "on_chunk", "on_end", "on_fail", "_worker", "_channel", "_chunks", "_eof",
+        "_failure", "_waiter", "_task", "_timer", "_failed",
+    )  # fmt: skip
+
+    def __init__(self, worker: Worker, session: int, event: str, raw: bool) -> None:
+        super().__init__(session, event, worker._dialect)
+        self.raw = raw
+        self._worker = worker
+        self._channel = worker._channel
+        self._chunks: deque[bytes] = deque()
+        self._eof = False
+        self._failure: tuple[int, str] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failed = False
+        self.on_chunk: Callable[[bytes], Any]
+        self.on_end: Callable[[], Any]
+        self.on_fail: Callable[[int, str], Any]
+        if raw:
+            self.on_chunk = self.on_end = self.on_fail = _noop
+        else:
+            self.on_chunk, self.on_end, self.on_fail = self._push, self._push_end, self._push_fail
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.event!r} {self.state.name}>"
+
+    # -- response -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the response is over (ended, failed or aborted): writes would raise."""
+        return not self.response_open
+
+    def write(self, data: Buffer | Sequence[Buffer]) -> None:
+        """Send one chunk; a list of buffers becomes one chunk whose payload is the parts back
+        to back, framed without joining them.
+
+        Buffers must not be mutated after the call (they are queued, not copied).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            parts: list[Buffer] = [b"", data]
+            size = len(data)
+        else:
+            parts = [b"", *data]
+            size = sum(len(part) for part in parts)
+        try:
+            parts[0] = self.send_chunk(size)
+        except LocalProtocolError as exc:
+            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
+        self._channel.send(self.id, parts)
+
+    def end(self) -> None:
+        """End the response (choke).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        try:
+            data = self.send_choke()
+        except LocalProtocolError as exc:
+            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
+        self._channel.send(self.id, data)
+
+    def error(self, code: int, message: str) -> None:
+        """Fail the response: error then choke (the runtime waits for the choke).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        try:
+            data = self.send_error(code, message)
+        except LocalProtocolError as exc:
+            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
+        self._channel.send(self.id, data)
+
+    async def drain(self) -> None:
+        """Wait until the connection's write buffer is below its high-water mark again."""
+        await self._channel.drain()
+
+    # -- request --------------------------------------------------------------------------------
+
+    async def read(self) -> bytes | None:
+        """The next request chunk, or None once the engine has ended the request.
+
+        Raises:
+            SessionError: the engine failed the session, or the worker aborted it.
+            LocalProtocolError: called on a raw session (its chunks go to on_chunk).
+        """
+        if self.raw:
+            raise LocalProtocolError("a raw session delivers chunks through on_chunk")
+        while True:
+            if self._chunks:
+                return self._chunks.popleft()
+            if self._failure is not None:
+                raise SessionError(*self._failure)
+            if self._eof:
+                return None
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.read()) is not None:
+            yield chunk
+
+    def _push(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._wake()
+
+    def _push_end(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _push_fail(self, code: int, message: str) -> None:
+        self._failure = (code, message)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Worker:
+    """A Cocaine worker: connects to its engine, heartbeats, and runs sessions.
+
+    Args:
+        argv: the command line (default `sys.argv[1:]`); the runtime's `--app --endpoint
+            --locator --uuid [--protocol]` are picked out, anything else is ignored.
+        heartbeat_interval: seconds between heartbeats (the engine's timeout is 30 s).
+        disown_timeout: seconds without a heartbeat echo before the worker gives up (disown).
+        termination_grace: seconds open sessions get to finish after a terminate.
+        session_timeout: seconds a session may stay open before it is aborted (None: no limit).
+
+    Raises:
+        ConfigError: a bad `--protocol`, an option without a value, or bad timer values.
+    """
+
+    def __init__(
+        self,
+        argv: list[str] | None = None,
+        *,
+        heartbeat_interval: float = 5.0,
+        disown_timeout: float = 30.0,
+        termination_grace: float = 5.0,
+        session_timeout: float | None = None,
+    ) -> None:
+        self.options = parse_options(sys.argv[1:] if argv is None else argv)
+        self._dialect = self.options.dialect
+        self._conn = WorkerConnection(
+            self.options.uuid or "",
+            self._dialect,
+            heartbeat_interval=heartbeat_interval,
+            disown_timeout=disown_timeout,
+            termination_grace=termination_grace,
+            session_timeout=session_timeout,
+        )
+        self.events = EventEmitter()
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.last_errno: int | None = None
+        self._handlers: dict[str, tuple[Handler, bool]] = {}
+        self._channel = Channel(self._dialect)
+        self._sessions = self._conn.sessions
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._done: asyncio.Future[int] | None = None
+        self._draining = False
+
+    # -- registration ---------------------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler | None = None, *, raw: bool = False) -> Any:
+        """Handle `event`: `worker.on("ping", handler)` or `@worker.on("ping")`.
+
+        A default handler is `async def handler(session)`, run as a Task per session. With
+        raw=True, `handler(session)` is called synchronously at invoke and must set the
+        session's on_chunk/on_end/on_fail; no Task, no buffering.
+        """
+        if handler is None:
+
+            def decorator(fn: Handler) -> Handler:
+                self.on(event, fn, raw=raw)
+                return fn
+
+            return decorator
+        if not callable(handler):
+            raise TypeError(f"handler for {event!r} is not callable")
+        self._handlers[event] = (handler, raw)
+        return handler
+
+    @property
+    def state(self) -> WorkerState:
+        return self._conn.state
+
+    @property
+    def sessions(self) -> dict[int, SessionMachine]:
+        """Open sessions by id (read-only view of the connection's table)."""
+        return self._conn.sessions
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, loop: str = "auto") -> int:
+        """Run `serve()` on a new event loop (uvloop when installed); returns the exit code.
+
+        SIGTERM and SIGINT start a graceful stop (drain, shutdown hooks, terminate).
+        """
+        ev = new_event_loop(loop)
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    ev.add_signal_handler(signum, self.stop, f"signal {signum.name}")
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+            return ev.run_until_complete(self.serve())
+        finally:
+            try:
+                ev.run_until_complete(ev.shutdown_asyncgens())
+            finally:
+                ev.close()
+
+    async def serve(self) -> int:
+        """Run startup hooks, connect, serve sessions until terminate, disown or a socket
+        failure, run shutdown hooks; returns the exit code (0 only after a terminate).
+
+        Raises:
+            ConfigError: --endpoint or --uuid is missing.
+            Exception: whatever a startup hook raised (nothing is connected then).
+        """
+        self.options.require()
+        loop = self.loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        log.info(
+            "worker %s of app %s: codec %s, loop %s, protocol %s, endpoint %s",
+            self.options.uuid, self.options.app, codec.IMPLEMENTATION, loop_name(loop),
+            self._dialect.name, self.options.endpoint,
+        )  # fmt: skip
+        for hook in self.startup_hooks:
+            await hook()
+        self._attach()
+        assert self.options.endpoint is not None
+        if await self._channel.connect(self.options.endpoint) and not self._done.done():
+            self._channel.send(self._dialect.control, self._conn.start(loop.time()))
+            self._arm()
+            self.events.emit("connect")
+        code = await self._done
+        await self._wind_down(code)
+        return code
+
+    def stop(self, reason: str = "worker shut down") -> None:
+        """Stop gracefully: refuse new invokes, drain, then answer like a terminate."""
+        conn = self._conn
+        if self._done is None or self._done.done():
+            return
+        if conn.state is WorkerState.CONNECTING:
+            self._complete(EXIT_OK)
+        elif conn.state is WorkerState.ACTIVE:
+            conn.shutdown(reason, self._now())
+            self._begin_drain()
+
+    # -- channel callbacks ------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        ch = self._channel
+        ch.on_invoke = self._on_invoke
+        ch.on_chunk = self._on_chunk
+        ch.on_choke = self._on_choke
+        ch.on_error = self._on_error
+        ch.on_heartbeat = self._on_heartbeat
+        ch.on_terminate = self._on_terminate
+        ch.on_socket_error = self._on_socket_error
+
+    def _on_invoke(self, sid: int, event: str) -> None:
+        conn = self._conn
+        refusal = conn.receive_invoke(sid, event, self._handlers)
+        if refusal is not None:
+            log.warning("session %d (%s) refused: %s", sid, event, refusal.message)
+            self._channel.send(sid, conn.refuse(sid, refusal))
+            return
+        handler, raw = self._handlers[event]
+        session = Session(self, sid, event, raw)
+        if conn.session_timeout is None:
+            conn.open_session(session)
+        else:
+            conn.open_session(session, self._now())
+            assert session.deadline is not None and self.loop is not None
+            session._timer = self.loop.call_at(session.deadline, self._expired, session)
+        session._on_change = self._session_changed
+        if raw:
+            try:
+                handler(session)
+            except Exception as exc:
+                self._handler_failed(session, exc)
+            return
+        task = asyncio.get_running_loop().create_task(self._run(handler, session))
+        session._task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_chunk(self, sid: int, data: bytes) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return  # orphan: a session we already finished or refused (the engine does the same)
+        try:
+            session.receive(Chunk)
+            session.on_chunk(data)  # type: ignore[attr-defined]
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            self._handler_failed(session, exc)  # type: ignore[arg-type]
+
+    def _on_choke(self, sid: int) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        try:
+            session.receive(Choke)
+            session.on_end()  # type: ignore[attr-defined]
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            self._handler_failed(session, exc)  # type: ignore[arg-type]
+
+    def _on_error(self, sid: int, code: int, message: str) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        assert isinstance(session, Session)
+        try:
+            session.receive(Error)
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+            return
+        session._failed = True
+        self._notify_fail(session, code, message)
+
+    def _on_heartbeat(self) -> None:
+        self._conn.receive_heartbeat(self._now())
+
+    def _on_terminate(self, sid: int, code: int, reason: str) -> None:
+        log.info("engine asks to terminate (%d): %s", code, reason)
+        self._conn.receive_terminate(code, reason, self._now())
+        self.events.emit("terminate", code, reason)
+        self._begin_drain()
+
+    def _on_socket_error(self, errno: int) -> None:
+        self.last_errno = errno
+        log.error(
+            "engine connection %s: [%s] %s",
+            self.options.endpoint, errnos.errorcode.get(errno, errno), self._channel.last_error,
+        )  # fmt: skip
+        for session in self._conn.connection_closed(errno):
+            self._abort(session, errno, "connection to the engine lost", tell_engine=False)  # type: ignore[arg-type]
+        self.events.emit("error", errno)
+        self._complete(EXIT_CONNECTION_LOST)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def _run(self, handler: Handler, session: Session) -> None:
+        try:
+            result = handler(session)
+            if result is not None:
+                await result
+        except asyncio.CancelledError:
+            if not session._failed:
+                raise
+            return
+        except Exception as exc:
+            self._handler_failed(session, exc)
+            return
+        if session.response_open:
+            self._channel.send(session.id, session.send_choke())
+
+    def _handler_failed(self, session: Session, exc: BaseException) -> None:
+        if session._failed:
+            log.debug("handler of failed session %d raised %r", session.id, exc)
+            return
+        log.error(
+            "handler for event %r failed on session %d", session.event, session.id, exc_info=exc
+        )
+        if session.response_open:
+            message = f"error in event '{session.event}' handler: {exc}"
+            self._channel.send(session.id, session.send_error(HANDLER_FAILED, message))
+
+    def _session_changed(
+        self, machine: SessionMachine, old: SessionState, new: SessionState
+    ) -> None:
+        self._conn._session_changed(machine, old, new)
+        if old <= SessionState.REQUEST_DONE < new:
+            timer = machine._timer  # type: ignore[attr-defined]
+            if timer is not None:
+                timer.cancel()
+            if self._draining and self._conn.open_responses == 0:
+                self._complete(EXIT_OK)
+
+    def _expired(self, session: Session) -> None:
+        session._timer = None
+        timeout = self._conn.session_timeout
+        log.warning("session %d (%s) timed out after %s s", session.id, session.event, timeout)
+        self._abort(session, SESSION_TIMEOUT, f"session timed out after {timeout} s", True)
+
+    def _abort(self, session: Session, code: int, message: str, tell_engine: bool) -> None:
+        """The worker gives a session up: tell the engine (if it can still hear), fail the
+        app side, cancel the handler."""
+        session._failed = True
+        if session.abort() and tell_engine:
+            self._channel.send(session.id, error_bytes(self._dialect, session.id, code, message))
+        self._notify_fail(session, code, message)
+        if session._task is not None:
+            session._task.cancel()
+
+    def _notify_fail(self, session: Session, code: int, message: str) -> None:
+        try:
+            session.on_fail(code, message)
+        except Exception:
+            log.exception("on_fail of session %d raised", session.id)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = self._conn.get_timer()
+        if when is not None and self.loop is not None:
+            self._timer_when = when
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        # A loop may fire a timer a hair early (clock resolution); it fired for _timer_when.
+        now = max(self._now(), self._timer_when)
+        for event in self._conn.handle_timer(now):
+            if isinstance(event, Disown):
+                self._disowned()
+                return
+            if isinstance(event, GraceExpired):
+                self._grace_expired()
+            elif isinstance(event, Heartbeat):
+                self._channel.send(self._dialect.control, self._dialect.heartbeat())
+        self._arm()
+
+    def _begin_drain(self) -> None:
+        self._draining = True
+        if self._conn.drained:
+            self._complete(EXIT_OK)
+        else:
+            self._arm()
+
+    def _grace_expired(self) -> None:
+        sessions = self._conn.open_sessions()
+        log.warning("termination grace over: aborting %d open session(s)", len(sessions))
+        for session in sessions:
+            self._abort(session, SHUTTING_DOWN, "the worker is shutting down", True)  # type: ignore[arg-type]
+        self._complete(EXIT_OK)
+
+    def _disowned(self) -> None:
+        log.error("no heartbeat echo for %s s: disowned", self._conn.disown_timeout)
+        self.events.emit("disown")
+        for session in list(self._conn.sessions.values()):
+            self._abort(session, SHUTTING_DOWN, "the worker was disowned", False)  # type: ignore[arg-type]
+        self._channel.abort()
+        self._complete(EXIT_DISOWNED)
+
+    def _complete(self, code: int) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(code)
+
+    async def _wind_down(self, code: int) -> None:
+        """After the exit decision: let handlers settle, run shutdown hooks, then (graceful
+        exits only) answer terminate and close."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._conn.termination_grace)
+            for task in pending:
+                task.cancel()
+        for hook in self.shutdown_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if code == EXIT_OK and self._conn.state in (WorkerState.ACTIVE, WorkerState.DRAINING):
+            self._channel.send(self._dialect.control, self._conn.finish())
+            log.info("terminated: %s", self._conn.terminate_reason)
+        self._channel.close()
