@@ -564,22 +564,35 @@ void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon
     d->fix_cap = fix_cap;
 }
 
-int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len)
+static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, output *o);
+
+int64_t cdec_feed(cdec *d, const char *data, int64_t start, int64_t len)
 {
+    if (d->res == NULL)
+        return CDEC_UNBOUND;
     const uint8_t *buf = (const uint8_t *)data;
     output o = {d->res + 4, d->res + 4 + d->cap, d->cap, 0,
                 d->canon, d->canon_cap, 5, d->fix, d->fix_cap, 0};
     int64_t *out = d->res;
-    int status = CDEC_OK;
-    result r = {0, 0, 0, 0, 0, 0, 0};
-    if (d->res == NULL)
-        return CDEC_UNBOUND;
+    int status;
     if (d->error) {
         close_output(&o, out, start);
         return d->error_status;
     }
+    status = parse_all(d, buf, &start, len, &o);
+    close_output(&o, out, start);
+    return o.count * 8 + (d->error ? d->error_status : status);
+}
+
+/* The loop of cdec_feed: messages from data[*start:len] until the data, the output room or
+ * the input's validity runs out. */
+static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, output *o)
+{
+    int status = CDEC_OK;
+    int64_t start = *startp;
+    result r = {0, 0, 0, 0, 0, 0, 0};
     while (start < len) {
-        if (full(&o)) {
+        if (full(o)) {
             status = CDEC_MORE;
             break;
         }
@@ -600,9 +613,9 @@ int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len)
             size = d->pos;
             reset_message(d);
         }
-        emit(&o, buf, &r);
+        emit(o, buf, &r);
         start += size;
     }
-    close_output(&o, out, start);
-    return d->error ? d->error_status : status;
+    *startp = start;
+    return status;
 }

@@ -65,8 +65,10 @@ void cdec_free(cdec *d);
  *   fix: fix_cap * CDEC_FIX_WIDTH int64 values. */
 void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon_cap,
                int64_t *fix, int64_t fix_cap);
-/* Parse data[start:len]; start is where the first unfinished message begins. */
-int cdec_feed(cdec *d, const char *data, int64_t start, int64_t len);
+/* Parse data[start:len]; start is where the first unfinished message begins. Returns
+ * 8 * (messages written) + status (CDEC_OK, CDEC_MORE, CDEC_FRAME, CDEC_LIMIT), so that the
+ * common case needs no second read from Python. */
+int64_t cdec_feed(cdec *d, const char *data, int64_t start, int64_t len);
 int cdec_error(const cdec *d);
 /* CDEF-END */
 

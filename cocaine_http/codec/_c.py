@@ -123,37 +123,50 @@ class Decoder:
         else:
             buf = data if type(data) is bytes else bytes(data)
         if type(buf) is bytes:
-            status = _feed(self._d, buf, 0, len(buf))
+            r = _feed(self._d, buf, 0, len(buf))
         else:
-            with ffi.from_buffer(buf) as ptr:
-                status = _feed(self._d, ptr, 0, len(buf))
-        out = self._messages(buf)
+            r = self._feed_buffer(buf, 0)
+        status = r & 7
+        out = self._messages(buf, r >> 3) if r > 7 else []
         while status == _MORE:
-            start = self._res[1]
-            if type(buf) is bytes:
-                status = _feed(self._d, buf, start, len(buf))
-            else:
-                with ffi.from_buffer(buf) as ptr:
-                    status = _feed(self._d, ptr, start, len(buf))
-            out += self._messages(buf)
-        if status == _OK:
-            self._keep(buf, self._res[1])
-            return out
-        raise self._fail(status, out)
+            r = self._feed_buffer(buf, self._res[1])
+            status = r & 7
+            out += self._messages(buf, r >> 3)
+        if status != _OK:
+            raise self._fail(status, out)
+        # keep the unfinished message (inline: this runs once per read)
+        consumed = self._res[1]
+        self._base += consumed
+        left = len(buf) - consumed
+        if not left:
+            self._tail = b""
+        elif type(buf) is bytearray:
+            del buf[:consumed]
+            self._tail = buf if left >= BIG_TAIL else bytes(buf)
+        elif left >= BIG_TAIL:
+            self._tail = bytearray(memoryview(buf)[consumed:])
+        else:
+            self._tail = buf[consumed:]
+        return out
 
-    def _messages(self, buf: bytes | bytearray) -> list[Message]:
-        """Build one C call's messages: bulk conversions in C, then the fixups."""
-        count = self._res[0]
+    def _feed_buffer(self, buf: bytes | bytearray, start: int) -> int:
+        if type(buf) is bytes:
+            return int(_feed(self._d, buf, start, len(buf)))
+        with ffi.from_buffer(buf) as ptr:
+            return int(_feed(self._d, ptr, start, len(buf)))
+
+    def _messages(self, buf: bytes | bytearray, count: int) -> list[Message]:
+        """Build one C call's `count` messages: bulk conversions in C, then the fixups."""
         if not count:
             return []
         values = self._res_view[: 4 + 2 * count].tolist()
-        ids = values[4 : 4 + count]
-        sessions = values[4 + count :]
         args = _unpack(self._canon_view[: values[2]])
         if values[3]:
+            ids, sessions = values[4 : 4 + count], values[4 + count :]
             with memoryview(buf) as view:
                 self._fixups(view, values[3], ids, sessions, args)
-        return list(zip(ids, sessions, args))
+            return list(zip(ids, sessions, args))
+        return list(zip(values[4 : 4 + count], values[4 + count :], args))
 
     def _fixups(
         self, view: memoryview, fixups: int, ids: list[Any], sessions: list[Any], args: list[Any]
@@ -183,14 +196,3 @@ class Decoder:
         self._error = error
         self._tail = b""
         return error
-
-    def _keep(self, buf: bytes | bytearray, consumed: int) -> None:
-        self._base += consumed
-        left = len(buf) - consumed
-        if type(buf) is bytearray:
-            del buf[:consumed]
-            self._tail = buf if left >= BIG_TAIL else bytes(buf)
-        elif left >= BIG_TAIL:
-            self._tail = bytearray(memoryview(buf)[consumed:])
-        else:
-            self._tail = buf[consumed:] if left else b""
