@@ -1,0 +1,276 @@
+/* Strategy: the generic, resumable msgpack parser. It keeps a stack of open containers and
+ * the little it must remember about the frame (elements 0-3, the first two arguments), so a
+ * message can be fed in any number of pieces and each byte is parsed once. A header is consumed
+ * only when all of it is present; a raw or ext payload is skipped in O(1) by storing its end.
+ * It decides every error, in the order stated at the top of cocaine_http/codec/_python.py.
+ */
+#include <string.h>
+
+#include "machine.h"
+
+void cd_reset_message(cdec *d)
+{
+    d->pos = 0;
+    d->skip_end = 0;
+    d->top = 0;
+    d->depth = 0;
+    d->timestamp = 0;
+    d->root_array = 0;
+    d->args_open = 0;
+    memset(d->el, 0, sizeof(d->el));
+    memset(d->arg, 0, sizeof(d->arg));
+    for (int i = 0; i < 4; i++)
+        d->el[i].kind = K_OTHER;
+    d->arg[0].kind = d->arg[1].kind = K_OTHER;
+    d->arg_count = 0;
+}
+
+enum step cd_fail(cdec *d, int status, int reason)
+{
+    d->error_status = status;
+    d->error = reason;
+    return S_ERROR;
+}
+
+/* Index of the next item of the container on top of the stack. */
+static uint64_t next_index(const frame *f)
+{
+    return f->count - (f->is_map ? f->remaining / 2 : f->remaining);
+}
+
+/* Note an element of the frame (level 1) or of its argument array (level 2). */
+static void track(cdec *d, const element *e)
+{
+    if (d->top == 1 && d->root_array) {
+        uint64_t i = next_index(&d->stack[0]);
+        if (i < 4) {
+            d->el[i].kind = e->kind;
+            d->el[i].value = e->value;
+            d->el[i].b = e->b;
+        }
+    } else if (d->top == 2 && d->args_open == 1) {
+        uint64_t i = next_index(&d->stack[1]);
+        if (i < 2)
+            d->arg[i] = *e;
+    }
+}
+
+/* A value is complete at the current level: record it, count it, close finished containers.
+ * Returns S_DONE when the whole message is complete. */
+static enum step value_done(cdec *d, element *e)
+{
+    for (;;) {
+        if (d->top == 0)
+            return S_DONE;
+        track(d, e);
+        frame *f = &d->stack[d->top - 1];
+        if (f->is_map && f->remaining % 2 == 0 && (e->kind == K_ARRAY || e->kind == K_MAP))
+            f->bad_key = 1;
+        if (--f->remaining > 0)
+            return S_NEED;
+        /* the container on top is complete */
+        if (f->bad_key)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_KEY);
+        e->kind = f->is_map ? K_MAP : K_ARRAY;
+        if (d->top == 2 && d->args_open == 1)
+            d->args_open = 2; /* closed */
+        d->top--;
+    }
+}
+
+/* Start a container of `n` items whose header began at `hp`. */
+static enum step open_container(cdec *d, int is_map, uint64_t n, int64_t hp, int64_t end)
+{
+    if (d->top >= HARD_DEPTH)
+        return cd_fail(d, CDEC_LIMIT, CDEC_E_NESTING);
+    if (n > (is_map ? MAX_MAP_LEN : MAX_ARRAY_LEN))
+        return cd_fail(d, CDEC_FRAME, CDEC_E_COUNT);
+    if (d->top + 1 > d->depth)
+        d->depth = d->top + 1;
+    if (d->top == 0)
+        d->root_array = !is_map;
+    int is_args = d->top == 1 && d->root_array && next_index(&d->stack[0]) == 2 && !is_map;
+    if (d->top == 1 && d->root_array && next_index(&d->stack[0]) == 2)
+        d->el[2].a = hp;
+    if (is_args)
+        d->arg_count = n;
+    if (n == 0) {
+        element e = {is_map ? K_MAP : K_ARRAY, 0, hp, end};
+        if (is_args)
+            d->args_open = 2;
+        return value_done(d, &e);
+    }
+    frame *f = &d->stack[d->top++];
+    f->count = n;
+    f->remaining = is_map ? 2 * n : n;
+    f->is_map = (uint8_t)is_map;
+    f->bad_key = 0;
+    if (is_args)
+        d->args_open = 1;
+    return S_NEED;
+}
+
+/* A raw or ext payload [start, end) has fully arrived. */
+static enum step payload_done(cdec *d, const uint8_t *m, int64_t hp, int64_t start, int64_t end,
+                              int is_ext, int type)
+{
+    if (is_ext) {
+        int64_t n = end - start;
+        const uint8_t *p = m + start;
+        if (type != -1)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_EXT);
+        if (n == 8 && (cd_be(p, 8) >> 34) > MAX_NANOS)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_TIMESTAMP);
+        if (n == 12 && cd_be(p, 4) > MAX_NANOS)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_TIMESTAMP);
+        if (n != 4 && n != 8 && n != 12)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_TIMESTAMP);
+        d->timestamp = 1;
+        element e = {K_OTHER, 0, hp, end};
+        return value_done(d, &e);
+    }
+    element e = {K_RAW, 0, start, end};
+    return value_done(d, &e);
+}
+
+/* Begin skipping a payload of `len` bytes at `start`; completes it at once if present. */
+static enum step payload(cdec *d, const uint8_t *m, int64_t n, int64_t hp, int64_t start,
+                         uint64_t len, int is_ext, int type)
+{
+    if ((uint64_t)(n - start) >= len) {
+        d->pos = start + (int64_t)len;
+        return payload_done(d, m, hp, start, start + (int64_t)len, is_ext, type);
+    }
+    d->skip_hdr = hp;
+    d->skip_start = start;
+    d->skip_end = start + (int64_t)len; /* len < 2**32, so no overflow */
+    d->skip_ext = is_ext;
+    d->skip_type = type;
+    d->pos = n;
+    return S_NEED;
+}
+
+/* Parse one object header at d->pos (all of it is present). */
+static enum step object(cdec *d, const uint8_t *m, int64_t n, int64_t hp, int extra)
+{
+    const uint8_t *p = m + hp;
+    uint8_t c = p[0];
+    int64_t end = hp + 1 + extra;
+    element e = {K_OTHER, 0, hp, end};
+    d->pos = end;
+    if (c <= 0x7f || c >= 0xe0) {
+        e.kind = K_INT;
+        e.value = c <= 0x7f ? c : (int64_t)(int8_t)c;
+    } else if (c <= 0x8f) {
+        return open_container(d, 1, c & 0x0f, hp, end);
+    } else if (c <= 0x9f) {
+        return open_container(d, 0, c & 0x0f, hp, end);
+    } else if (c <= 0xbf) {
+        return payload(d, m, n, hp, end, c & 0x1f, 0, 0);
+    } else if (c >= 0xcc && c <= 0xcf) {
+        uint64_t v = cd_be(p + 1, extra);
+        e.kind = v > INT64_MAX ? K_UINT_BIG : K_INT;
+        e.value = (int64_t)v;
+    } else if (c >= 0xd0 && c <= 0xd3) {
+        uint64_t v = cd_be(p + 1, extra);
+        int bits = 8 * extra;
+        if (bits < 64 && (v >> (bits - 1)) & 1)
+            v |= ~(uint64_t)0 << bits; /* sign-extend */
+        e.kind = K_INT;
+        e.value = (int64_t)v;
+    } else if (c == 0xc4 || c == 0xc5 || c == 0xc6 || (c >= 0xd9 && c <= 0xdb)) {
+        return payload(d, m, n, hp, end, cd_be(p + 1, extra), 0, 0);
+    } else if (c >= 0xd4 && c <= 0xd8) {
+        return payload(d, m, n, hp, end, (uint64_t)1 << (c - 0xd4), 1, (int8_t)p[1]);
+    } else if (c >= 0xc7 && c <= 0xc9) {
+        return payload(d, m, n, hp, end, cd_be(p + 1, extra - 1), 1, (int8_t)p[extra]);
+    } else if (c == 0xdc || c == 0xdd) {
+        return open_container(d, 0, cd_be(p + 1, extra), hp, end);
+    } else if (c == 0xde || c == 0xdf) {
+        return open_container(d, 1, cd_be(p + 1, extra), hp, end);
+    }
+    /* nil, bools, floats: K_OTHER */
+    return value_done(d, &e);
+}
+
+/* Continue the current message over m[0, n). */
+enum step cd_parse(cdec *d, const uint8_t *m, int64_t n)
+{
+    if (d->skip_end > 0) {
+        if (n < d->skip_end)
+            return S_NEED;
+        int64_t end = d->skip_end;
+        d->skip_end = 0;
+        d->pos = end;
+        enum step s = payload_done(d, m, d->skip_hdr, d->skip_start, end, d->skip_ext,
+                                   d->skip_type);
+        if (s != S_NEED)
+            return s;
+    }
+    while (d->pos < n) {
+        int64_t hp = d->pos;
+        int extra = cd_header_extra(m[hp]);
+        if (extra < 0)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_BYTE);
+        if (n - hp - 1 < extra)
+            return S_NEED;
+        enum step s = object(d, m, n, hp, extra);
+        if (s != S_NEED)
+            return s;
+        if (d->skip_end > 0)
+            return S_NEED;
+    }
+    return S_NEED;
+}
+
+static int is_uint(const element *e)
+{
+    return (e->kind == K_INT && e->value >= 0) || e->kind == K_UINT_BIG;
+}
+
+/* What Python needs to build one message: ids, and the argument array as a span plus a shape
+ * (used when the arguments are too big to copy into the canonical buffer). */
+enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
+{
+    if (d->timestamp)
+        return cd_fail(d, CDEC_FRAME, CDEC_E_EXT);
+    if (size > d->max_size)
+        return cd_fail(d, CDEC_LIMIT, CDEC_E_SIZE);
+    if (d->depth > d->max_depth)
+        return cd_fail(d, CDEC_LIMIT, CDEC_E_DEPTH);
+    if (!d->root_array)
+        return cd_fail(d, CDEC_FRAME, CDEC_E_NOT_ARRAY);
+    uint64_t len = d->stack[0].count;
+    if (d->v12 ? (len != 3 && !(len == 4 && d->el[3].kind == K_ARRAY)) : len != 3)
+        return cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT);
+    const element *id = &d->el[d->v12 ? 1 : 0], *session = &d->el[d->v12 ? 0 : 1];
+    if (!is_uint(id) || !is_uint(session))
+        return cd_fail(d, CDEC_FRAME, CDEC_E_IDS);
+    if (d->el[2].kind != K_ARRAY)
+        return cd_fail(d, CDEC_FRAME, CDEC_E_ARGS);
+    r->id = id->value;
+    r->session = session->value;
+    r->x = 0;
+    if (id->kind == K_UINT_BIG || session->kind == K_UINT_BIG) {
+        r->shape = CDEC_FULL;
+        r->a = base;
+        r->b = base + size;
+        return S_DONE;
+    }
+    const element *a0 = &d->arg[0], *a1 = &d->arg[1];
+    uint64_t n = d->arg_count;
+    r->shape = CDEC_ARGS;
+    r->a = base + d->el[2].a;
+    r->b = base + d->el[2].b;
+    if (n == 0) {
+        r->shape = CDEC_EMPTY;
+    } else if (n == 1 && a0->kind == K_RAW) {
+        r->shape = CDEC_RAW;
+        r->pa = base + a0->a;
+    } else if (n == 2 && a0->kind == K_INT && a1->kind == K_RAW) {
+        r->shape = CDEC_INT_RAW;
+        r->x = a0->value;
+        r->pa = base + a1->a;
+    }
+    return S_DONE;
+}
