@@ -435,7 +435,7 @@ class Worker:
             self.options.endpoint, errnos.errorcode.get(errno, errno), self._channel.last_error,
         )  # fmt: skip
         for session in self._conn.connection_closed(errno):
-            self._abort(session, errno, "connection to the engine lost", tell_engine=False)  # type: ignore[arg-type]
+            self._abort(session, errno, "connection to the engine lost", False, False)  # type: ignore[arg-type]
         self.events.emit("error", errno)
         self._complete(EXIT_CONNECTION_LOST)
 
@@ -484,14 +484,17 @@ class Worker:
         log.warning("session %d (%s) timed out after %s s", session.id, session.event, timeout)
         self._abort(session, SESSION_TIMEOUT, f"session timed out after {timeout} s", True)
 
-    def _abort(self, session: Session, code: int, message: str, tell_engine: bool) -> None:
+    def _abort(
+        self, session: Session, code: int, message: str, tell_engine: bool, cancel: bool = True
+    ) -> None:
         """The worker gives a session up: tell the engine (if it can still hear), fail the
-        app side, cancel the handler."""
+        app side, and cancel the handler (or, with cancel=False, let it see SessionError;
+        wind-down cancels it after the grace)."""
         session._failed = True
         if session.abort() and tell_engine:
             self._channel.send(session.id, error_bytes(self._dialect, session.id, code, message))
         self._notify_fail(session, code, message)
-        if session._task is not None:
+        if cancel and session._task is not None:
             session._task.cancel()
 
     def _notify_fail(self, session: Session, code: int, message: str) -> None:
@@ -547,7 +550,7 @@ class Worker:
         log.error("no heartbeat echo for %s s: disowned", self._conn.disown_timeout)
         self.events.emit("disown")
         for session in list(self._conn.sessions.values()):
-            self._abort(session, SHUTTING_DOWN, "the worker was disowned", False)  # type: ignore[arg-type]
+            self._abort(session, SHUTTING_DOWN, "the worker was disowned", False, False)  # type: ignore[arg-type]
         self._channel.abort()
         self._complete(EXIT_DISOWNED)
 

@@ -1,0 +1,380 @@
+"""Worker and Session against an in-test engine peer: real unix sockets, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_DISOWNED, Session, Worker
+from cocaine_http.errors import SessionClosedError, SessionError
+from cocaine_http.protocol.dialect import V0_12, raw_header
+from tests.plugins.worker import UUID, WAIT, Engine, worker_argv
+
+HANDSHAKE_HEX = "93000091da0024" + UUID.encode().hex()
+
+
+async def started(engine: Engine, worker: Worker) -> asyncio.Task[int]:
+    """Run worker.serve() and wait until the engine has seen its first heartbeat."""
+    task = asyncio.get_running_loop().create_task(worker.serve())
+    await engine.connected()
+    return task
+
+
+def make_worker(engine: Engine, **kwargs: Any) -> Worker:
+    worker = Worker(worker_argv(engine.path), **kwargs)
+
+    @worker.on("ping")
+    async def ping(session: Session) -> None:
+        async for chunk in session:
+            session.write(chunk)
+        session.end()
+
+    return worker
+
+
+async def wait(awaitable: Any) -> Any:
+    return await asyncio.wait_for(awaitable, WAIT)
+
+
+class TestWorkerProcess:
+    async def test_first_bytes_are_handshake_then_heartbeat(self, tmp_path, spawn_worker) -> None:
+        """The spawned worker's first bytes match PROTOCOL.md §11.1 exactly."""
+        path = str(tmp_path / "raw.sock")
+        received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        expected = bytes.fromhex(HANDSHAKE_HEX + "93010090")
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            received.set_result(await reader.readexactly(len(expected)))
+            writer.close()
+
+        server = await asyncio.start_unix_server(accept, path)
+        await spawn_worker("examples/echo_worker.py", worker_argv(path))
+
+        data = await wait(received)
+        server.close()
+
+        assert data.hex() == expected.hex()
+
+    async def test_echo_worker_serves_interleaved_sessions_and_exits_zero(
+        self, engine: Engine, spawn_worker: Callable[..., Any]
+    ) -> None:
+        """Two sessions with interleaved chunks get their own answers; terminate exits 0."""
+        proc = await spawn_worker("examples/echo_worker.py", worker_argv(engine.path))
+        await engine.connected()
+
+        first = engine.invoke("ping", b"a1", choke=False)
+        second = engine.invoke("upper", b"b1", choke=False)
+        engine.send_chunk(first, b"a2")
+        engine.send_chunk(second, b"b2")
+        engine.send_choke(second)
+        engine.send_choke(first)
+        ping, upper = await engine.reply(first), await engine.reply(second)
+        engine.terminate("slave is idle")
+        terminated = await wait(engine.terminated)
+
+        assert ping.chunks == [b"a1", b"a2"] and upper.chunks == [b"B1B2"]
+        assert await engine.handshake == UUID
+        assert terminated == (1, "slave is idle")
+        assert await wait(proc.wait()) == 0
+
+
+class TestSessions:
+    async def test_sessions_run_concurrently(self, engine: Engine) -> None:
+        """A session blocked in its handler does not hold up another one."""
+        worker = make_worker(engine)
+        gate = asyncio.Event()
+
+        @worker.on("wait")
+        async def blocked(session: Session) -> None:
+            await gate.wait()
+            session.write(b"late")
+
+        task = await started(engine, worker)
+        slow = engine.invoke("wait")
+        fast = engine.invoke("ping", b"quick")
+        fast_reply = await engine.reply(fast)
+        slow_done_first = engine.replies[slow].choked.done()
+        gate.set()
+        slow_reply = await engine.reply(slow)
+
+        assert fast_reply.chunks == [b"quick"] and not slow_done_first
+        assert slow_reply.chunks == [b"late"]
+        worker.stop()
+        assert await wait(task) == 0
+
+    async def test_unknown_event_gets_error_then_choke(self, engine: Engine) -> None:
+        """An event without a handler is answered with error -100 and a choke."""
+        worker = make_worker(engine)
+        task = await started(engine, worker)
+
+        reply = await engine.reply(engine.invoke("nope", b"x"))
+
+        assert reply.error == (-100, "there is no handler for event nope")
+        worker.stop()
+        await wait(task)
+
+    async def test_handler_exception_errors_session_and_worker_goes_on(
+        self, engine: Engine, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A raising handler yields error(1, text)+choke, a logged traceback, and no crash."""
+        worker = make_worker(engine)
+
+        @worker.on("boom")
+        async def boom(session: Session) -> None:
+            raise ValueError("kaput")
+
+        task = await started(engine, worker)
+        with caplog.at_level(logging.ERROR, logger="cocaine_http.worker"):
+            failed = await engine.reply(engine.invoke("boom"))
+        after = await engine.reply(engine.invoke("ping", b"still here"))
+
+        assert failed.error is not None and failed.error[0] == 1 and "kaput" in failed.error[1]
+        assert any(r.exc_info and "kaput" in str(r.exc_info[1]) for r in caplog.records)
+        assert after.chunks == [b"still here"]
+        worker.stop()
+        await wait(task)
+
+    async def test_engine_error_reaches_reader_as_session_error(self, engine: Engine) -> None:
+        """An engine error on a session raises SessionError(code, message) in read()."""
+        worker = make_worker(engine)
+        seen: asyncio.Future[SessionError] = asyncio.get_running_loop().create_future()
+
+        @worker.on("read")
+        async def read(session: Session) -> None:
+            try:
+                await session.read()
+            except SessionError as exc:
+                seen.set_result(exc)
+            with pytest.raises(SessionClosedError):
+                session.write(b"too late")
+
+        task = await started(engine, worker)
+        sid = engine.invoke("read", choke=False)
+        engine.send_error(sid, 2, "client went away")
+        exc = await wait(seen)
+
+        assert (exc.code, exc.message) == (2, "client went away")
+        worker.stop()
+        assert await wait(task) == 0
+
+    async def test_write_list_is_one_chunk_of_parts(self, engine: Engine) -> None:
+        """write([a, b]) frames one chunk whose payload is a and b back to back."""
+        worker = make_worker(engine)
+
+        @worker.on("parts")
+        async def parts(session: Session) -> None:
+            session.write([b"head-", memoryview(b"body")])
+            session.error(42, "after data")
+
+        task = await started(engine, worker)
+        reply = await engine.reply(engine.invoke("parts"))
+
+        assert reply.chunks == [b"head-body"] and reply.error == (42, "after data")
+        worker.stop()
+        await wait(task)
+
+    async def test_raw_session_callbacks_and_zero_copy_response(self, engine: Engine) -> None:
+        """raw=True: factory at invoke, chunks via on_chunk, end via on_end, no Task."""
+        worker = make_worker(engine)
+        events: list[Any] = []
+
+        def factory(session: Session) -> None:
+            events.append(("invoke", session.id, asyncio.current_task() is None))
+            session.on_chunk = lambda data: events.append(("chunk", data))
+
+            def on_end() -> None:
+                events.append(("end",))
+                session.write(b"\x92\xcc\xc8\x90")  # head [200, []]
+                session.write([raw_header(5), b"hello"])  # msgpack string body, not joined
+                session.end()
+
+            session.on_end = on_end
+
+        worker.on("http", factory, raw=True)
+        task = await started(engine, worker)
+        sid = engine.invoke("http", b"frame")
+        reply = await engine.reply(sid)
+
+        assert events == [("invoke", sid, True), ("chunk", b"frame"), ("end",)]
+        assert reply.chunks == [b"\x92\xcc\xc8\x90", b"\xa5hello"]
+        worker.stop()
+        await wait(task)
+
+    async def test_session_timeout_aborts_and_cancels_handler(self, engine: Engine) -> None:
+        """A handler past session_timeout is cancelled and the engine gets error(3)+choke."""
+        worker = make_worker(engine, session_timeout=0.2)
+        cancelled = asyncio.Event()
+
+        @worker.on("hang")
+        async def hang(session: Session) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        task = await started(engine, worker)
+        reply = await engine.reply(engine.invoke("hang", choke=False))
+        await wait(cancelled.wait())
+
+        assert reply.error is not None and reply.error[0] == 3
+        assert "timed out" in reply.error[1]
+        worker.stop()
+        await wait(task)
+
+    async def test_v012_protocol_handshake_and_session(self, tmp_path) -> None:
+        """With --protocol 1 the worker speaks v0.12 framing on channel 1 and streams."""
+        engine = await Engine(str(tmp_path / "v12.sock"), V0_12).start()
+        worker = Worker([*worker_argv(engine.path), "--protocol", "1"])
+
+        @worker.on("ping")
+        async def ping(session: Session) -> None:
+            session.write(await session.read() or b"")
+
+        try:
+            task = await started(engine, worker)
+            reply = await engine.reply(engine.invoke("ping", b"v12"))
+            bad = await engine.reply(engine.invoke("nope"))
+            worker.stop()
+            code = await wait(task)
+        finally:
+            await engine.close()
+
+        assert await engine.handshake == UUID
+        assert reply.chunks == [b"v12"] and bad.error is not None
+        assert code == 0
+
+
+class TestLifecycle:
+    async def test_heartbeats_repeat_at_interval(self, engine: Engine) -> None:
+        """After the first heartbeat, more follow every heartbeat_interval."""
+        worker = make_worker(engine, heartbeat_interval=0.02)
+        task = await started(engine, worker)
+
+        await engine.wait_heartbeats(4)
+
+        worker.stop()
+        assert await wait(task) == 0
+
+    async def test_terminate_drains_inflight_sessions(self, engine: Engine) -> None:
+        """Terminate refuses new invokes, lets open ones finish, runs shutdown hooks, answers
+        terminate(1, reason) and serve() returns 0."""
+        worker = make_worker(engine)
+        gate = asyncio.Event()
+        order: list[str] = []
+
+        @worker.on("wait")
+        async def blocked(session: Session) -> None:
+            await gate.wait()
+            session.write(b"finished")
+
+        async def shutdown() -> None:
+            order.append(f"hook, terminated={engine.terminated.done()}")
+
+        worker.shutdown_hooks.append(shutdown)
+        terminate_seen = worker.events.wait("terminate")
+        task = await started(engine, worker)
+        inflight = engine.invoke("wait")
+        engine.terminate("the engine is shutting down")
+        await wait(terminate_seen)
+        refused = await engine.reply(engine.invoke("ping", b"x"))
+        gate.set()
+        drained = await engine.reply(inflight)
+        code = await wait(task)
+
+        assert refused.error == (2, "the worker is shutting down")
+        assert drained.chunks == [b"finished"] and drained.error is None
+        assert order == ["hook, terminated=False"]
+        assert await wait(engine.terminated) == (1, "the engine is shutting down")
+        assert code == 0
+
+    async def test_grace_expiry_aborts_remaining_sessions(self, engine: Engine) -> None:
+        """Sessions still open after termination_grace get error(2)+choke; exit is still 0."""
+        worker = make_worker(engine, termination_grace=0.2)
+        failures: list[tuple[int, str]] = []
+
+        def factory(session: Session) -> None:
+            session.on_fail = lambda code, message: failures.append((code, message))
+
+        worker.on("stuck", factory, raw=True)
+        task = await started(engine, worker)
+        sid = engine.invoke("stuck")
+        engine.terminate("bye")
+        reply = await engine.reply(sid)
+        code = await wait(task)
+
+        assert reply.error == (2, "the worker is shutting down")
+        assert failures == [(2, "the worker is shutting down")]
+        assert await wait(engine.terminated) == (1, "bye") and code == 0
+
+    async def test_disown_when_engine_stops_echoing(self, engine: Engine) -> None:
+        """No echo for disown_timeout: 'disown' fires, readers fail, serve() is non-zero."""
+        worker = make_worker(engine, heartbeat_interval=0.05, disown_timeout=0.3)
+        failed: asyncio.Future[SessionError] = asyncio.get_running_loop().create_future()
+
+        @worker.on("read")
+        async def read(session: Session) -> None:
+            try:
+                await session.read()
+            except SessionError as exc:
+                failed.set_result(exc)
+
+        disowned = worker.events.wait("disown")
+        task = await started(engine, worker)
+        engine.echo = False
+        engine.invoke("read", choke=False)
+        await wait(disowned)
+
+        assert isinstance(await wait(failed), SessionError)
+        assert await wait(task) == EXIT_DISOWNED
+
+    async def test_engine_eof_aborts_sessions_and_exits_nonzero(self, engine: Engine) -> None:
+        """The engine closing its socket fails open sessions and emits 'error' with an errno."""
+        worker = make_worker(engine)
+        failures: list[int] = []
+        worker.on("raw", lambda s: setattr(s, "on_fail", lambda c, m: failures.append(c)),
+                  raw=True)  # fmt: skip
+        errored = worker.events.wait("error")
+        task = await started(engine, worker)
+        sid = engine.invoke("raw", choke=False)
+        await engine.reply(engine.invoke("ping"))  # the raw session is open by now
+        assert sid in worker.sessions
+
+        await engine.close()
+        (code,) = await wait(errored)
+
+        assert code in (errno.ESHUTDOWN, errno.ECONNRESET, errno.EPIPE)
+        assert failures == [code]
+        assert await wait(task) == EXIT_CONNECTION_LOST
+
+    async def test_connect_failure_reports_errno(self, tmp_path) -> None:
+        """No engine at the endpoint: 'error' carries the errno, serve() returns non-zero."""
+        worker = Worker(worker_argv(str(tmp_path / "missing.sock")))
+        errors: list[int] = []
+        worker.events.on("error", errors.append)
+
+        code = await wait(worker.serve())
+
+        assert code == EXIT_CONNECTION_LOST
+        assert errors == [errno.ENOENT]
+
+    async def test_startup_hooks_run_before_connect(self, engine: Engine) -> None:
+        """Startup hooks finish before the handshake is sent; connect fires after."""
+        worker = make_worker(engine)
+        seen: list[str] = []
+
+        async def startup() -> None:
+            seen.append(f"startup, connected={engine.channel is not None}")
+
+        worker.startup_hooks.append(startup)
+        worker.events.on("connect", lambda: seen.append("connect"))
+        task = await started(engine, worker)
+        worker.stop()
+        await wait(task)
+
+        assert seen == ["startup, connected=False", "connect"]

@@ -1,0 +1,287 @@
+"""Sans-IO worker and session machines: options, timers on a fake clock, drain, transitions."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocaine_http.codec import PythonDecoder
+from cocaine_http.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from cocaine_http.protocol.dialect import V0_11, V0_12
+from cocaine_http.protocol.session import (
+    ENGINE_TRANSITIONS as SESSION_ENGINE,
+    WORKER_TRANSITIONS as SESSION_WORKER,
+    Abort,
+    Choke,
+    Chunk,
+    Error,
+    Role,
+    SessionMachine,
+    SessionState,
+    state_diagram,
+)
+from cocaine_http.protocol.worker import (
+    NO_HANDLER,
+    SHUTTING_DOWN,
+    Disown,
+    GraceExpired,
+    Heartbeat,
+    Refusal,
+    WorkerConnection,
+    WorkerState,
+    parse_options,
+)
+
+UUID = "0e7f4b9c-5d1a-4c2e-9a57-3f6c2b8d1e40"
+HANDSHAKE_HEX = "93000091da0024" + UUID.encode().hex()
+
+
+def decode(data: bytes, dialect: str = "v0.11") -> list:
+    return PythonDecoder(dialect).feed(data)
+
+
+def started(now: float = 100.0, **kwargs: float) -> WorkerConnection:
+    conn = WorkerConnection(UUID, V0_11, **kwargs)
+    conn.start(now)
+    return conn
+
+
+def open_session(conn: WorkerConnection, sid: int, event: str = "ping") -> SessionMachine:
+    assert conn.receive_invoke(sid, event, {event}) is None
+    machine = SessionMachine(sid, event, conn.dialect)
+    conn.open_session(machine, 0.0)
+    return machine
+
+
+class TestOptions:
+    def test_runtime_order_is_parsed(self) -> None:
+        """The argv cocaine-runtime builds (PROTOCOL.md §12) gives every option."""
+        argv = ["--app", "echo", "--endpoint", "/run/echo.1", "--locator", "h:10053",
+                "--uuid", UUID]  # fmt: skip
+
+        options = parse_options(argv)
+
+        assert (options.app, options.endpoint, options.locator, options.uuid) == (
+            "echo", "/run/echo.1", "h:10053", UUID,
+        )  # fmt: skip
+        assert options.protocol == 0 and options.dialect is V0_11 and options.spawned
+
+    def test_any_order_equals_form_and_unknown_options(self) -> None:
+        """App options may come first and mix in; `--x=v` works; the last repeat wins."""
+        argv = ["--workers", "4", "app:main", "--uuid=u1", "--verbose", "--endpoint", "/a",
+                "--app", "a", "--endpoint", "/b"]  # fmt: skip
+
+        options = parse_options(argv)
+
+        assert (options.uuid, options.endpoint, options.app) == ("u1", "/b", "a")
+
+    def test_protocol_one_selects_v012(self) -> None:
+        """`--protocol 1` switches the worker to the v0.12 dialect."""
+        options = parse_options(["--protocol", "1", "--uuid", "u"])
+
+        assert options.protocol == 1 and options.dialect is V0_12
+
+    @pytest.mark.parametrize(
+        "argv",
+        [pytest.param(["--protocol", "7"], id="bad-protocol"),
+         pytest.param(["--uuid"], id="no-value")],
+    )  # fmt: skip
+    def test_bad_options_raise_config_error(self, argv: list[str]) -> None:
+        """A bad protocol or a missing value is reported as ConfigError."""
+        with pytest.raises(ConfigError):
+            parse_options(argv)
+
+    def test_require_names_missing_options(self) -> None:
+        """A worker without --endpoint/--uuid fails with a message naming them."""
+        with pytest.raises(ConfigError, match="--endpoint and --uuid"):
+            parse_options(["app:main"]).require()
+
+    def test_locators_parse_v4_v6_and_lists(self) -> None:
+        """`--locator` accepts host:port and the protocol-1 comma list with [v6]."""
+        options = parse_options(["--locator", "[::1]:10053,127.0.0.1:10054"])
+
+        assert options.locators() == [("::1", 10053), ("127.0.0.1", 10054)]
+
+
+class TestWorkerConnection:
+    def test_start_sends_handshake_then_heartbeat(self) -> None:
+        """The first bytes are exactly the PROTOCOL.md §11.1 handshake and heartbeat."""
+        conn = WorkerConnection(UUID, V0_11)
+
+        data = b"".join(conn.start(0.0))
+
+        assert data.hex() == HANDSHAKE_HEX + "93010090"
+        assert conn.state is WorkerState.ACTIVE
+
+    def test_heartbeat_due_after_interval(self) -> None:
+        """A heartbeat is due exactly one interval after start, then one after each sent."""
+        conn = started(100.0, heartbeat_interval=5.0)
+
+        assert conn.get_timer() == 105.0
+        assert conn.handle_timer(104.999) == []
+        assert conn.handle_timer(105.0) == [Heartbeat()]
+        assert conn.heartbeat_due == 110.0
+
+    def test_disown_deadline_exact(self) -> None:
+        """Disown fires disown_timeout after the last echo, not before."""
+        conn = started(100.0, heartbeat_interval=50.0, disown_timeout=30.0)
+        conn.receive_heartbeat(110.0)
+
+        assert conn.get_timer() == 140.0
+        assert conn.handle_timer(139.999) == []
+        assert conn.handle_timer(140.0) == [Disown(140.0)]
+        assert conn.state is WorkerState.CLOSED
+        assert conn.get_timer() is None
+
+    def test_echo_moves_disown_deadline(self) -> None:
+        """Each echo pushes the disown deadline out; heartbeats keep coming meanwhile."""
+        conn = started(0.0, heartbeat_interval=5.0, disown_timeout=12.0)
+
+        conn.receive_heartbeat(5.0)
+        events = conn.handle_timer(10.0)
+
+        assert events == [Heartbeat()]
+        assert conn.disown_deadline == 17.0
+
+    def test_terminate_drains_then_finishes(self) -> None:
+        """After terminate: no new sessions, open ones finish, then terminate(1, reason)."""
+        conn = started(0.0)
+        machine = open_session(conn, 1)
+
+        conn.receive_terminate(1, "slave is idle", 10.0)
+
+        assert conn.state is WorkerState.DRAINING and not conn.drained
+        assert conn.receive_invoke(2, "ping", {"ping"}) == Refusal(
+            SHUTTING_DOWN, "the worker is shutting down"
+        )
+        machine.send_choke()
+        assert conn.drained
+        assert conn.finish().hex() == "9302009201ad736c6176652069732069646c65"
+        assert conn.state is WorkerState.CLOSED
+
+    def test_grace_expires_with_open_sessions(self) -> None:
+        """The grace deadline is terminate time + termination_grace, and lists open sessions."""
+        conn = started(0.0, heartbeat_interval=100.0, termination_grace=5.0)
+        machine = open_session(conn, 3)
+        conn.receive_terminate(1, "bye", 20.0)
+
+        assert conn.get_timer() == 25.0
+        assert conn.handle_timer(25.0) == [GraceExpired(25.0)]
+        assert conn.open_sessions() == [machine]
+
+    def test_unknown_event_refused_with_no_handler_code(self) -> None:
+        """An event without a handler gets error -100 with the reference text, then choke."""
+        conn = started()
+
+        refusal = conn.receive_invoke(7, "x", {"ping"})
+
+        assert refusal is not None and refusal.code == NO_HANDLER
+        assert decode(conn.refuse(7, refusal)) == [
+            (5, 7, [-100, b"there is no handler for event x"]),
+            (6, 7, []),
+        ]
+
+    def test_session_table_drops_closed_sessions(self) -> None:
+        """A session leaves the table once both halves are done."""
+        conn = started()
+        machine = open_session(conn, 4)
+
+        machine.receive(Choke)
+        machine.send_choke()
+
+        assert conn.sessions == {} and conn.open_responses == 0
+
+    @pytest.mark.parametrize(
+        "act",
+        [pytest.param(lambda c: c.receive_heartbeat(0.0), id="heartbeat"),
+         pytest.param(lambda c: c.receive_invoke(1, "ping", {"ping"}), id="invoke"),
+         pytest.param(lambda c: c.finish(), id="terminate")],
+    )  # fmt: skip
+    def test_events_before_start_raise(self, act) -> None:  # type: ignore[no-untyped-def]
+        """Nothing but the handshake is allowed before the worker has started."""
+        conn = WorkerConnection(UUID, V0_11)
+
+        with pytest.raises(LocalProtocolError):
+            act(conn)
+
+    def test_bad_timer_values_raise(self) -> None:
+        """Non-positive intervals are a configuration error."""
+        with pytest.raises(ConfigError):
+            WorkerConnection(UUID, V0_11, heartbeat_interval=0)
+
+
+class TestSessionMachine:
+    def test_full_session_transitions(self) -> None:
+        """invoke, chunk, choke in; chunk, choke out: OPEN -> REQUEST_DONE -> CLOSED."""
+        machine = SessionMachine(8, "http")
+
+        assert machine.process_event(Role.ENGINE, Chunk(8, b"req")) is SessionState.OPEN
+        assert machine.process_event(Role.ENGINE, Choke(8)) is SessionState.REQUEST_DONE
+        header = machine.send_chunk(6)
+        assert machine.send_choke().hex() == "93060890"
+
+        assert header.hex() == "93040891a6"
+        assert machine.finished
+
+    def test_worker_may_end_before_request_ends(self) -> None:
+        """An early response (e.g. 413) leaves the request half open until the engine chokes."""
+        machine = SessionMachine(1, "http")
+
+        machine.send_choke()
+        machine.receive(Chunk)
+
+        assert machine.state is SessionState.RESPONSE_DONE
+        assert machine.receive(Choke) is SessionState.CLOSED
+
+    def test_engine_error_is_terminal(self) -> None:
+        """An engine error closes the session in one step (PROTOCOL.md §3.6)."""
+        machine = SessionMachine(1, "ping")
+
+        machine.receive(Error)
+
+        assert machine.finished and not machine.response_open
+
+    def test_write_after_end_raises_local_protocol_error(self) -> None:
+        """Writing after choke is our bug and raises LocalProtocolError."""
+        machine = SessionMachine(1, "ping")
+        machine.send_choke()
+
+        with pytest.raises(LocalProtocolError):
+            machine.send_chunk(1)
+
+    def test_chunk_after_choke_from_engine_raises_remote_protocol_error(self) -> None:
+        """The engine sending a chunk after its choke is the peer's fault."""
+        machine = SessionMachine(1, "ping")
+        machine.receive(Choke)
+
+        with pytest.raises(RemoteProtocolError):
+            machine.receive(Chunk)
+
+    def test_error_is_error_then_choke_in_v011_and_alone_in_v012(self) -> None:
+        """v0.11 needs the choke after an error (§12); v0.12 error closes the stream."""
+        v11 = SessionMachine(7, "x", V0_11).send_error(-100, "no handler for x")
+        v12 = SessionMachine(2, "x", V0_12).send_error(100, "boom")
+
+        assert v11.hex() == "93050792d09cb06e6f2068616e646c657220666f722078" + "93060790"
+        assert v12.hex() == "93020192922a64a4626f6f6d"
+
+    def test_abort_reports_whether_response_was_open(self) -> None:
+        """Abort closes from any state and says if the engine still expects an answer."""
+        fresh, ended = SessionMachine(1, "a"), SessionMachine(2, "b")
+        ended.send_choke()
+
+        assert fresh.abort() is True and ended.abort() is False
+        assert fresh.finished and ended.finished
+        assert fresh.abort() is False
+
+    def test_event_for_other_session_rejected(self) -> None:
+        """process_event checks the session id."""
+        with pytest.raises(LocalProtocolError):
+            SessionMachine(1, "a").process_event(Role.WORKER, Abort(2, 0, ""))
+
+    def test_every_state_reachable_and_diagram_lists_every_transition(self) -> None:
+        """The docs diagram is generated from the tables and names every edge."""
+        diagram = state_diagram()
+        targets = set(SESSION_ENGINE.values()) | set(SESSION_WORKER.values())
+
+        assert targets | {SessionState.OPEN} == set(SessionState)
+        assert diagram.count("-->") == len(SESSION_ENGINE) + len(SESSION_WORKER) + 2
