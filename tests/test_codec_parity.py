@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from cocaine_http.codec import _python
 from cocaine_http.errors import DecodeError
 
-from .plugins.codec import load_decoder
+from tests.plugins.codec import load_decoder
 
 CDecoder = load_decoder("c")
 PythonDecoder = _python.Decoder
