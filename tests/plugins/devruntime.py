@@ -72,9 +72,12 @@ class RecordingSink:
         return self
 
     async def wait_chunks(self, count: int, timeout: float = 15.0) -> None:
-        """Wait until at least `count` chunks have arrived."""
+        """Wait until at least `count` chunks have arrived (fails at once if the session
+        ends first, showing its errors)."""
         async def until() -> None:
             while len(self.chunks) < count:
+                if self.ended.is_set():
+                    raise AssertionError(f"session ended after {self.chunks!r}: {self.errors!r}")
                 self._changed.clear()
                 await self._changed.wait()
 
