@@ -172,7 +172,7 @@ class _Cycle:
         try:
             await self._run(scope)
         finally:
-            self.adapter.tasks.discard(self.task)  # type: ignore[arg-type]
+            self.adapter.tasks.discard(self.task)
 
     async def _run(self, scope: dict[str, Any]) -> None:
         try:

@@ -118,7 +118,8 @@ class _Cycle:
             return
         self.request = request
         environ = wsgi_environ(
-            request, adapter.http, errors=adapter.errors, session=self.session.id,
+            request, adapter.http, errors=adapter.errors,  # type: ignore[arg-type]
+            session=self.session.id,
             app=adapter.app_name,
         )
         executor = adapter.executor
