@@ -223,3 +223,24 @@ async def spawn_worker() -> AsyncIterator[Callable[..., Any]]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# -- event loops ----------------------------------------------------------------------------------
+
+#: Test modules whose async tests run once per event loop (asyncio in debug mode, and uvloop).
+BOTH_LOOPS = {"test_channel.py", "test_worker.py"}
+
+
+def _debug_asyncio_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    return loop
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any] | None:
+    """Run the channel and worker tests on asyncio (debug) and on uvloop (STYLE.md rule 13)."""
+    if getattr(item, "path", None) is None or item.path.name not in BOTH_LOOPS:
+        return None
+    import uvloop
+
+    return {"asyncio": _debug_asyncio_loop, "uvloop": uvloop.new_event_loop}

@@ -1,0 +1,322 @@
+"""Channel over real unix and tcp sockets against in-test peers, on both decoders."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cocaine_http.aio import channel as channel_module
+from cocaine_http.aio.channel import Channel, serve
+from cocaine_http.codec import CDecoder, DecodeError, PythonDecoder
+from cocaine_http.protocol.dialect import V0_11
+
+WAIT = 10.0
+DECODERS = [pytest.param(PythonDecoder, id="python")]
+if CDecoder is not None:
+    DECODERS.append(pytest.param(CDecoder, id="c"))
+
+
+def _ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+KINDS = ["unix", "tcp4", "localhost"] + (["tcp6"] if _ipv6_loopback() else [])
+
+
+@pytest.fixture(params=DECODERS, autouse=True)
+def channel_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every channel test runs on each decoder implementation (STYLE.md rule 6)."""
+    monkeypatch.setattr(channel_module, "Decoder", request.param)
+    return request.param
+
+
+class Recorder:
+    """Collects a channel's callbacks as (name, args) tuples and wakes waiters."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self._changed = asyncio.Event()
+        for name in ("on_connect", "on_invoke", "on_chunk", "on_choke", "on_error",
+                     "on_terminate", "on_heartbeat", "on_message", "on_socket_error"):  # fmt: skip
+            setattr(channel, name, self._recorder(name))
+
+    def _recorder(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.calls.append((name, *args))
+            self._changed.set()
+
+        return record
+
+    async def until(self, predicate: Callable[[list[tuple[Any, ...]]], bool]) -> None:
+        async def loop() -> None:
+            while not predicate(self.calls):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(loop(), WAIT)
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [call[1:] for call in self.calls if call[0] == name]
+
+
+class Accepted:
+    """on_channel for serve(): queues each accepted Channel for the test to take."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Channel] = asyncio.Queue()
+
+    def __call__(self, channel: Channel) -> None:
+        self._queue.put_nowait(channel)
+
+    async def get(self) -> Channel:
+        return await asyncio.wait_for(self._queue.get(), WAIT)
+
+
+async def listen(kind: str, tmp_path: Path, on_channel: Callable[[Channel], Any]) -> tuple[
+    asyncio.AbstractServer, str
+]:  # fmt: skip
+    """A Channel server of `kind`; returns it and the endpoint string a client connects to."""
+    if kind == "unix":
+        path = str(tmp_path / "peer.sock")
+        return await serve(path, on_channel), path
+    host = "::1" if kind == "tcp6" else "127.0.0.1"
+    server = await serve((host, 0), on_channel)
+    port = server.sockets[0].getsockname()[1]
+    name = {"tcp4": "127.0.0.1", "tcp6": "[::1]", "localhost": "localhost"}[kind]
+    return server, f"{name}:{port}"
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[Any]]:
+    """Things (channels, servers, writers) to close at teardown."""
+    items: list[Any] = []
+    yield items
+    for item in items:
+        item.close()
+        if isinstance(item, asyncio.AbstractServer):
+            await item.wait_closed()
+
+
+class TestExchange:
+    @pytest.mark.parametrize("kind", KINDS)
+    async def test_connect_exchange_close(self, kind: str, tmp_path: Path, closing) -> None:
+        """Client and accepted channels exchange messages both ways; close flushes, and the
+        peer sees EOF as ESHUTDOWN."""
+        accepted: asyncio.Future[Recorder] = asyncio.get_running_loop().create_future()
+
+        def on_channel(peer: Channel) -> None:
+            closing.append(peer)
+            accepted.set_result(Recorder(peer))
+
+        server, endpoint = await listen(kind, tmp_path, on_channel)
+        closing.append(server)
+        client = Channel()
+        closing.append(client)
+        mine = Recorder(client)
+
+        assert await client.connect(endpoint) is True
+        peer = await asyncio.wait_for(accepted, WAIT)
+        client.send(3, [V0_11.invoke(3, "ping"), V0_11.chunk(3, b"hi"), V0_11.choke(3)])
+        await peer.until(lambda calls: ("on_choke", 3) in calls)
+        peer_channel = closing[-1]
+        peer_channel.send(3, [V0_11.chunk(3, b"back"), V0_11.error(3, -100, "x"),
+                              V0_11.choke(3), V0_11.heartbeat()])  # fmt: skip
+        await mine.until(lambda calls: ("on_heartbeat",) in calls)
+        client.send(0, V0_11.terminate(1, "bye"))
+        client.close()
+        await peer.until(lambda calls: any(c[0] == "on_socket_error" for c in calls))
+
+        assert mine.calls == [
+            ("on_connect",), ("on_chunk", 3, b"back"), ("on_error", 3, -100, "x"),
+            ("on_choke", 3), ("on_heartbeat",),
+        ]  # fmt: skip
+        assert peer.calls == [
+            ("on_invoke", 3, "ping"), ("on_chunk", 3, b"hi"), ("on_choke", 3),
+            ("on_terminate", 0, 1, "bye"), ("on_socket_error", errno.ESHUTDOWN),
+        ]  # fmt: skip
+        assert client.closed and not client.connected
+
+    async def test_nothing_fires_after_close(self, tmp_path: Path, closing) -> None:
+        """Closing inside a callback stops delivery of the rest of the same read batch."""
+        accepted = Accepted()
+        server, endpoint = await listen("unix", tmp_path, accepted)
+        closing.append(server)
+        client = Channel()
+        closing.append(client)
+        mine = Recorder(client)
+        seen: list[bytes] = []
+
+        def first_only(session: int, data: bytes) -> None:
+            seen.append(data)
+            client.close()
+
+        await client.connect(endpoint)
+        client.on_chunk = first_only
+        peer = await accepted.get()
+        closing.append(peer)
+        eof = Recorder(peer)
+        peer.send(1, [V0_11.chunk(1, b"%d" % i) for i in range(50)])
+        await eof.until(lambda calls: ("on_socket_error", errno.ESHUTDOWN) in calls)
+
+        assert seen == [b"0"]
+        assert mine.calls == [("on_connect",)]
+
+    async def test_send_after_close_is_dropped(self, tmp_path: Path, closing) -> None:
+        """send() on a closed channel neither raises nor reconnects."""
+        server, endpoint = await listen("unix", tmp_path, lambda peer: None)
+        closing.append(server)
+        client = Channel()
+        await client.connect(endpoint)
+
+        client.close()
+        client.send(1, V0_11.choke(1))
+
+        assert client.write_buffer_size() == 0 and client.closed
+
+
+class TestSocketErrors:
+    async def test_connection_refused_tcp(self) -> None:
+        """A bound port with no listener refuses: ECONNREFUSED, reported once."""
+        with socket.socket() as bound:
+            bound.bind(("127.0.0.1", 0))
+            port = bound.getsockname()[1]
+            client = Channel()
+            mine = Recorder(client)
+
+            ok = await client.connect(f"127.0.0.1:{port}")
+
+        assert ok is False
+        assert mine.calls == [("on_socket_error", errno.ECONNREFUSED)]
+
+    async def test_connection_refused_unix(self, tmp_path: Path) -> None:
+        """A unix socket file nobody listens on refuses: ECONNREFUSED."""
+        path = str(tmp_path / "dead.sock")
+        with socket.socket(socket.AF_UNIX) as bound:
+            bound.bind(path)
+            client = Channel()
+            mine = Recorder(client)
+
+            ok = await client.connect(path)
+
+        assert ok is False
+        assert mine.calls == [("on_socket_error", errno.ECONNREFUSED)]
+
+    async def test_missing_unix_path_reports_enoent(self, tmp_path: Path) -> None:
+        """Connecting to a path that does not exist reports ENOENT."""
+        client = Channel()
+        mine = Recorder(client)
+
+        await client.connect(str(tmp_path / "nothing.sock"))
+
+        assert mine.calls == [("on_socket_error", errno.ENOENT)]
+
+    async def test_peer_reset_reports_econnreset(self, closing) -> None:
+        """A peer that closes with SO_LINGER 0 (RST) is reported as ECONNRESET."""
+
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
+        server = await asyncio.start_server(reset, "127.0.0.1", 0)
+        closing.append(server)
+        client = Channel()
+        closing.append(client)
+        mine = Recorder(client)
+
+        await client.connect(f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        await mine.until(lambda calls: any(c[0] == "on_socket_error" for c in calls))
+
+        assert mine.named("on_socket_error") == [(errno.ECONNRESET,)]
+
+    async def test_malformed_frame_closes_only_that_channel(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Garbage from one peer closes that channel with EPROTO; another channel works on."""
+        accepted = Accepted()
+        good_server, good_endpoint = await listen("tcp4", tmp_path, accepted)
+        closing.append(good_server)
+
+        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(V0_11.heartbeat() + b"\xc1\x00\x00")  # 0xc1 is never valid msgpack
+            closing.append(writer)
+
+        bad_server = await asyncio.start_unix_server(garbage, str(tmp_path / "bad.sock"))
+        closing.append(bad_server)
+        good, bad = Channel(), Channel()
+        closing.extend([good, bad])
+        good_calls, bad_calls = Recorder(good), Recorder(bad)
+
+        await good.connect(good_endpoint)
+        await bad.connect(str(tmp_path / "bad.sock"))
+        await bad_calls.until(lambda calls: any(c[0] == "on_socket_error" for c in calls))
+        good_peer = await accepted.get()
+        closing.append(good_peer)
+        good_peer.send(0, V0_11.heartbeat())
+        await good_calls.until(lambda calls: ("on_heartbeat",) in calls)
+
+        assert bad_calls.calls == [("on_connect",), ("on_heartbeat",),
+                                   ("on_socket_error", errno.EPROTO)]  # fmt: skip
+        assert isinstance(bad.last_error, DecodeError) and bad.closed
+        assert good.connected and good_calls.named("on_socket_error") == []
+
+
+class TestBackpressure:
+    async def test_drain_blocks_on_a_peer_that_does_not_read(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Against a peer that does not read, drain() blocks while the channel's own buffer
+        stays under the transport's high-water mark plus one message; reading releases it."""
+        readers: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+
+        async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            closing.append(writer)
+            await readers.put(reader)
+
+        path = str(tmp_path / "idle.sock")
+        server = await asyncio.start_unix_server(idle, path, limit=2**16)
+        closing.append(server)
+        client = Channel()
+        closing.append(client)
+        await client.connect(path)
+        peer = await asyncio.wait_for(readers.get(), WAIT)
+        payload = bytes(64 * 1024)
+        message = [V0_11.chunk_header(1, len(payload)), payload]
+        sent = 0
+        blocked: asyncio.Task[None] | None = None
+        high_water = 0
+
+        while blocked is None and sent < 100_000:
+            client.send(1, message)
+            sent += 1
+            drain = asyncio.ensure_future(client.drain())
+            await asyncio.sleep(0)  # let drain() flush and reach its wait, no readiness wait
+            high_water = max(high_water, client.write_buffer_size())
+            if not drain.done():
+                blocked = drain
+        assert blocked is not None
+        still_blocked = not blocked.done()
+        total = sent * (len(payload) + len(message[0]))
+        received = 0
+        while not blocked.done():
+            received += len(await asyncio.wait_for(peer.read(2**20), WAIT))
+        await blocked
+
+        assert still_blocked and sent > 1
+        limit = 64 * 1024 + 2 * (len(payload) + 16)
+        assert high_water <= limit, f"channel buffered {high_water} bytes"
+        assert received > 0 and total > high_water
