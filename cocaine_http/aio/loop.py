@@ -37,7 +37,7 @@ def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
             if kind == "uvloop":
                 raise ConfigError("event loop uvloop asked for, but uvloop is not installed") from None
         else:
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 

@@ -81,11 +81,17 @@ class Session(SessionMachine):
     )  # fmt: skip
 
     def __init__(self, worker: Worker, session: int, event: str, raw: bool) -> None:
-        super().__init__(session, event, worker._dialect)
+        # SessionMachine.__init__ inlined: this runs once per request on the hot path.
+        self.id = session
+        self.event = event
+        self.dialect = worker._dialect
+        self.state = SessionState.OPEN
+        self.deadline = None
+        self._on_change = None
         self.raw = raw
         self._worker = worker
         self._channel = worker._channel
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes] | None = None if raw else deque()
         self._eof = False
         self._failure: tuple[int, str] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -120,13 +126,15 @@ class Session(SessionMachine):
             SessionClosedError: the response was already ended, failed or aborted.
         """
         if isinstance(data, (bytes, bytearray, memoryview)):
-            parts: list[Buffer] = [b"", data]
-            size = len(data)
-        else:
-            parts = [b"", *data]
-            size = sum(len(part) for part in parts)
+            try:
+                header = self.send_chunk(len(data))
+            except LocalProtocolError as exc:
+                raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
+            self._channel.send(self.id, (header, data))
+            return
+        parts: list[Buffer] = [b"", *data]
         try:
-            parts[0] = self.send_chunk(size)
+            parts[0] = self.send_chunk(sum(map(len, parts)))
         except LocalProtocolError as exc:
             raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
         self._channel.send(self.id, parts)
@@ -168,11 +176,12 @@ class Session(SessionMachine):
             SessionError: the engine failed the session, or the worker aborted it.
             LocalProtocolError: called on a raw session (its chunks go to on_chunk).
         """
-        if self.raw:
+        chunks = self._chunks
+        if chunks is None:
             raise LocalProtocolError("a raw session delivers chunks through on_chunk")
         while True:
-            if self._chunks:
-                return self._chunks.popleft()
+            if chunks:
+                return chunks.popleft()
             if self._failure is not None:
                 raise SessionError(*self._failure)
             if self._eof:
@@ -188,6 +197,7 @@ class Session(SessionMachine):
             yield chunk
 
     def _push(self, data: bytes) -> None:
+        assert self._chunks is not None
         self._chunks.append(data)
         self._wake()
 
@@ -365,12 +375,12 @@ class Worker:
         handler, raw = self._handlers[event]
         session = Session(self, sid, event, raw)
         if conn.session_timeout is None:
-            conn.open_session(session)
+            conn.open_session(session)  # the connection's own hook keeps the table
         else:
             conn.open_session(session, self._now())
             assert session.deadline is not None and self.loop is not None
             session._timer = self.loop.call_at(session.deadline, self._expired, session)
-        session._on_change = self._session_changed
+            session._on_change = self._session_changed
         if raw:
             try:
                 handler(session)
@@ -534,6 +544,8 @@ class Worker:
 
     def _begin_drain(self) -> None:
         self._draining = True
+        for session in self._conn.sessions.values():  # from now on each end checks the drain
+            session._on_change = self._session_changed
         if self._conn.drained:
             self._complete(EXIT_OK)
         else:

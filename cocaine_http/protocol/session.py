@@ -133,6 +133,10 @@ WORKER_TRANSITIONS: dict[tuple[SessionState, type], SessionState] = {
 }
 
 _RESPONSE_OPEN = (S.OPEN, S.REQUEST_DONE)
+#: States where a worker chunk is a self-loop, derived from the table for the write fast path.
+_CHUNK_KEEPS_STATE = frozenset(
+    s for (s, event), new in WORKER_TRANSITIONS.items() if event is Chunk and new is s
+)
 
 #: v0.12 `error` ends a stream by itself (streaming protocol); v0.11 needs the choke after it.
 _ERROR_ENDS_STREAM = {"v0.11": False, "v0.12": True}
@@ -225,7 +229,8 @@ class SessionMachine:
     def send_chunk(self, size: int) -> bytes:
         """Advance on a response chunk of `size` bytes; returns the frame header to put
         before the payload (the payload itself is never copied)."""
-        self._local(Chunk)
+        if self.state not in _CHUNK_KEEPS_STATE:
+            self._local(Chunk)  # raises: the table has no chunk edge from here
         return self.dialect.chunk_header(self.id, size)
 
     def send_choke(self) -> bytes:

@@ -225,6 +225,9 @@ WORKER_TRANSITIONS: dict[tuple[WorkerState, type], WorkerState] = {
 }
 
 
+assert ENGINE_TRANSITIONS[(W.ACTIVE, Invoke)] is W.ACTIVE  # receive_invoke's fast path
+
+
 class WorkerConnection:
     """The worker's side of the engine conversation (PROTOCOL.md §3.3), minus the I/O.
 
@@ -328,6 +331,8 @@ class WorkerConnection:
 
     def receive_invoke(self, session: int, event: str, handlers: Container[str]) -> Refusal | None:
         """Decide whether an invoke becomes a session: None to accept, else why not."""
+        if self.state is W.ACTIVE and event in handlers and session not in self.sessions:
+            return None  # the common case; (ACTIVE, Invoke) is a self-loop in the table
         self._advance(ENGINE_TRANSITIONS, Invoke)
         if self.state is not W.ACTIVE:
             return Refusal(SHUTTING_DOWN, "the worker is shutting down")
