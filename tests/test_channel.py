@@ -16,6 +16,7 @@ from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel, serve
 from cocaine_http.codec import CDecoder, DecodeError, PythonDecoder
 from cocaine_http.protocol.dialect import V0_11
+from tests.plugins.worker import LOOP_KINDS, run_on
 
 WAIT = 10.0
 DECODERS = [pytest.param(PythonDecoder, id="python")]
@@ -320,3 +321,42 @@ class TestBackpressure:
         limit = 64 * 1024 + 2 * (len(payload) + 16)
         assert high_water <= limit, f"channel buffered {high_water} bytes"
         assert received > 0 and total > high_water
+
+
+async def _scenario(test: Callable[[list[Any]], Any]) -> None:
+    closing: list[Any] = []
+    try:
+        await test(closing)
+    finally:
+        for item in closing:
+            item.close()
+            if isinstance(item, asyncio.AbstractServer):
+                await item.wait_closed()
+
+
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_scenarios_hold_on_asyncio_debug_and_uvloop(loop_kind: str, tmp_path: Path) -> None:
+    """Exchange on every socket kind, close, errno reporting, malformed frames and
+    backpressure behave the same on asyncio (debug mode) and on uvloop."""
+    exchange, errors, pressure = TestExchange(), TestSocketErrors(), TestBackpressure()
+
+    def fresh(name: str) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        return path
+
+    async def scenarios() -> None:
+        for kind in KINDS:
+            await _scenario(lambda c: exchange.test_connect_exchange_close(kind, fresh(kind), c))
+        await _scenario(lambda c: exchange.test_nothing_fires_after_close(fresh("close"), c))
+        await errors.test_connection_refused_tcp()
+        await errors.test_connection_refused_unix(fresh("refused"))
+        await _scenario(errors.test_peer_reset_reports_econnreset)
+        await _scenario(
+            lambda c: errors.test_malformed_frame_closes_only_that_channel(fresh("bad"), c)
+        )
+        await _scenario(
+            lambda c: pressure.test_drain_blocks_on_a_peer_that_does_not_read(fresh("bp"), c)
+        )
+
+    run_on(loop_kind, scenarios)

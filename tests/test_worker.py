@@ -13,7 +13,7 @@ import pytest
 from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_DISOWNED, Session, Worker
 from cocaine_http.errors import SessionClosedError, SessionError
 from cocaine_http.protocol.dialect import V0_12, raw_header
-from tests.plugins.worker import UUID, WAIT, Engine, worker_argv
+from tests.plugins.worker import LOOP_KINDS, UUID, WAIT, Engine, run_on, worker_argv
 
 HANDSHAKE_HEX = "93000091da0024" + UUID.encode().hex()
 
@@ -378,3 +378,29 @@ class TestLifecycle:
         await wait(task)
 
         assert seen == ["startup, connected=False", "connect"]
+
+
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_scenarios_hold_on_asyncio_debug_and_uvloop(loop_kind: str, tmp_path) -> None:
+    """Concurrency, drain, grace, timeout, disown and EOF behave the same on asyncio (debug
+    mode) and on uvloop, with the worker in process."""
+    sessions, lifecycle = TestSessions(), TestLifecycle()
+    scenarios = [
+        sessions.test_sessions_run_concurrently,
+        sessions.test_raw_session_callbacks_and_zero_copy_response,
+        sessions.test_session_timeout_aborts_and_cancels_handler,
+        lifecycle.test_terminate_drains_inflight_sessions,
+        lifecycle.test_grace_expiry_aborts_remaining_sessions,
+        lifecycle.test_disown_when_engine_stops_echoing,
+        lifecycle.test_engine_eof_aborts_sessions_and_exits_nonzero,
+    ]
+
+    async def run_all() -> None:
+        for number, scenario in enumerate(scenarios):
+            engine = await Engine(str(tmp_path / f"{number}.sock")).start()
+            try:
+                await scenario(engine)
+            finally:
+                await engine.close()
+
+    run_on(loop_kind, run_all)

@@ -225,22 +225,29 @@ async def spawn_worker() -> AsyncIterator[Callable[..., Any]]:
             await proc.wait()
 
 
+
 # -- event loops ----------------------------------------------------------------------------------
 
-#: Test modules whose async tests run once per event loop (asyncio in debug mode, and uvloop).
-BOTH_LOOPS = {"test_channel.py", "test_worker.py"}
+#: Loops the scenario tests run on: asyncio in debug mode, and uvloop (STYLE.md rule 13).
+LOOP_KINDS = ["asyncio-debug", "uvloop"]
 
 
-def _debug_asyncio_loop() -> asyncio.AbstractEventLoop:
+def make_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A fresh event loop of one of LOOP_KINDS."""
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
     loop = asyncio.new_event_loop()
     loop.set_debug(True)
     return loop
 
 
-def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any] | None:
-    """Run the channel and worker tests on asyncio (debug) and on uvloop (STYLE.md rule 13)."""
-    if getattr(item, "path", None) is None or item.path.name not in BOTH_LOOPS:
-        return None
-    import uvloop
-
-    return {"asyncio": _debug_asyncio_loop, "uvloop": uvloop.new_event_loop}
+def run_on(kind: str, scenario: Callable[[], Any]) -> Any:
+    """Run `scenario()` (a coroutine function) to completion on a new loop of `kind`."""
+    loop = make_loop(kind)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(scenario(), 60))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
