@@ -120,7 +120,8 @@ class Session(SessionMachine):
         """Send one chunk; a list of buffers becomes one chunk whose payload is the parts back
         to back, framed without joining them.
 
-        Buffers must not be mutated after the call (they are queued, not copied).
+        Buffers must not be mutated after the call (they are queued, not copied), and
+        memoryviews must have one-byte items (their len() is the byte count).
 
         Raises:
             SessionClosedError: the response was already ended, failed or aborted.

@@ -1,0 +1,137 @@
+"""Worker overhead per request, in process (no sockets): CPU µs per request.
+
+Feeds pre-encoded sessions (invoke, one 200-byte chunk, choke) to the Channel in 64 KiB reads,
+with a transport that accepts writes for free, and answers each with a head chunk, a body chunk
+and a choke. Rows: the Channel alone answering from on_choke (the floor), the Worker with a
+raw=True factory (the HTTP layer's path), and the Worker with an async handler (a Task per
+session). The worker's own cost is the difference from the first row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cocaine_http import codec
+from cocaine_http.aio.channel import Channel
+from cocaine_http.aio.loop import loop_name, new_event_loop
+from cocaine_http.aio.worker import Session, Worker
+from cocaine_http.protocol.dialect import V0_11, raw_header
+
+SESSIONS = 20_000
+HEAD = b"\x92\xcc\xc8\x90"
+BODY = b"hello"
+
+
+class _NullTransport:
+    def write(self, data: Any) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def _stream() -> list[bytes]:
+    data = b"".join(
+        V0_11.invoke(i, "http") + V0_11.chunk(i, b"x" * 200) + V0_11.choke(i)
+        for i in range(1, SESSIONS + 1)
+    )
+    return [data[i : i + 65536] for i in range(0, len(data), 65536)]
+
+
+async def _feed(channel: Channel, slices: list[bytes]) -> float:
+    started = time.process_time()
+    for piece in slices:
+        channel.data_received(piece)
+        await asyncio.sleep(0)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return (time.process_time() - started) / SESSIONS * 1e6
+
+
+async def channel_alone(slices: list[bytes]) -> float:
+    channel = Channel()
+    channel._transport = _NullTransport()  # type: ignore[assignment]
+
+    def on_choke(sid: int) -> None:
+        channel.send(sid, (V0_11.chunk_header(sid, len(HEAD)), HEAD))
+        channel.send(sid, [V0_11.chunk_header(sid, len(BODY) + 1), raw_header(len(BODY)), BODY])
+        channel.send(sid, V0_11.choke(sid))
+
+    channel.on_choke = on_choke
+    return await _feed(channel, slices)
+
+
+def _worker() -> Worker:
+    worker = Worker(["--endpoint", "/unused", "--uuid", "bench"])
+    worker.loop = asyncio.get_running_loop()
+    worker._attach()
+    worker._channel._transport = _NullTransport()  # type: ignore[assignment]
+    worker._conn.start(worker.loop.time())
+    return worker
+
+
+def _respond(session: Session) -> None:
+    session.write(HEAD)
+    session.write([raw_header(len(BODY)), BODY])
+    session.end()
+
+
+async def worker_raw(slices: list[bytes]) -> float:
+    worker = _worker()
+
+    def factory(session: Session) -> None:
+        session.on_end = lambda: _respond(session)
+
+    worker.on("http", factory, raw=True)
+    return await _feed(worker._channel, slices)
+
+
+async def worker_task(slices: list[bytes]) -> float:
+    worker = _worker()
+
+    @worker.on("http")
+    async def handler(session: Session) -> None:
+        await session.read()
+        session.write(HEAD)
+        session.write([raw_header(len(BODY)), BODY])
+
+    return await _feed(worker._channel, slices)
+
+
+def main() -> None:
+    slices = _stream()
+    rows: list[tuple[str, Callable[[list[bytes]], Any]]] = [
+        ("channel alone (floor)", channel_alone),
+        ("worker, raw=True factory", worker_raw),
+        ("worker, async handler (Task)", worker_task),
+    ]
+    for kind in ("uvloop", "asyncio"):
+        loop = new_event_loop(kind)
+        print(f"\nloop {loop_name(loop)}, codec {codec.IMPLEMENTATION}, {SESSIONS} sessions/run")
+        print(f"{'path':32s} {'CPU µs/request (median of 5)':>30s}")
+        try:
+            for label, bench in rows:
+                runs = [loop.run_until_complete(bench(slices)) for _ in range(5)]
+                print(f"{label:32s} {statistics.median(runs):30.2f}")
+        finally:
+            loop.close()
+
+
+if __name__ == "__main__":
+    main()
