@@ -29,6 +29,7 @@ from cocaine_http.dev.engine import Engine
 from cocaine_http.dev.profile import Profile
 from cocaine_http.dev.runtime import DevRuntime
 
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 RAW_WORKER = Path(__file__).resolve().parent.parent / "workers" / "raw_worker.py"
 
 
@@ -142,6 +143,7 @@ async def dev_app_runtime(
 
     async def start(target: str, *app_args: str, **options: Any) -> DevRuntime:
         options.setdefault("app", "app")
+        options.setdefault("workdir", str(REPO_ROOT))  # where `module:attr` is importable from
         return await dev_runtime_factory(app_command(target, *app_args), **options)
 
     return start
