@@ -46,12 +46,12 @@ def parse_endpoint(value: str | tuple[str, int] | Endpoint) -> Endpoint:
         raise EndpointError("empty endpoint")
     if "/" in value:
         return Endpoint(path=value)
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    host, sep, digits = value.rpartition(":")
+    if not sep or not digits.isdigit() or not host:
         return Endpoint(path=value)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return _tcp(host, int(port), value)
+    return _tcp(host, int(digits), value)
 
 
 def _tcp(host: str, port: int, text: str) -> Endpoint:

@@ -21,7 +21,7 @@ import logging
 import os
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..aio.channel import Channel, serve
 from ..protocol.dialect import V0_11, pack
@@ -94,8 +94,10 @@ class _Server:
         self.ready: asyncio.Future[None] | None = None
 
     async def start(self, host: str, port: int = 0) -> None:
-        self._server = await serve((host, port), self._on_channel, raw=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+        server = await serve((host, port), self._on_channel, raw=True)
+        self._server = server
+        # uvloop's server is not an asyncio.Server subclass, but has the same `sockets`.
+        self.port = cast(asyncio.Server, server).sockets[0].getsockname()[1]
 
     def _on_channel(self, channel: Channel) -> None:
         self._channels.add(channel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -67,7 +68,8 @@ def raw_header(size: int) -> bytes:
 
 def pack(obj: Any) -> bytes:
     """msgpack with every str and bytes packed as old-style raw."""
-    return msgpack.packb(obj, use_bin_type=False)
+    packed: bytes = msgpack.packb(obj, use_bin_type=False)
+    return packed
 
 
 class Dialect:
@@ -109,7 +111,7 @@ class Dialect:
         raise NotImplementedError
 
     # -- services --------------------------------------------------------------------------
-    def call(self, session: int, method: int, args: list[Any] | tuple[Any, ...]) -> bytes:
+    def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         """A service call (v0.11) or a new channel's first message (v0.12)."""
         raise NotImplementedError
 
@@ -155,7 +157,7 @@ class V11(Dialect):
     def choke(self, session: int) -> bytes:
         return b"\x93\x06" + pack_uint(session) + b"\x90"
 
-    def call(self, session: int, method: int, args: list[Any] | tuple[Any, ...]) -> bytes:
+    def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         return pack([method, session, list(args)])
 
     def router(self) -> Router:
@@ -212,7 +214,7 @@ class V12(Dialect):
     def choke(self, session: int) -> bytes:
         return b"\x93" + pack_uint(session) + b"\x02\x90"
 
-    def call(self, session: int, method: int, args: list[Any] | tuple[Any, ...]) -> bytes:
+    def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         return pack([session, method, list(args)])
 
     def router(self) -> Router:

@@ -209,7 +209,8 @@ class BaseService:
         channel.on_choke = self._on_choke
         channel.on_socket_error = self._on_socket_error
         ok = await channel.connect(self.endpoint)
-        if self._channel is not channel or self._machine.state is not State.CONNECTED:
+        state: State = self._machine.state  # changed by the callbacks during the await
+        if self._channel is not channel or state is not State.CONNECTED:
             channel.abort()  # closed meanwhile, or the connect failed
             return False
         return ok
