@@ -8,11 +8,17 @@ worker's reads, where the fixed cost of a feed dominates.
 Every decoder's messages go through the same Python dispatch loop, so the figures include
 building the Python objects. The bar (issue 3): the C path at least as fast as
 `msgpack.Unpacker(raw=True)` + dispatch on the mix, and at least 2 GB/s on 64 KiB chunks.
-Figures are medians of interleaved repetitions (PERF.md: the machine is noisy).
+
+The Channel tables measure the real receive path: the same byte stream goes into
+`Channel.data_received` (dummy transport, no-op callbacks) and into a minimal protocol that
+feeds `msgpack.Unpacker(raw=True)` and calls the same callbacks (fetched once per read, the
+event decoded to str like the Channel does) with no validation at all.
+Figures are medians of interleaved repetitions (PERF.md: the machine is noisy), with the best.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -20,11 +26,13 @@ from typing import Any
 
 import msgpack
 
+from cocaine_http.aio import channel as channel_module
+from cocaine_http.aio.channel import Channel
 from cocaine_http.codec import CDecoder, PythonDecoder
 from cocaine_http.protocol.dialect import V0_11
 
 SLICE = 64 * 1024
-REPEATS = 9
+REPEATS = int(os.environ.get("BENCH_REPEATS", "9"))
 
 
 def mix_stream(sessions: int) -> tuple[bytes, int]:
@@ -86,6 +94,180 @@ def runner(cls: type[Any]) -> Callable[[list[bytes]], int]:
     return run
 
 
+def records_runner(cls: type[Any]) -> Callable[[list[bytes]], int]:
+    """The decoder's dispatch-oriented API (`feed_records`) under the same dispatch loop."""
+
+    def run(pieces: list[bytes]) -> int:
+        feed = cls().feed_records
+        seen = 0
+        for piece in pieces:
+            records, buf = feed(piece)
+            it = iter(records)
+            for kind, session, a, b in zip(it, it, it, it):
+                mid = kind >> 3
+                if mid == 4:
+                    seen += b - a if kind & 7 == 1 else len(a[0])
+                elif mid == 3:
+                    seen += session
+                elif mid == 6:
+                    seen -= session
+                else:
+                    seen += 1
+        return seen
+
+    return run
+
+
+# -- Channel level ---------------------------------------------------------------------------
+
+
+class _Transport:
+    """Just enough of an asyncio transport for data_received."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Sink:
+    """The callbacks: no-ops (counting=False) or counters used to check both paths agree."""
+
+    def __init__(self, counting: bool) -> None:
+        self.total = 0
+        if not counting:
+            noop = _noop
+            self.on_invoke = self.on_chunk = self.on_choke = self.on_heartbeat = noop
+            self.on_error = self.on_terminate = self.on_message = noop
+
+    def on_invoke(self, session: int, event: str) -> None:
+        self.total += session + len(event)
+
+    def on_chunk(self, session: int, data: bytes) -> None:
+        self.total += len(data)
+
+    def on_choke(self, session: int) -> None:
+        self.total -= session
+
+    def on_heartbeat(self) -> None:
+        self.total += 1
+
+    def on_error(self, session: int, code: int, message: str) -> None:
+        self.total += code
+
+    def on_terminate(self, session: int, code: int, reason: str) -> None:
+        self.total += code
+
+    def on_message(self, mid: int, session: int, args: Any) -> None:
+        self.total += mid
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+CALLBACKS = ("on_invoke", "on_chunk", "on_choke", "on_heartbeat", "on_error", "on_terminate",
+             "on_message")  # fmt: skip
+
+
+class UnpackerProtocol:
+    """The baseline receive path: msgpack.Unpacker plus a dispatch to the same callbacks."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._unpacker = msgpack.Unpacker(raw=True)
+        for name in CALLBACKS:
+            setattr(self, name, getattr(sink, name))
+
+    def data_received(self, data: bytes) -> None:
+        unpacker = self._unpacker
+        unpacker.feed(data)
+        on_invoke, on_chunk, on_choke = self.on_invoke, self.on_chunk, self.on_choke
+        on_heartbeat = self.on_heartbeat
+        for mid, session, args in unpacker:
+            if mid == 4:
+                on_chunk(session, args[0])
+            elif mid == 6:
+                on_choke(session)
+            elif mid == 3:
+                on_invoke(session, args[0].decode("utf-8", "replace"))
+            elif mid == 1:
+                on_heartbeat()
+            elif mid == 5:
+                self.on_error(session, args[0], args[1].decode("utf-8", "replace"))
+            elif mid == 2:
+                self.on_terminate(session, args[0], args[1].decode("utf-8", "replace"))
+            else:
+                self.on_message(mid, session, args)
+
+
+def channel_of(cls: type[Any] | None, sink: Sink) -> Any:
+    """A Channel on decoder `cls` (None: the baseline protocol) wired to `sink`."""
+    if cls is None:
+        return UnpackerProtocol(sink)
+    saved = channel_module.Decoder
+    channel_module.Decoder = cls
+    try:
+        ch = Channel()
+    finally:
+        channel_module.Decoder = saved
+    ch.connection_made(_Transport())  # type: ignore[arg-type]
+    for name in CALLBACKS:
+        setattr(ch, name, getattr(sink, name))
+    return ch
+
+
+def channel_runner(cls: type[Any] | None) -> Callable[[list[bytes]], int]:
+    def run(pieces: list[bytes]) -> int:
+        receive = channel_of(cls, Sink(False)).data_received
+        for piece in pieces:
+            receive(piece)
+        return 0
+
+    return run
+
+
+def check_channels(classes: dict[str, type[Any] | None], pieces: list[bytes]) -> None:
+    """Both receive paths deliver the same callbacks (checked once, outside the timing)."""
+    totals = {}
+    for name, cls in classes.items():
+        sink = Sink(True)
+        receive = channel_of(cls, sink).data_received
+        for piece in pieces:
+            receive(piece)
+        totals[name] = sink.total
+    assert len(set(totals.values())) == 1, f"receive paths disagree: {totals}"
+
+
+def channel_tables() -> None:
+    classes: dict[str, type[Any] | None] = {
+        "Channel, C decoder": CDecoder,
+        "Unpacker + dispatch (baseline)": None,
+    }
+    runs = {name: channel_runner(cls) for name, cls in classes.items()}
+    data, n = mix_stream(25_000)
+    check_channels(classes, slices(data))
+    table("Channel: worker mix, 64 KiB reads", measure(runs, slices(data)), len(data), n)
+    pieces, n = requests(20_000)
+    check_channels(classes, pieces)
+    table("Channel: one request per read", measure(runs, pieces), sum(map(len, pieces)), n)
+    data, n = chunk_stream(800)
+    check_channels(classes, slices(data))
+    table("Channel: 64 KiB chunks, 64 KiB reads", measure(runs, slices(data)), len(data), n)
+
+
 def measure(
     runs: dict[str, Callable[[list[bytes]], int]], pieces: list[bytes]
 ) -> dict[str, list[float]]:
@@ -120,6 +302,8 @@ def main() -> None:
         "C decoder (cocaine_http)": runner(CDecoder),
         "msgpack.Unpacker + dispatch": run_baseline,
     }
+    if hasattr(CDecoder, "feed_records"):
+        runs["C decoder, feed_records"] = records_runner(CDecoder)
     data, n = mix_stream(25_000)
     table("worker mix", measure(runs, slices(data)), len(data), n)
     small, ns = mix_stream(1_000)
@@ -134,6 +318,8 @@ def main() -> None:
     small, ns = chunk_stream(100)
     ref = measure({"Python reference": runner(PythonDecoder)}, slices(small))
     table("64 KiB chunks, Python reference", ref, len(small), ns)
+
+    channel_tables()
 
 
 if __name__ == "__main__":

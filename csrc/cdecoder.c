@@ -1,9 +1,8 @@
 /* Strategy: the decoder's entry points. A fast path parses a complete message made only of
  * scalars and raw strings (every common Cocaine message) in one linear pass; anything else, or
  * anything incomplete, goes to the resumable parser in machine.c, which decides every error.
- * Each message is then described for Python: its ids in an int64 array and its argument array
- * copied into one canonical msgpack buffer (one unpackb builds them all), or, when the
- * arguments are big, a fixup naming their span in the caller's buffer.
+ * Each message is then described for Python by output.c, as a batch (cdec_feed) or as
+ * records (cdec_records).
  *
  * Invariants:
  * - No globals, no Python.h; all state lives in the `cdec` the caller allocates and frees, and
@@ -155,57 +154,7 @@ static int64_t fast(const cdec *d, const uint8_t *m, int64_t n, int64_t base, re
     return pos;
 }
 
-/* -- output ----------------------------------------------------------------------------------- */
-
-typedef struct {
-    int64_t *ids, *sessions, cap, count;
-    uint8_t *canon;
-    int64_t canon_cap, canon_len;
-    int64_t *fix, fix_cap, nfix;
-} output;
-
-/* Append one message: its arguments are copied into the canonical buffer when small, else
- * described by a fixup (and a nil placeholder) so Python slices them from its own buffer. */
-static void emit(output *o, const uint8_t *buf, const result *r)
-{
-    int64_t span = r->b - r->a;
-    o->ids[o->count] = r->id;
-    o->sessions[o->count] = r->session;
-    if (r->shape != CDEC_FULL && span <= CDEC_SMALL_ARGS) {
-        memcpy(o->canon + o->canon_len, buf + r->a, (size_t)span);
-        o->canon_len += span;
-    } else {
-        int64_t *f = o->fix + o->nfix++ * CDEC_FIX_WIDTH;
-        f[0] = o->count;
-        f[1] = r->shape;
-        f[2] = r->x;
-        f[3] = r->shape == CDEC_RAW || r->shape == CDEC_INT_RAW ? r->pa : r->a;
-        f[4] = r->b;
-        o->canon[o->canon_len++] = 0xc0;
-    }
-    o->count++;
-}
-
-static int full(const output *o)
-{
-    return o->count == o->cap || o->nfix == o->fix_cap ||
-           o->canon_cap - o->canon_len < CDEC_SMALL_ARGS + 1;
-}
-
-static void close_output(output *o, int64_t *res, int64_t consumed)
-{
-    uint64_t n = (uint64_t)o->count;
-    o->canon[0] = 0xdd; /* array32 header over every message's arguments */
-    for (int i = 0; i < 4; i++)
-        o->canon[1 + i] = (uint8_t)(n >> (24 - 8 * i));
-    res[0] = o->count;
-    res[1] = consumed;
-    res[2] = o->canon_len;
-    res[3] = o->nfix;
-    /* sessions follow the ids directly, so Python converts both with one tolist() */
-    if (o->sessions != o->ids + o->count)
-        memmove(o->ids + o->count, o->sessions, (size_t)o->count * sizeof(int64_t));
-}
+/* -- entry points ---------------------------------------------------------------------------- */
 
 void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon_cap,
                int64_t *fix, int64_t fix_cap)
@@ -224,18 +173,48 @@ int64_t cdec_feed(cdec *d, const char *data, int64_t start, int64_t len)
 {
     if (d->res == NULL)
         return CDEC_UNBOUND;
-    const uint8_t *buf = (const uint8_t *)data;
-    output o = {d->res + 4, d->res + 4 + d->cap, d->cap, 0,
-                d->canon, d->canon_cap, 5, d->fix, d->fix_cap, 0};
-    int64_t *out = d->res;
-    int status;
+    output o;
+    out_batch(&o, d);
     if (d->error) {
-        close_output(&o, out, start);
+        out_close_batch(&o, d->res, start);
         return d->error_status;
     }
-    status = parse_all(d, buf, &start, len, &o);
-    close_output(&o, out, start);
+    int64_t first = start;
+    int status = parse_all(d, (const uint8_t *)data, &start, len, &o);
+    d->offset += start - first;
+    out_close_batch(&o, d->res, start);
     return o.count * 8 + (d->error ? d->error_status : status);
+}
+
+void cdec_bind_records(cdec *d, int64_t *rec, int64_t cap, int64_t *patch, int64_t patch_cap)
+{
+    d->rec = rec;
+    d->rec_cap = cap < CDEC_COUNT_MASK ? cap : CDEC_COUNT_MASK;
+    d->patch = patch;
+    d->patch_cap = patch_cap;
+}
+
+int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
+{
+    if (d->rec == NULL || d->patch_cap < 2 || d->rec_cap < 1)
+        return CDEC_UNBOUND;
+    if (d->error)
+        return d->error_status + (start << CDEC_STOP_SHIFT);
+    output o;
+    out_records(&o, d);
+    int64_t first = start;
+    int status = parse_all(d, (const uint8_t *)data, &start, len, &o);
+    d->offset += start - first;
+    d->patch[0] = o.npatch;
+    if (d->error)
+        status = d->error_status;
+    return (start << CDEC_STOP_SHIFT) + (o.count << CDEC_COUNT_SHIFT) +
+           (o.npatch ? CDEC_PATCHED : 0) + status;
+}
+
+int64_t cdec_offset(const cdec *d)
+{
+    return d->offset;
 }
 
 /* The loop of cdec_feed: messages from data[*start:len] until the data, the output room or
@@ -244,9 +223,9 @@ static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, 
 {
     int status = CDEC_OK;
     int64_t start = *startp;
-    result r = {0, 0, 0, 0, 0, 0, 0};
+    result r = {0, 0, 0, 0, 0, 0, 0, 0, 0};
     while (start < len) {
-        if (full(o)) {
+        if (out_full(o)) {
             status = CDEC_MORE;
             break;
         }
@@ -267,7 +246,9 @@ static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, 
             size = d->pos;
             cd_reset_message(d);
         }
-        emit(o, buf, &r);
+        r.start = start;
+        r.end = start + size;
+        out_emit(o, buf, &r);
         start += size;
     }
     *startp = start;

@@ -33,7 +33,28 @@ typedef struct cdec cdec;
 #define CDEC_ARGS 3
 #define CDEC_FULL 4
 
-/* Return values of cdec_feed. */
+/* Records mode (cdec_records), for callers that dispatch each message at once: per message
+ * four int64 values (kind, session, a, b) with kind = id * 8 + shape:
+ *   EMPTY   arguments []            a = b = 0
+ *   RAW     arguments [data[a:b]]   (one raw string)
+ *   ARGS    any other arguments: data[a:b] is their msgpack array, to be decoded by the caller
+ *           (its record index is listed in the patch array)
+ *   FULL    kind is exactly 7: an id or session beyond the int64 range (or an id of 2**60 or
+ *           more); data[a:b] is the whole frame (also listed in the patch array)
+ * The return value packs: status in bits 0-2, CDEC_PATCHED (patches were written) in bit 3,
+ * the record count in bits 4-23, and in bits 24-62 the offset in data where parsing stopped
+ * (the first unfinished or failing message). */
+#define CDEC_REC_WIDTH 4
+#define CDEC_REC_EMPTY 0
+#define CDEC_REC_RAW 1
+#define CDEC_REC_ARGS 2
+#define CDEC_REC_FULL 7
+#define CDEC_PATCHED 8
+#define CDEC_COUNT_SHIFT 4
+#define CDEC_COUNT_MASK 1048575
+#define CDEC_STOP_SHIFT 24
+
+/* Return values of cdec_feed and cdec_records (low 3 bits). */
 #define CDEC_OK 0        /* every complete message is in the records; the rest is partial */
 #define CDEC_MORE 1      /* the records are full: call again after taking them */
 #define CDEC_FRAME 2     /* FrameError; cdec_error() says why */
@@ -69,7 +90,17 @@ void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon
  * 8 * (messages written) + status (CDEC_OK, CDEC_MORE, CDEC_FRAME, CDEC_LIMIT), so that the
  * common case needs no second read from Python. */
 int64_t cdec_feed(cdec *d, const char *data, int64_t start, int64_t len);
+/* Give the decoder its records arrays (they must outlive it): rec holds cap records
+ * (cap * CDEC_REC_WIDTH int64 values, cap at most CDEC_COUNT_MASK), patch holds patch_cap
+ * int64 values (at least 2): after each call patch[0] is the number of patches and the next
+ * ones are indices into rec (record number * CDEC_REC_WIDTH) of the ARGS and FULL records. */
+void cdec_bind_records(cdec *d, int64_t *rec, int64_t cap, int64_t *patch, int64_t patch_cap);
+/* Parse data[start:len] like cdec_feed, writing records; see the records mode above. */
+int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len);
 int cdec_error(const cdec *d);
+/* Stream offset (bytes consumed by both modes since creation) of the first message not yet
+ * returned: the offending message's offset after an error. */
+int64_t cdec_offset(const cdec *d);
 /* CDEF-END */
 
 #endif

@@ -34,6 +34,8 @@ struct cdec {
     uint8_t *canon;
     int64_t canon_cap;
     int64_t *fix, fix_cap;
+    int64_t *rec, rec_cap, *patch, patch_cap; /* records mode (cdec_bind_records) */
+    int64_t offset;     /* stream offset of the first unfinished message */
     int v12;
     int64_t max_size;
     int max_depth;
@@ -59,8 +61,29 @@ struct cdec {
 
 typedef struct {
     int64_t id, session, shape, x, a, b;
-    int64_t pa; /* RAW, INT_RAW: where the raw payload starts (it ends at b) */
+    int64_t pa;         /* RAW, INT_RAW: where the raw payload starts (it ends at b) */
+    int64_t start, end; /* the whole frame */
 } result;
+
+/* Where one call's messages go: the batch arrays (cdec_feed) or the records (cdec_records). */
+typedef struct {
+    int records;
+    int64_t count, cap;
+    /* batch mode */
+    int64_t *ids, *sessions;
+    uint8_t *canon;
+    int64_t canon_cap, canon_len;
+    int64_t *fix, fix_cap, nfix;
+    /* records mode */
+    int64_t *rec, *patch, patch_cap, npatch;
+} output;
+
+/* output.c */
+void out_batch(output *o, cdec *d);
+void out_records(output *o, cdec *d);
+int out_full(const output *o);
+void out_emit(output *o, const uint8_t *buf, const result *r);
+void out_close_batch(output *o, int64_t *res, int64_t consumed);
 
 /* A complete message of `size` bytes: apply the checks that need all of it. */
 

@@ -1,7 +1,16 @@
 # Strategy: a Channel is the asyncio Protocol of one connection. Every socket read goes to the
-# decoder in one call and comes back as a batch; the batch is walked once and each message calls
-# its callback. Callbacks are plain attributes (the seed design's on_* family) that default to
-# no-ops; close() puts the no-ops back, so nothing fires after it.
+# decoder in one call (`feed_records`) and comes back as one flat list of records (kind,
+# session, a, b); the list is walked once and each message calls its callback. Callbacks are
+# attributes (the seed design's on_* family) that default to no-ops; close() puts the no-ops
+# back, so nothing fires after it.
+#
+# The hot path (v0.11, not raw): the four callbacks of the worker mix (invoke, chunk, choke,
+# heartbeat) are read once per read into locals, payloads are sliced straight from the read's
+# buffer, and every other message goes through one general method. Setting a callback attribute
+# (a data descriptor) drops the cached tuple, and the loop checks that tuple's identity after
+# each message, so a callback replaced or a channel closed by a callback takes effect from the
+# next message, exactly as with attribute lookups per message. A callback that raises is logged
+# and the loop resumes with the next message (try costs nothing until it raises).
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
 # so a tick that answers many sessions costs one syscall, and a large payload goes out as its own
@@ -20,9 +29,10 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from ..codec import Decoder, DecodeError
+from ..codec.limits import REC_ARGS, REC_EMPTY, REC_RAW, records_of
 from ..errors import ChannelError
 from ..protocol.dialect import V0_11, Dialect
 from .endpoint import Endpoint, parse_endpoint
@@ -49,6 +59,37 @@ _CALLBACKS = (
 )
 
 
+# record kinds of the hot path: message id * 8 + shape (cocaine_http.codec.limits)
+_INVOKE = 3 * 8 + REC_RAW
+_CHUNK = 4 * 8 + REC_RAW
+_CHOKE = 6 * 8 + REC_EMPTY
+_HEARTBEAT = 1 * 8 + REC_EMPTY
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Callback(Generic[F]):
+    """A callback attribute: kept in the instance; setting it tells the dispatch loop."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _Callback[F]: ...
+
+    @overload
+    def __get__(self, obj: Channel, objtype: type | None = None) -> F: ...
+
+    def __get__(self, obj: Channel | None, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj.__dict__[self._name]
+
+    def __set__(self, obj: Channel, value: F) -> None:
+        obj.__dict__[self._name] = value
+        obj._hot = None
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -72,15 +113,15 @@ class Channel(asyncio.Protocol):
         (ESHUTDOWN) or a malformed stream (EPROTO; `last_error` holds the DecodeError).
     """
 
-    on_connect: Callable[[], Any]
-    on_invoke: Callable[[int, str], Any]
-    on_chunk: Callable[[int, bytes], Any]
-    on_choke: Callable[[int], Any]
-    on_error: Callable[[int, int, str], Any]
-    on_terminate: Callable[[int, int, str], Any]
-    on_heartbeat: Callable[[], Any]
-    on_message: Callable[[int, int, list[Any]], Any]
-    on_socket_error: Callable[[int], Any]
+    on_connect: _Callback[Callable[[], Any]] = _Callback()
+    on_invoke: _Callback[Callable[[int, str], Any]] = _Callback()
+    on_chunk: _Callback[Callable[[int, bytes], Any]] = _Callback()
+    on_choke: _Callback[Callable[[int], Any]] = _Callback()
+    on_error: _Callback[Callable[[int, int, str], Any]] = _Callback()
+    on_terminate: _Callback[Callable[[int, int, str], Any]] = _Callback()
+    on_heartbeat: _Callback[Callable[[], Any]] = _Callback()
+    on_message: _Callback[Callable[[int, int, list[Any]], Any]] = _Callback()
+    on_socket_error: _Callback[Callable[[int], Any]] = _Callback()
 
     def __init__(
         self,
@@ -94,9 +135,11 @@ class Channel(asyncio.Protocol):
         self.raw = raw
         self.last_error: BaseException | None = None
         self.peer: str = ""
+        self._hot: tuple[Any, ...] | None = None  # the hot callbacks; None after any is set
         self._decoder = Decoder(
             dialect.name, max_message_size=max_message_size, max_depth=max_depth
         )
+        self._feed = self._decoder.feed_records
         self._router = dialect.router()
         self._fast_v11 = dialect.name == "v0.11" and not raw
         self._transport: asyncio.Transport | None = None
@@ -237,15 +280,47 @@ class Channel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            messages = self._decoder.feed(data)
+            records, buf = self._feed(data)
         except DecodeError as exc:
-            self._dispatch(exc.messages)
+            self._dispatch(*records_of(exc.messages))
             if not self._closed:
                 log.error("protocol error from %s: %s", self.peer, exc)
                 self.last_error = exc
                 self._fail(errnos.EPROTO)
             return
-        self._dispatch(messages)
+        if not self._fast_v11 or type(buf) is not bytes:
+            self._dispatch(records, buf)
+            return
+        # the hot path: see the module comment
+        hot = self._hot or self._load_hot()
+        on_invoke, on_chunk, on_choke, on_heartbeat = hot
+        it = iter(records)
+        messages = zip(it, it, it, it)
+        while True:
+            try:
+                for kind, session, a, b in messages:
+                    if kind == _CHUNK:
+                        on_chunk(session, buf[a:b])
+                    elif kind == _CHOKE:
+                        on_choke(session)
+                    elif kind == _INVOKE:
+                        on_invoke(session, buf[a:b].decode("utf-8", "replace"))
+                    elif kind == _HEARTBEAT:
+                        on_heartbeat()
+                    elif self._other(kind, session, a, b, buf):
+                        return
+                    if self._hot is not hot:
+                        if self._closed:
+                            return
+                        hot = self._load_hot()
+                        on_invoke, on_chunk, on_choke, on_heartbeat = hot
+                return
+            except Exception:
+                log.exception("a callback raised")
+                if self._closed:
+                    return
+                hot = self._hot or self._load_hot()
+                on_invoke, on_chunk, on_choke, on_heartbeat = hot
 
     def eof_received(self) -> bool:
         self._fail(errnos.ESHUTDOWN)
@@ -308,23 +383,45 @@ class Channel(asyncio.Protocol):
         except Exception:
             log.exception("callback %s raised", getattr(callback, "__name__", callback))
 
-    def _dispatch(self, messages: list[tuple[int, int, list[Any]]]) -> None:
-        route = self._router.route
-        fast = self._fast_v11
-        for mid, session, args in messages:
-            if self._closed:
-                return
-            if self.raw:
-                self._call(self.on_message, mid, session, args)
-                continue
-            kind = mid if fast and mid < 7 else route(mid, session)
-            try:
-                self._deliver(kind, mid, session, args)
-            except (ValueError, TypeError, IndexError) as exc:
-                self.last_error = exc
-                log.error("bad arguments %r for message %d from %s", args, mid, self.peer)
-                self._fail(errnos.EPROTO)
-                return
+    def _load_hot(self) -> tuple[Any, ...]:
+        d = self.__dict__
+        hot = (d["on_invoke"], d["on_chunk"], d["on_choke"], d["on_heartbeat"])
+        self._hot = hot
+        return hot
+
+    def _dispatch(self, records: list[Any], buf: Any) -> None:
+        """Every message of a read through the general path (v0.12, raw, a bytearray)."""
+        with memoryview(buf) as view:
+            it = iter(records)
+            for kind, session, a, b in zip(it, it, it, it):
+                if self._closed or self._other(kind, session, a, b, view):
+                    return
+
+    def _other(self, kind: int, session: int, a: Any, b: int, buf: Any) -> bool:
+        """Deliver one message by the general rules; True if it failed the channel."""
+        if self._closed:
+            return True
+        mid, shape = kind >> 3, kind & 7
+        if shape == REC_EMPTY:
+            args: list[Any] = []
+        elif shape == REC_RAW:
+            data = buf[a:b]
+            args = [data if type(data) is bytes else bytes(data)]
+        else:
+            assert shape == REC_ARGS
+            args = a
+        if self.raw:
+            self._call(self.on_message, mid, session, args)
+            return False
+        route = mid if self._fast_v11 and mid < 7 else self._router.route(mid, session)
+        try:
+            self._deliver(route, mid, session, args)
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            self.last_error = exc
+            log.error("bad arguments %r for message %d from %s", args, mid, self.peer)
+            self._fail(errnos.EPROTO)
+            return True
+        return False
 
     def _deliver(self, kind: int, mid: int, session: int, args: list[Any]) -> None:
         # Arguments are unpacked before the callback runs, so a shape error is the peer's fault

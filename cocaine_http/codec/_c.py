@@ -8,6 +8,12 @@
 # canonical buffer: C leaves a placeholder and a fixup (shape and span), and Python slices the
 # payload out of its own buffer, one copy per payload.
 #
+# feed_records() is the dispatch-oriented variant (a Channel uses it): C writes four int64 per
+# message (kind, session, payload start, payload end) and Python turns the read into one flat
+# list with one tolist(); only uncommon argument shapes are decoded here (listed by C as
+# patches). A read that completes whole messages and leaves nothing over costs one C call, one
+# tolist() and no other allocation.
+#
 # Buffering: small leftovers (the usual partial message at the end of a read) are kept as bytes
 # and joined with the next read. A leftover of BIG_TAIL bytes or more (a large message arriving
 # in several reads) is kept in a bytearray that grows in place, so it is never copied per read.
@@ -20,7 +26,7 @@ import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
 from ._cdecoder import ffi, lib
-from .limits import DIALECTS, Message, check_limits
+from .limits import DIALECTS, REC_ARGS, Message, Records, check_limits, messages_of
 
 #: Messages per C call; a feed that completes more makes several calls.
 MESSAGES = 2048
@@ -28,6 +34,9 @@ MESSAGES = 2048
 CANON = 64 * 1024
 #: Big-argument fixups per C call.
 FIXUPS = 256
+#: Records per C call in feed_records, and ARGS/FULL records (patches) per call.
+RECORDS = 2048
+PATCHES = 256
 #: Leftover size from which the partial message is accumulated in a growing bytearray.
 BIG_TAIL = 16 * 1024
 
@@ -35,6 +44,11 @@ _FW = lib.CDEC_FIX_WIDTH
 _RAW, _INT_RAW, _ARGS = lib.CDEC_RAW, lib.CDEC_INT_RAW, lib.CDEC_ARGS
 _MORE, _OK = lib.CDEC_MORE, lib.CDEC_OK
 _feed = lib.cdec_feed
+_records = lib.cdec_records
+_STOP, _FULL, _PATCHED = lib.CDEC_STOP_SHIFT, lib.CDEC_REC_FULL, lib.CDEC_PATCHED
+#: (r >> 2) & _COUNT4 is 4 * the record count packed in cdec_records's return value.
+_COUNT4 = lib.CDEC_COUNT_MASK << 2
+assert lib.CDEC_COUNT_SHIFT == 4 and lib.CDEC_REC_WIDTH == 4
 _REASONS = {
     lib.CDEC_E_BYTE: "malformed msgpack: byte 0xc1 is not a type",
     lib.CDEC_E_EXT: "malformed msgpack: ext types are not allowed",
@@ -94,8 +108,11 @@ class Decoder:
         self._canon = ffi.new("uint8_t[]", CANON)
         self._canon_view = memoryview(ffi.buffer(self._canon))
         lib.cdec_bind(handle, self._res, MESSAGES, self._canon, CANON, self._fix, FIXUPS)
+        self._rec, self._rec_view = _int64s(RECORDS * 4)
+        self._patch, self._patch_view = _int64s(PATCHES + 1)
+        lib.cdec_bind_records(handle, self._rec, RECORDS, self._patch, PATCHES + 1)
         self._tail: bytes | bytearray = b""  # the unfinished message, from its first byte
-        self._base = 0  # stream offset of self._tail[0]
+        self._drop = 0  # bytes at the front of a bytearray tail that records may still refer to
         self._error: DecodeError | None = None
 
     @property
@@ -111,17 +128,7 @@ class Decoder:
                 call raises the same error.
             LimitExceededError: a message over the size or depth limit.
         """
-        if self._error is not None:
-            self._error.messages = []
-            raise self._error
-        tail = self._tail
-        if type(tail) is bytearray:
-            tail += data
-            buf: bytes | bytearray = tail
-        elif tail:
-            buf = tail + data
-        else:
-            buf = data if type(data) is bytes else bytes(data)
+        buf = self._joined(data)
         if type(buf) is bytes:
             r = _feed(self._d, buf, 0, len(buf))
         else:
@@ -134,20 +141,104 @@ class Decoder:
             out += self._messages(buf, r >> 3)
         if status != _OK:
             raise self._fail(status, out)
-        # keep the unfinished message (inline: this runs once per read)
-        consumed = self._res[1]
-        self._base += consumed
+        self._keep(buf, self._res[1], False)
+        return out
+
+    def feed_records(self, data: bytes | bytearray | memoryview) -> Records:
+        """Like `feed`, but as records for a dispatch loop: `(records, buf)`.
+
+        `records` is a flat list, four items per message (kind, session, a, b) with kind =
+        id * 8 + shape (see `cocaine_http.codec.limits`): no arguments, one raw string
+        `buf[a:b]`, or the decoded argument list in `a`. The spans stay valid until the next
+        call. Same errors as `feed` (their `messages` are ordinary messages).
+        """
+        if not self._tail and type(data) is bytes:
+            r = _records(self._d, data, 0, len(data))
+            if not r & 15:  # OK, no patches: the common read
+                stop = r >> _STOP
+                if stop != len(data):
+                    self._keep(data, stop, True)
+                return self._rec_view[: (r >> 2) & _COUNT4].tolist(), data
+            return self._records_rest(data, r)
+        buf = self._joined(data)
+        if type(buf) is bytes:
+            r = _records(self._d, buf, 0, len(buf))
+        else:
+            with ffi.from_buffer(buf) as ptr:
+                r = _records(self._d, ptr, 0, len(buf))
+        return self._records_rest(buf, r)
+
+    def _records_rest(self, buf: bytes | bytearray, r: int) -> Records:
+        """The general case of feed_records: patches, several C calls, errors, leftovers."""
+        out: list[Any] = []
+        while True:
+            status = r & 7
+            count4 = (r >> 2) & _COUNT4
+            if count4:
+                records = self._rec_view[:count4].tolist()
+                if r & _PATCHED:
+                    self._patch_records(records, buf, len(out))
+                out += records
+            if status != _MORE:
+                break
+            if type(buf) is bytes:
+                r = _records(self._d, buf, r >> _STOP, len(buf))
+            else:
+                with ffi.from_buffer(buf) as ptr:
+                    r = _records(self._d, ptr, r >> _STOP, len(buf))
+        if status != _OK:
+            raise self._fail(status, messages_of(out, buf))
+        self._keep(buf, r >> _STOP, True)
+        return out, buf
+
+    def _patch_records(self, records: list[Any], buf: bytes | bytearray, base: int) -> None:
+        """Decode the arguments C left as spans (uncommon shapes, ids beyond int64)."""
+        count = self._patch[0]
+        with memoryview(buf) as view:
+            for i in self._patch_view[1 : 1 + count].tolist():
+                kind, a, b = records[i], records[i + 2], records[i + 3]
+                if kind != _FULL:
+                    records[i + 2], records[i + 3] = _unpack(view[a:b]), 0
+                    continue
+                frame = _unpack(view[a:b])
+                first, second = frame[0], frame[1]
+                mid, session = (second, first) if self._v12 else (first, second)
+                records[i : i + 4] = (mid * 8 + REC_ARGS, session, frame[2], 0)
+
+    def _joined(self, data: bytes | bytearray | memoryview) -> bytes | bytearray:
+        """The unfinished message followed by `data`, as one buffer starting at a message."""
+        if self._error is not None:
+            self._error.messages = []
+            raise self._error
+        tail = self._tail
+        if type(tail) is bytearray:
+            if self._drop:
+                del tail[: self._drop]
+                self._drop = 0
+            tail += data
+            return tail
+        if tail:
+            return tail + data
+        return data if type(data) is bytes else bytes(data)
+
+    def _keep(self, buf: bytes | bytearray, consumed: int, deferred: bool) -> None:
+        """Keep buf[consumed:], the unfinished message, for the next feed. With `deferred`,
+        a bytearray is not trimmed now (records refer to it) but at the next feed."""
         left = len(buf) - consumed
         if not left:
             self._tail = b""
         elif type(buf) is bytearray:
-            del buf[:consumed]
-            self._tail = buf if left >= BIG_TAIL else bytes(buf)
+            if left < BIG_TAIL:
+                self._tail = bytes(memoryview(buf)[consumed:])
+            elif deferred:
+                self._tail, self._drop = buf, consumed
+            else:
+                del buf[:consumed]
+                self._tail = buf
         elif left >= BIG_TAIL:
             self._tail = bytearray(memoryview(buf)[consumed:])
         else:
             self._tail = buf[consumed:]
-        return out
 
     def _feed_buffer(self, buf: bytes | bytearray, start: int) -> int:
         if type(buf) is bytes:
@@ -187,12 +278,15 @@ class Decoder:
 
     def _fail(self, status: int, out: list[Message]) -> DecodeError:
         """The error C reported, carrying the messages completed before it."""
+        if self._error is not None:  # already broken: the same error again
+            self._error.messages = []
+            return self._error
         cls = FrameError if status == lib.CDEC_FRAME else LimitExceededError
         reason = _REASONS[lib.cdec_error(self._d)].format(
             size=self._max_size, depth=self._max_depth, dialect=self.dialect
         )
-        error = cls(reason, self._base + self._res[1])
+        error = cls(reason, lib.cdec_offset(self._d))
         error.messages = out
         self._error = error
-        self._tail = b""
+        self._tail, self._drop = b"", 0
         return error

@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
-from .limits import DIALECTS, Message, check_limits
+from .limits import DIALECTS, Message, Records, check_limits, records_of
 
 _HARD_BUFFER = 2**31 - 1
 
@@ -142,6 +142,16 @@ class Decoder:
             self._error = exc
             raise
         return out
+
+    def feed_records(self, data: bytes | bytearray | memoryview) -> Records:
+        """Like `feed`, but as records for a dispatch loop: `(records, buf)`.
+
+        `records` is a flat list, four items per message (kind, session, a, b) with kind =
+        id * 8 + shape (see `cocaine_http.codec.limits`): no arguments, one raw string
+        `buf[a:b]`, or the decoded argument list in `a`. The spans stay valid until the next
+        call. Same errors as `feed` (their `messages` are ordinary messages).
+        """
+        return records_of(self.feed(data))
 
     def _feed(self, data: bytes | bytearray | memoryview, out: list[Message]) -> None:
         unpacker = self._unpacker

@@ -30,3 +30,50 @@ def check_limits(
     if not 1 <= depth <= HARD_MAX_DEPTH:
         raise ValueError(f"max_depth must be in 1..{HARD_MAX_DEPTH}, not {depth}")
     return dialect == "v0.12", size, depth
+
+
+# -- records (Decoder.feed_records) --------------------------------------------------------------
+# A read decodes into one flat list, four items per message: kind, session, a, b, where
+# kind = message id * 8 + shape:
+#   EMPTY  the arguments are []          (a = b = 0)
+#   RAW    the arguments are [buf[a:b]]  (one raw string, a span of the returned buffer)
+#   ARGS   the arguments are `a`, an already decoded list (any list, even [] or [raw])
+REC_EMPTY, REC_RAW, REC_ARGS = 0, 1, 2
+
+#: One read as records: the flat list and the buffer the RAW spans refer to.
+Records = tuple[list[Any], Any]
+
+
+def records_of(messages: list[Message]) -> Records:
+    """Messages as records, the raw payloads laid end to end in one new buffer."""
+    records: list[Any] = []
+    raws: list[bytes] = []
+    at = 0
+    for mid, session, args in messages:
+        if not args:
+            records += (mid * 8 + REC_EMPTY, session, 0, 0)
+        elif len(args) == 1 and type(args[0]) is bytes:
+            end = at + len(args[0])
+            records += (mid * 8 + REC_RAW, session, at, end)
+            raws.append(args[0])
+            at = end
+        else:
+            records += (mid * 8 + REC_ARGS, session, args, 0)
+    return records, b"".join(raws)
+
+
+def messages_of(records: list[Any], buf: Any) -> list[Message]:
+    """Records back as (id, session, args) messages (each with its own argument list)."""
+    out: list[Message] = []
+    with memoryview(buf) as view:
+        it = iter(records)
+        for kind, session, a, b in zip(it, it, it, it):
+            shape = kind & 7
+            if shape == REC_EMPTY:
+                args: list[Any] = []
+            elif shape == REC_RAW:
+                args = [view[a:b].tobytes()]
+            else:
+                args = a
+            out.append((kind >> 3, session, args))
+    return out
