@@ -4,15 +4,13 @@
 # this module only moves bytes, runs handlers and keeps one timer armed at `get_timer()`
 # (loop.call_at, never polling).
 #
-# Two handler forms share one Session class:
+# Two handler forms share one Session class (aio/session.py, which also holds the write path):
 #   - default: `async def handler(session)` runs as a Task; request chunks are buffered for
 #     `read()` / `async for`; returning ends the response (choke) if the handler did not.
 #   - raw=True: `factory(session)` is called synchronously at invoke, sets session.on_chunk /
 #     on_end / on_fail, and nothing is buffered and no Task is made (the HTTP layer's fast path).
-#
-# Writes: one `write()` is one chunk message, framed as [header, *parts] and handed to
-# Channel.send as a list, so a payload is never copied or joined, and since each message is
-# queued whole, sessions never interleave inside a message.
+# Every path that closes a session (engine error, abort, the last end) releases its callbacks
+# once they have run, so no reference cycle outlives a request.
 #
 # Exits (serve()'s return value): 0 after a terminate (engine's or ours) was drained and
 # answered; EXIT_CONNECTION_LOST when the engine socket failed or closed; EXIT_DISOWNED when no
@@ -26,13 +24,12 @@ import errno as errnos
 import logging
 import signal
 import sys
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import codec
-from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
-from ..protocol.session import Choke, Chunk, Error, SessionMachine, SessionState, error_bytes
+from ..errors import RemoteProtocolError
+from ..protocol.session import Error, SessionMachine, SessionState, error_bytes
 from ..protocol.worker import (
     HANDLER_FAILED,
     SESSION_TIMEOUT,
@@ -44,9 +41,12 @@ from ..protocol.worker import (
     WorkerState,
     parse_options,
 )
-from .channel import Buffer, Channel
+from .channel import Channel
 from .events import EventEmitter
 from .loop import loop_name, new_event_loop
+from .session import Session
+
+__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Session", "Worker"]
 
 log = logging.getLogger("cocaine_http.worker")
 
@@ -56,164 +56,6 @@ EXIT_DISOWNED = 2
 
 Handler = Callable[["Session"], Any]
 Hook = Callable[[], Awaitable[Any]]
-
-
-def _noop(*args: Any) -> None:
-    return None
-
-
-class Session(SessionMachine):
-    """One session: the engine's request stream in, the worker's response stream out.
-
-    Attributes:
-        id: session id from the invoke.
-        event: event name from the invoke.
-        raw: True for raw=True handlers; chunks then go to the callbacks below.
-        on_chunk: raw sessions: called with each request chunk (bytes).
-        on_end: raw sessions: called when the engine ends the request (choke).
-        on_fail: raw sessions: called with (code, message) when the engine fails the session
-            or the worker aborts it (disown, timeout, shutdown, connection lost).
-    """
-
-    __slots__ = (
-        "raw", "on_chunk", "on_end", "on_fail", "_worker", "_channel", "_chunks", "_eof",
-        "_failure", "_waiter", "_task", "_timer", "_failed",
-    )  # fmt: skip
-
-    def __init__(self, worker: Worker, session: int, event: str, raw: bool) -> None:
-        # SessionMachine.__init__ inlined: this runs once per request on the hot path.
-        self.id = session
-        self.event = event
-        self.dialect = worker._dialect
-        self.state = SessionState.OPEN
-        self.deadline = None
-        self._on_change = None
-        self.raw = raw
-        self._worker = worker
-        self._channel = worker._channel
-        self._chunks: deque[bytes] | None = None if raw else deque()
-        self._eof = False
-        self._failure: tuple[int, str] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._failed = False
-        self.on_chunk: Callable[[bytes], Any]
-        self.on_end: Callable[[], Any]
-        self.on_fail: Callable[[int, str], Any]
-        if raw:
-            self.on_chunk = self.on_end = self.on_fail = _noop
-        else:
-            self.on_chunk, self.on_end, self.on_fail = self._push, self._push_end, self._push_fail
-
-    def __repr__(self) -> str:
-        return f"<Session {self.id} {self.event!r} {self.state.name}>"
-
-    # -- response -------------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once the response is over (ended, failed or aborted): writes would raise."""
-        return not self.response_open
-
-    def write(self, data: Buffer | Sequence[Buffer]) -> None:
-        """Send one chunk; a list of buffers becomes one chunk whose payload is the parts back
-        to back, framed without joining them.
-
-        Buffers must not be mutated after the call (they are queued, not copied), and
-        memoryviews must have one-byte items (their len() is the byte count).
-
-        Raises:
-            SessionClosedError: the response was already ended, failed or aborted.
-        """
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            try:
-                header = self.send_chunk(len(data))
-            except LocalProtocolError as exc:
-                raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
-            self._channel.send(self.id, (header, data))
-            return
-        parts: list[Buffer] = [b"", *data]
-        try:
-            parts[0] = self.send_chunk(sum(map(len, parts)))
-        except LocalProtocolError as exc:
-            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
-        self._channel.send(self.id, parts)
-
-    def end(self) -> None:
-        """End the response (choke).
-
-        Raises:
-            SessionClosedError: the response was already ended, failed or aborted.
-        """
-        try:
-            data = self.send_choke()
-        except LocalProtocolError as exc:
-            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
-        self._channel.send(self.id, data)
-
-    def error(self, code: int, message: str) -> None:
-        """Fail the response: error then choke (the runtime waits for the choke).
-
-        Raises:
-            SessionClosedError: the response was already ended, failed or aborted.
-        """
-        try:
-            data = self.send_error(code, message)
-        except LocalProtocolError as exc:
-            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
-        self._channel.send(self.id, data)
-
-    async def drain(self) -> None:
-        """Wait until the connection's write buffer is below its high-water mark again."""
-        await self._channel.drain()
-
-    # -- request --------------------------------------------------------------------------------
-
-    async def read(self) -> bytes | None:
-        """The next request chunk, or None once the engine has ended the request.
-
-        Raises:
-            SessionError: the engine failed the session, or the worker aborted it.
-            LocalProtocolError: called on a raw session (its chunks go to on_chunk).
-        """
-        chunks = self._chunks
-        if chunks is None:
-            raise LocalProtocolError("a raw session delivers chunks through on_chunk")
-        while True:
-            if chunks:
-                return chunks.popleft()
-            if self._failure is not None:
-                raise SessionError(*self._failure)
-            if self._eof:
-                return None
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.read()) is not None:
-            yield chunk
-
-    def _push(self, data: bytes) -> None:
-        assert self._chunks is not None
-        self._chunks.append(data)
-        self._wake()
-
-    def _push_end(self) -> None:
-        self._eof = True
-        self._wake()
-
-    def _push_fail(self, code: int, message: str) -> None:
-        self._failure = (code, message)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class Worker:
@@ -398,8 +240,7 @@ class Worker:
         if session is None:
             return  # orphan: a session we already finished or refused (the engine does the same)
         try:
-            session.receive(Chunk)
-            session.on_chunk(data)  # type: ignore[attr-defined]
+            session._deliver_chunk(data)  # type: ignore[attr-defined]
         except RemoteProtocolError as exc:
             log.warning("%s", exc)
         except Exception as exc:
@@ -410,8 +251,7 @@ class Worker:
         if session is None:
             return
         try:
-            session.receive(Choke)
-            session.on_end()  # type: ignore[attr-defined]
+            session._deliver_end()  # type: ignore[attr-defined]
         except RemoteProtocolError as exc:
             log.warning("%s", exc)
         except Exception as exc:
@@ -429,6 +269,7 @@ class Worker:
             return
         session._failed = True
         self._notify_fail(session, code, message)
+        session._release()
 
     def _on_heartbeat(self) -> None:
         self._conn.receive_heartbeat(self._now())
@@ -465,7 +306,7 @@ class Worker:
             self._handler_failed(session, exc)
             return
         if session.response_open:
-            self._channel.send(session.id, session.send_choke())
+            session.end()
 
     def _handler_failed(self, session: Session, exc: BaseException) -> None:
         if session._failed:
@@ -475,8 +316,7 @@ class Worker:
             "handler for event %r failed on session %d", session.event, session.id, exc_info=exc
         )
         if session.response_open:
-            message = f"error in event '{session.event}' handler: {exc}"
-            self._channel.send(session.id, session.send_error(HANDLER_FAILED, message))
+            session.error(HANDLER_FAILED, f"error in event '{session.event}' handler: {exc}")
 
     def _session_changed(
         self, machine: SessionMachine, old: SessionState, new: SessionState
@@ -505,12 +345,13 @@ class Worker:
         if session.abort() and tell_engine:
             self._channel.send(session.id, error_bytes(self._dialect, session.id, code, message))
         self._notify_fail(session, code, message)
+        session._release()
         if cancel and session._task is not None:
             session._task.cancel()
 
     def _notify_fail(self, session: Session, code: int, message: str) -> None:
         try:
-            session.on_fail(code, message)
+            session._deliver_fail(code, message)
         except Exception:
             log.exception("on_fail of session %d raised", session.id)
 

@@ -13,7 +13,9 @@
 #
 # The hot path advances by event *type* (`receive(Chunk)`, `send_chunk(size)`) so no event
 # object is allocated per message; `process_event` takes event objects for callers that have
-# them (tests, tools). States are IntEnum so the tuple keys hash at C speed.
+# them (tests, tools). States are IntEnum, so the tables can also be read as rows
+# (ENGINE_NEXT / WORKER_NEXT: event type -> next state indexed by the current state), derived
+# from the tables at import: a check is one tuple index, and the tables stay the one source.
 """Sans-IO state machine of one worker session."""
 
 from __future__ import annotations
@@ -132,6 +134,25 @@ WORKER_TRANSITIONS: dict[tuple[SessionState, type], SessionState] = {
     (S.RESPONSE_DONE, Abort): S.CLOSED,
 }
 
+
+
+def _rows(
+    table: dict[tuple[SessionState, type], SessionState],
+) -> dict[type, tuple[SessionState | None, ...]]:
+    """The table as rows: {event type: next state indexed by the current state's value, None
+    where the table has no edge}. Derived once, so the table stays the single source."""
+    rows: dict[type, list[SessionState | None]] = {}
+    for (state, event_type), new in table.items():
+        rows.setdefault(event_type, [None] * len(SessionState))[state] = new
+    return {event_type: tuple(row) for event_type, row in rows.items()}
+
+
+_NO_EDGE: tuple[SessionState | None, ...] = (None,) * len(SessionState)
+#: ENGINE_TRANSITIONS as rows (hot path: `ENGINE_NEXT[Chunk][state]`).
+ENGINE_NEXT = _rows(ENGINE_TRANSITIONS)
+#: WORKER_TRANSITIONS as rows.
+WORKER_NEXT = _rows(WORKER_TRANSITIONS)
+
 _RESPONSE_OPEN = (S.OPEN, S.REQUEST_DONE)
 #: States where a worker chunk is a self-loop, derived from the table for the write fast path.
 _CHUNK_KEEPS_STATE = frozenset(
@@ -197,7 +218,7 @@ class SessionMachine:
 
     def receive(self, event_type: type) -> SessionState:
         """Advance on a message of `event_type` from the engine (hot path: no event object)."""
-        new = ENGINE_TRANSITIONS.get((self.state, event_type))
+        new = ENGINE_NEXT.get(event_type, _NO_EDGE)[self.state]
         if new is None:
             raise RemoteProtocolError(
                 f"engine sent {event_type.__name__.lower()} on session {self.id} "
@@ -207,7 +228,7 @@ class SessionMachine:
         return new
 
     def _local(self, event_type: type) -> SessionState:
-        new = WORKER_TRANSITIONS.get((self.state, event_type))
+        new = WORKER_NEXT.get(event_type, _NO_EDGE)[self.state]
         if new is None:
             raise LocalProtocolError(
                 f"cannot send {event_type.__name__.lower()} on session {self.id} "

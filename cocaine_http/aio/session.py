@@ -1,0 +1,261 @@
+# Strategy: the asyncio Session, one per accepted invoke. It is the sans-IO SessionMachine plus
+# delivery (request chunks to callbacks or to a buffer for `read()`) and the worker's writes.
+#
+# Hot path: the state checks read precomputed rows of the transition tables
+# (protocol.session.ENGINE_NEXT / WORKER_NEXT: next state per current state, None where the
+# table has no edge), so a write is a tuple index and an identity test; anything the rows refuse
+# goes through the generic machine, which raises with the table's message. `write_chunks()`
+# frames a whole response (head, body, choke) as one buffer list and one Channel.send.
+#
+# Lifetime: a raw session's callbacks are usually bound methods of an adapter object that also
+# holds the session, a reference cycle only the garbage collector could free (it cost about a
+# third of the per-request CPU). Once the session is CLOSED and its last callback has run,
+# `_release()` drops the callbacks, so the session and its adapter die by reference counting.
+"""Session: one request/response exchange of a Cocaine worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LocalProtocolError, SessionClosedError, SessionError
+from ..protocol.session import (
+    ENGINE_NEXT,
+    WORKER_NEXT,
+    Choke,
+    Chunk,
+    SessionMachine,
+    SessionState,
+)
+from .channel import Buffer
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+#: One chunk: a buffer, or a list of buffers sent back to back as one payload.
+Payload = Buffer | Sequence[Buffer]
+
+_OPEN = SessionState.OPEN
+_CLOSED = SessionState.CLOSED
+_ENGINE_CHUNK = ENGINE_NEXT[Chunk]
+_WORKER_CHUNK = WORKER_NEXT[Chunk]
+_WORKER_CHOKE = WORKER_NEXT[Choke]
+_BUFFERS = (bytes, bytearray, memoryview)
+
+
+def _noop(*args: Any) -> None:
+    return None
+
+
+class Session(SessionMachine):
+    """One session: the engine's request stream in, the worker's response stream out.
+
+    Attributes:
+        id: session id from the invoke.
+        event: event name from the invoke.
+        raw: True for raw=True handlers; chunks then go to the callbacks below.
+        on_chunk: raw sessions: called with each request chunk (bytes).
+        on_end: raw sessions: called when the engine ends the request (choke).
+        on_fail: raw sessions: called with (code, message) when the engine fails the session
+            or the worker aborts it (disown, timeout, shutdown, connection lost).
+    """
+
+    __slots__ = (
+        "raw", "on_chunk", "on_end", "on_fail", "_worker", "_channel", "_chunks", "_eof",
+        "_failure", "_waiter", "_task", "_timer", "_failed",
+    )  # fmt: skip
+
+    def __init__(self, worker: Worker, session: int, event: str, raw: bool) -> None:
+        # SessionMachine.__init__ inlined: this runs once per request on the hot path.
+        self.id = session
+        self.event = event
+        self.dialect = worker._dialect
+        self.state = _OPEN
+        self.deadline = None
+        self._on_change = None
+        self.raw = raw
+        self._worker = worker
+        self._channel = worker._channel
+        self._chunks: deque[bytes] | None = None if raw else deque()
+        self._eof = False
+        self._failure: tuple[int, str] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failed = False
+        self.on_chunk: Callable[[bytes], Any]
+        self.on_end: Callable[[], Any]
+        self.on_fail: Callable[[int, str], Any]
+        self.on_chunk = self.on_end = self.on_fail = _noop  # buffered sessions: see _deliver_*
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.event!r} {self.state.name}>"
+
+    # -- response -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the response is over (ended, failed or aborted): writes would raise."""
+        return not self.response_open
+
+    def write(self, data: Payload) -> None:
+        """Send one chunk; a list of buffers becomes one chunk whose payload is the parts back
+        to back, framed without joining them.
+
+        Buffers must not be mutated after the call (they are queued, not copied), and
+        memoryviews must have one-byte items (their len() is the byte count).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        if _WORKER_CHUNK[self.state] is not self.state:
+            self._refuse(Chunk)
+        sid = self.id
+        if isinstance(data, _BUFFERS):
+            self._channel.send(sid, (self.dialect.chunk_header(sid, len(data)), data))
+            return
+        parts: list[Buffer] = [b"", *data]
+        parts[0] = self.dialect.chunk_header(sid, sum(map(len, parts)))
+        self._channel.send(sid, parts)
+
+    def write_chunks(self, chunks: Sequence[Payload], end: bool = False) -> None:
+        """Send several chunks and, with end=True, the choke after them, as one write: the
+        usual way to send a response that is known whole (head, body, end).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        state = self.state
+        if end:
+            new = _WORKER_CHOKE[state]
+            if new is None:
+                self._refuse(Choke)
+        if chunks and _WORKER_CHUNK[state] is not state:
+            self._refuse(Chunk)
+        sid = self.id
+        header = self.dialect.chunk_header
+        out: list[Buffer] = []
+        append = out.append
+        for chunk in chunks:
+            if isinstance(chunk, _BUFFERS):
+                append(header(sid, len(chunk)))
+                append(chunk)
+            else:
+                append(header(sid, sum(map(len, chunk))))
+                out += chunk
+        if end:
+            append(self.dialect.choke(sid))
+            self._enter(new)
+        self._channel.send(sid, out)
+        if end and self.state is _CLOSED:
+            self._release()
+
+    def end(self) -> None:
+        """End the response (choke).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        new = _WORKER_CHOKE[self.state]
+        if new is None:
+            self._refuse(Choke)
+        self._enter(new)
+        self._channel.send(self.id, self.dialect.choke(self.id))
+        if new is _CLOSED:
+            self._release()
+
+    def error(self, code: int, message: str) -> None:
+        """Fail the response: error then choke (the runtime waits for the choke).
+
+        Raises:
+            SessionClosedError: the response was already ended, failed or aborted.
+        """
+        try:
+            data = self.send_error(code, message)
+        except LocalProtocolError as exc:
+            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
+        self._channel.send(self.id, data)
+        if self.state is _CLOSED:
+            self._release()
+
+    def _refuse(self, event_type: type) -> None:
+        """The rows have no edge for a worker `event_type` here: raise the table's error."""
+        try:
+            self._local(event_type)
+        except LocalProtocolError as exc:
+            raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
+        raise AssertionError("the transition rows disagree with WORKER_TRANSITIONS")
+
+    async def drain(self) -> None:
+        """Wait until the connection's write buffer is below its high-water mark again."""
+        await self._channel.drain()
+
+    # -- request --------------------------------------------------------------------------------
+
+    async def read(self) -> bytes | None:
+        """The next request chunk, or None once the engine has ended the request.
+
+        Raises:
+            SessionError: the engine failed the session, or the worker aborted it.
+            LocalProtocolError: called on a raw session (its chunks go to on_chunk).
+        """
+        chunks = self._chunks
+        if chunks is None:
+            raise LocalProtocolError("a raw session delivers chunks through on_chunk")
+        while True:
+            if chunks:
+                return chunks.popleft()
+            if self._failure is not None:
+                raise SessionError(*self._failure)
+            if self._eof:
+                return None
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.read()) is not None:
+            yield chunk
+
+    # -- delivery (called by the Worker) ----------------------------------------------------------
+
+    def _deliver_chunk(self, data: bytes) -> None:
+        """An engine chunk: advance (the table's self-loop needs no transition) and hand it on."""
+        if _ENGINE_CHUNK[self.state] is not self.state:
+            self.receive(Chunk)  # raises RemoteProtocolError: no chunk edge from here
+        chunks = self._chunks
+        if chunks is None:
+            self.on_chunk(data)
+        else:
+            chunks.append(data)
+            self._wake()
+
+    def _deliver_end(self) -> None:
+        self.receive(Choke)
+        if self._chunks is None:
+            self.on_end()
+        else:
+            self._eof = True
+            self._wake()
+        if self.state is _CLOSED:
+            self._release()
+
+    def _deliver_fail(self, code: int, message: str) -> None:
+        if self._chunks is None:
+            self.on_fail(code, message)
+        else:
+            self._failure = (code, message)
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _release(self) -> None:
+        """Closed and done with: drop the callbacks (and the cycles they may close)."""
+        self.on_chunk = self.on_end = self.on_fail = _noop
