@@ -199,7 +199,7 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
     if (d->rec == NULL || d->patch_cap < 2 || d->rec_cap < 1)
         return CDEC_UNBOUND;
     if (d->error)
-        return d->error_status + (start << CDEC_STOP_SHIFT);
+        return ~(d->error_status + (start << CDEC_STOP_SHIFT));
     output o;
     out_records(&o, d);
     int64_t first = start;
@@ -208,8 +208,10 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
     d->patch[0] = o.npatch;
     if (d->error)
         status = d->error_status;
-    return (start << CDEC_STOP_SHIFT) + (o.count << CDEC_COUNT_SHIFT) +
-           (o.npatch ? CDEC_PATCHED : 0) + status;
+    if (status == CDEC_OK && o.npatch == 0 && start == len)
+        return o.count * CDEC_REC_BYTES; /* the common read: every byte is a whole message */
+    return ~((start << CDEC_STOP_SHIFT) + (o.count << CDEC_COUNT_SHIFT) +
+             (o.npatch ? CDEC_PATCHED : 0) + status);
 }
 
 int64_t cdec_offset(const cdec *d)

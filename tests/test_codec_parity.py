@@ -1,5 +1,6 @@
 """Property tests: the C decoder and the Python reference agree on every input, feed by feed:
-the same messages, or the same error type at the same offset with the same messages before it."""
+the same messages, or the same error type at the same offset with the same messages before it,
+through `feed` and through `feed_records` alike."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocaine_http.codec import _python
+from cocaine_http.codec.limits import messages_of
 from cocaine_http.errors import DecodeError
 
 from tests.plugins.codec import load_decoder
@@ -97,8 +99,27 @@ def run(cls: type[Any], dialect: str, data: bytes, cuts: list[int], kw: dict[str
     return log
 
 
+def run_records(
+    cls: type[Any], dialect: str, data: bytes, cuts: list[int], kw: dict[str, Any]
+) -> list[Any]:
+    """Like `run`, through feed_records (records turned back into messages)."""
+    decoder = cls(dialect, **kw)
+    log: list[Any] = []
+    bounds = [0, *cuts, len(data)]
+    for a, b in zip(bounds, bounds[1:]):
+        try:
+            log.append(repr(messages_of(*decoder.feed_records(data[a:b]))))
+        except DecodeError as exc:
+            log.append((type(exc).__name__, exc.offset, repr(exc.messages)))
+            break
+    return log
+
+
 def assert_agree(dialect: str, data: bytes, cuts: list[int], kw: dict[str, Any]) -> None:
-    assert run(CDecoder, dialect, data, cuts, kw) == run(PythonDecoder, dialect, data, cuts, kw)
+    expected = run(PythonDecoder, dialect, data, cuts, kw)
+    assert run(CDecoder, dialect, data, cuts, kw) == expected
+    assert run_records(CDecoder, dialect, data, cuts, kw) == expected
+    assert run_records(PythonDecoder, dialect, data, cuts, kw) == expected
 
 
 @SETTINGS

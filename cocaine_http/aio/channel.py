@@ -1,6 +1,6 @@
 # Strategy: a Channel is the asyncio Protocol of one connection. Every socket read goes to the
-# decoder in one call (`feed_records`) and comes back as one flat list of records (kind,
-# session, a, b); the list is walked once and each message calls its callback. Callbacks are
+# decoder in one call (`feed_records`) and comes back as records, one (kind, session, a, b)
+# tuple per message; they are walked once and each message calls its callback. Callbacks are
 # attributes (the seed design's on_* family) that default to no-ops; close() puts the no-ops
 # back, so nothing fires after it.
 #
@@ -28,7 +28,7 @@ import errno as errnos
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from ..codec import Decoder, DecodeError
@@ -64,6 +64,7 @@ _INVOKE = 3 * 8 + REC_RAW
 _CHUNK = 4 * 8 + REC_RAW
 _CHOKE = 6 * 8 + REC_EMPTY
 _HEARTBEAT = 1 * 8 + REC_EMPTY
+assert (_INVOKE, _CHUNK, _CHOKE, _HEARTBEAT) == (25, 33, 48, 8)  # literals in data_received
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -294,22 +295,21 @@ class Channel(asyncio.Protocol):
         # the hot path: see the module comment
         hot = self._hot or self._load_hot()
         on_invoke, on_chunk, on_choke, on_heartbeat = hot
-        it = iter(records)
-        messages = zip(it, it, it, it)
-        while True:
+        while True:  # again after a callback raised, with the next message
             try:
-                for kind, session, a, b in messages:
-                    if kind == _CHUNK:
+                for kind, session, a, b in records:
+                    # literal kinds (asserted below) are cheaper than global lookups
+                    if kind == 33:  # _CHUNK
                         on_chunk(session, buf[a:b])
-                    elif kind == _CHOKE:
+                    elif kind == 48:  # _CHOKE
                         on_choke(session)
-                    elif kind == _INVOKE:
+                    elif kind == 25:  # _INVOKE
                         on_invoke(session, buf[a:b].decode("utf-8", "replace"))
-                    elif kind == _HEARTBEAT:
+                    elif kind == 8:  # _HEARTBEAT
                         on_heartbeat()
                     elif self._other(kind, session, a, b, buf):
                         return
-                    if self._hot is not hot:
+                    if self._hot is not hot:  # a callback was set, or the channel closed
                         if self._closed:
                             return
                         hot = self._load_hot()
@@ -389,11 +389,10 @@ class Channel(asyncio.Protocol):
         self._hot = hot
         return hot
 
-    def _dispatch(self, records: list[Any], buf: Any) -> None:
+    def _dispatch(self, records: Iterable[tuple[Any, ...]], buf: Any) -> None:
         """Every message of a read through the general path (v0.12, raw, a bytearray)."""
         with memoryview(buf) as view:
-            it = iter(records)
-            for kind, session, a, b in zip(it, it, it, it):
+            for kind, session, a, b in records:
                 if self._closed or self._other(kind, session, a, b, view):
                     return
 

@@ -2,6 +2,7 @@
 # C and Python implementations cannot drift apart on defaults or validation.
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 #: One decoded message: (message id, session or channel id, argument list).
@@ -33,41 +34,40 @@ def check_limits(
 
 
 # -- records (Decoder.feed_records) --------------------------------------------------------------
-# A read decodes into one flat list, four items per message: kind, session, a, b, where
-# kind = message id * 8 + shape:
+# A read decodes into an iterable of records, one 4-tuple per message: (kind, session, a, b),
+# where kind = message id * 8 + shape:
 #   EMPTY  the arguments are []          (a = b = 0)
 #   RAW    the arguments are [buf[a:b]]  (one raw string, a span of the returned buffer)
 #   ARGS   the arguments are `a`, an already decoded list (any list, even [] or [raw])
 REC_EMPTY, REC_RAW, REC_ARGS = 0, 1, 2
 
-#: One read as records: the flat list and the buffer the RAW spans refer to.
-Records = tuple[list[Any], Any]
+#: One read as records: the records (iterable once) and the buffer the RAW spans refer to.
+Records = tuple[Iterable[tuple[Any, ...]], Any]
 
 
-def records_of(messages: list[Message]) -> Records:
+def records_of(messages: list[Message]) -> tuple[list[tuple[Any, ...]], bytes]:
     """Messages as records, the raw payloads laid end to end in one new buffer."""
-    records: list[Any] = []
+    records: list[tuple[Any, ...]] = []
     raws: list[bytes] = []
     at = 0
     for mid, session, args in messages:
         if not args:
-            records += (mid * 8 + REC_EMPTY, session, 0, 0)
+            records.append((mid * 8 + REC_EMPTY, session, 0, 0))
         elif len(args) == 1 and type(args[0]) is bytes:
             end = at + len(args[0])
-            records += (mid * 8 + REC_RAW, session, at, end)
+            records.append((mid * 8 + REC_RAW, session, at, end))
             raws.append(args[0])
             at = end
         else:
-            records += (mid * 8 + REC_ARGS, session, args, 0)
+            records.append((mid * 8 + REC_ARGS, session, args, 0))
     return records, b"".join(raws)
 
 
-def messages_of(records: list[Any], buf: Any) -> list[Message]:
+def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
     """Records back as (id, session, args) messages (each with its own argument list)."""
     out: list[Message] = []
     with memoryview(buf) as view:
-        it = iter(records)
-        for kind, session, a, b in zip(it, it, it, it):
+        for kind, session, a, b in records:
             shape = kind & 7
             if shape == REC_EMPTY:
                 args: list[Any] = []
