@@ -33,6 +33,8 @@ import msgpack
 ROOT = Path(__file__).resolve().parent.parent
 DURATION = float(os.environ.get("BENCH_HTTP_DURATION", "2.0"))
 REPS = int(os.environ.get("BENCH_HTTP_REPS", "2"))
+#: Comma-separated label fragments: run only the scenarios whose label contains one of them.
+ONLY = [s.strip() for s in os.environ.get("BENCH_HTTP_ONLY", "").split(",") if s.strip()]
 IN_FLIGHT = 32
 MIB = 1024 * 1024
 HELLO = b"Hello world!"
@@ -374,8 +376,9 @@ def main() -> None:
     print(f"{REPS} interleaved runs of {DURATION:.0f} s each, {IN_FLIGHT} in flight; "
           f"rivals driven by {loader}; pinning: {'taskset' if pinned(1) else 'none'}")
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    scenarios = [s for s in SCENARIOS if not ONLY or any(o in s[0] for o in ONLY)]
     for _ in range(REPS):
-        for label, target, rival, method, body, extra in SCENARIOS:
+        for label, target, rival, method, body, extra in scenarios:
             row = results.setdefault(label, {"ours": [], "rival": []})
             row["ours"].append(asyncio.run(run_worker(target, method, body, extra)))
             if not extra:  # rows with extra options share their base row's rival figures
@@ -384,7 +387,7 @@ def main() -> None:
     print(f"| scenario | rival | cocaine-http µs/req | rival µs/req | CPU ratio | "
           f"cocaine-http req/s | rival req/s |")
     print("|---|---|---|---|---|---|---|")
-    for label, target, rival, *_ in SCENARIOS:
+    for label, target, rival, *_ in scenarios:
         base = next(s[0] for s in SCENARIOS if s[1] == target and not s[5])
         ours, theirs = results[label]["ours"], results[base]["rival"]
         cpu_ours = statistics.median(c for _, c in ours)

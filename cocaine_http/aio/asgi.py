@@ -33,6 +33,7 @@ from ..http import (
     request_messages,
 )
 from .lifespan import Lifespan
+from .session import Session
 
 log = logging.getLogger("cocaine_http.asgi")
 access_log = logging.getLogger("cocaine_http.access")
@@ -46,6 +47,7 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 
 _NO_RESPONSE = Response()
+_NO_PARTS: list[bytes] = []
 
 
 class SessionGoneError(ConnectionResetError):
@@ -87,9 +89,11 @@ class ASGIAdapter:
         self.lifespan = Lifespan(app, config.lifespan)
         self.access = config.access_log and access_log.isEnabledFor(logging.INFO)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self) -> None:
         """Lifespan startup (raises LifespanError on failure)."""
+        self.loop = asyncio.get_running_loop()
         await self.lifespan.startup()
         self.access = self.config.access_log and access_log.isEnabledFor(logging.INFO)
 
@@ -111,7 +115,7 @@ class _Cycle:
     __slots__ = (
         "adapter", "session", "parts", "request", "response", "messages", "task",
         "disconnected", "finished", "waiter", "started", "wall",
-    )
+    )  # fmt: skip
 
     def __init__(self, adapter: ASGIAdapter, session: Any) -> None:
         self.adapter = adapter
@@ -124,8 +128,7 @@ class _Cycle:
         self.disconnected = False
         self.finished = False
         self.waiter: asyncio.Future[None] | None = None
-        self.started = 0.0
-        self.wall = 0.0
+        self.started = self.wall = 0.0
         session.on_chunk = self.parts.append
         session.on_end = self.on_end
         session.on_fail = self.on_fail
@@ -133,29 +136,33 @@ class _Cycle:
     # -- session callbacks -----------------------------------------------------------------
 
     def on_end(self) -> None:
-        if self.adapter.access:
+        adapter = self.adapter
+        if adapter.access:
             self.started = time.perf_counter()
             self.wall = time.time()
-        frame = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        self.parts = []
+        parts = self.parts
+        frame = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.parts = _NO_PARTS
         try:
-            request = parse_request(frame, self.adapter.http)
+            request = parse_request(frame, adapter.http)
         except BadRequestError as exc:
             log.warning("bad request on session %s: %s", self.session.id, exc)
             self.reply_error(exc.status, exc.reason)
             return
-        adapter = self.adapter
         self.request = request
         self.response = Response(request.method, raw_body=adapter.raw_body)
         body = request.body
-        if len(body) <= REQUEST_PIECE and type(body) is bytes:
+        if type(body) is bytes and len(body) <= REQUEST_PIECE:
             self.messages = {"type": "http.request", "body": body, "more_body": False}
         else:
             self.messages = request_messages(request, adapter.http.body_chunk_size)
         scope = asgi_scope(request, adapter.http, adapter.state(), spec_version="2.4")
-        task = asyncio.get_running_loop().create_task(self.run(scope))
-        self.task = task
-        adapter.tasks.add(task)  # the loop holds tasks weakly; run() removes it at the end
+        # The loop holds tasks weakly: the adapter's set keeps this one until it is done.
+        loop = adapter.loop
+        if loop is None:  # Python 3.11 pays a getpid() syscall per get_running_loop()
+            loop = adapter.loop = asyncio.get_running_loop()
+        task = self.task = loop.create_task(self.run(scope))
+        adapter.tasks.add(task)
 
     def on_fail(self, code: int, message: str) -> None:
         if self.finished:
@@ -170,27 +177,21 @@ class _Cycle:
 
     async def run(self, scope: dict[str, Any]) -> None:
         try:
-            await self._run(scope)
-        finally:
-            self.adapter.tasks.discard(self.task)
-
-    async def _run(self, scope: dict[str, Any]) -> None:
-        try:
             await self.adapter.app(scope, self.receive, self.send)
         except asyncio.CancelledError:
             if not self.finished:
                 self.fail_session("request cancelled")
             raise
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:
             if not (self.disconnected and isinstance(exc, OSError)):
                 log.error("exception in ASGI app", exc_info=exc)
             self.app_failed("application error")
         else:
-            if not self.response.done and not self.finished:
+            if not self.finished and not self.response.done:
                 log.error("ASGI app returned without completing the response")
                 self.app_failed("application returned without completing the response")
+        finally:
+            self.adapter.tasks.discard(self.task)  # type: ignore[arg-type]
 
     async def receive(self) -> dict[str, Any]:
         messages = self.messages
@@ -217,12 +218,11 @@ class _Cycle:
         if kind == "http.response.body":
             if response.status is None:
                 raise LocalProtocolError("http.response.body sent before http.response.start")
-            more = message.get("more_body", False)
-            self.write(response.body(message.get("body", b""), more))
-            if more:
+            if message.get("more_body", False):
+                self.write(response.body(message.get("body", b""), True))
                 await self.session.drain()
             else:
-                self.complete()
+                self.complete(response.body(message.get("body", b""), False))
         elif kind == "http.response.start":
             if response.status is not None:
                 raise LocalProtocolError("http.response.start sent twice")
@@ -237,10 +237,21 @@ class _Cycle:
         for payload in payloads:
             write(payload)
 
-    def complete(self) -> None:
+    def write_last(self, payloads: list[Any]) -> None:
+        """The last payloads and the end of the response: one write when the session is the
+        worker's own (head, body and choke leave as one buffer list)."""
+        session = self.session
+        if type(session) is Session:
+            session.write_chunks(payloads, end=True)
+        else:
+            self.write(payloads)
+            session.end()
+
+    def complete(self, payloads: list[Any]) -> None:
         self.finished = True
-        self.session.end()
-        self.log_access(self.response.status or 0, self.response.bytes_sent)
+        self.write_last(payloads)
+        if self.adapter.access:
+            self.log_access(self.response.status or 0, self.response.bytes_sent)
         self.disconnect()
 
     def disconnect(self) -> None:
@@ -254,8 +265,7 @@ class _Cycle:
             return
         payloads = self.response.fail()
         if payloads:
-            self.write(payloads)
-            self.complete()
+            self.complete(payloads)
         else:
             self.fail_session(reason)
 
@@ -266,9 +276,8 @@ class _Cycle:
         self.disconnect()
 
     def reply_error(self, status: int, reason: str) -> None:
-        self.write(error_response(status, reason, raw_body=self.adapter.raw_body))
         self.finished = True
-        self.session.end()
+        self.write_last(error_response(status, reason, raw_body=self.adapter.raw_body))
         self.log_access(status, 0)
 
     def log_access(self, status: int, size: int) -> None:

@@ -211,7 +211,8 @@ class Session(SessionMachine):
                 raise SessionError(*self._failure)
             if self._eof:
                 return None
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            loop = self._worker.loop or asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
             await waiter
 
     def __aiter__(self) -> AsyncIterator[bytes]:

@@ -230,7 +230,7 @@ class Worker:
             except Exception as exc:
                 self._handler_failed(session, exc)
             return
-        task = asyncio.get_running_loop().create_task(self._run(handler, session))
+        task = (self.loop or asyncio.get_running_loop()).create_task(self._run(handler, session))
         session._task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
