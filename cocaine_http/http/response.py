@@ -14,7 +14,9 @@
 # values must not contain CR, LF or NUL (response splitting), Content-Length must be digits.
 # A validated (name, value) pair is remembered together with its msgpack encoding, so the
 # usual response (the same few headers every time) is validated and encoded by dict lookups;
-# the head is assembled by hand from those fragments instead of going through a Packer.
+# the head is assembled by hand from those fragments instead of going through a Packer. A whole
+# head made only of such pairs is remembered too, keyed by (status, *pairs): the common
+# response costs one tuple hash.
 from __future__ import annotations
 
 import enum
@@ -45,6 +47,7 @@ ALLOWED: dict[str, tuple[ResponseState, ...]] = {
 }
 
 _IDLE, _HELD, _SENT, _DONE, _FAILED = tuple(ResponseState)
+_START_OK, _REPLACE_OK = ALLOWED["start"], ALLOWED["replace"]
 _FORBIDDEN = b"\r\n\x00"
 _pairs: dict[object, tuple[bytes, int | None]] = {}
 _CACHE_SIZE = 4096
@@ -52,6 +55,10 @@ _CACHE_SIZE = 4096
 
 _FIXARRAYS = [bytes((0x90 | n,)) for n in range(16)]
 _status_prefixes: dict[object, bytes] = {}
+#: (status, *pairs) -> encode_head's result, for heads made only of cached pairs.
+_heads: dict[tuple[object, ...], tuple[bytes, int | None]] = {}
+_heads_get = _heads.get
+_FIXRAWS = [raw_header(n) for n in range(32)]
 
 
 def _array_header(n: int) -> bytes:
@@ -104,6 +111,27 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
 
 def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
     """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError."""
+    if type(headers) is list and type(status) is int:
+        try:
+            key = (status, *headers)
+            hit = _heads_get(key)
+        except TypeError:  # a list pair: unhashable, validate it every time
+            key = hit = None
+        if hit is not None:
+            return hit
+    else:
+        key = None
+    head = _encode_head(status, headers)
+    # Whole heads are remembered only when every pair is one the pair cache accepted (str or
+    # bytes, short values), so a hit is exactly a head that passed validation before.
+    if key is not None and type(status) is int and all(pair in _pairs for pair in key[1:]):
+        if len(_heads) >= _CACHE_SIZE:
+            _heads.clear()
+        _heads[key] = head
+    return head
+
+
+def _encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
     prefix = _status_prefixes.get(status) if type(status) is int else None
     if prefix is None:
         if type(status) is not int or not 100 <= status <= 999:
@@ -160,7 +188,7 @@ class Response:
 
     def start(self, status: int, headers: Iterable[object], replace: bool = False) -> None:
         """Validate and hold the head (see the module docstring); nothing is sent yet."""
-        if self.state not in ALLOWED["replace" if replace else "start"]:
+        if self.state not in (_REPLACE_OK if replace else _START_OK):
             raise LocalProtocolError(f"response already {self.state.value}: cannot start it")
         self._head, self._declared = encode_head(status, headers)
         self.status = status
@@ -175,13 +203,18 @@ class Response:
         n = 0 if self._no_body else len(data)
         declared = self._declared
         if declared is not None and not self._no_body:
-            self._check_length(declared, self.bytes_sent + n, more)
+            total = self.bytes_sent + n
+            if total > declared or (not more and total < declared):
+                self._check_length(declared, total, more)
         out: list[Payload] = []
         if state is _HELD and (n or not more):
             out.append(self._head)
             self.state = _SENT
         if n:
-            out.append(data if self._raw else [raw_header(n), data])  # type: ignore[list-item]
+            if self._raw:
+                out.append(data)  # type: ignore[arg-type]
+            else:
+                out.append([_FIXRAWS[n] if n < 32 else raw_header(n), data])
             self.bytes_sent += n
         if not more:
             self.state = _DONE
