@@ -206,6 +206,7 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
     int status = parse_all(d, (const uint8_t *)data, &start, len, &o);
     d->offset += start - first;
     d->patch[0] = o.npatch;
+    d->last_count = o.count;
     if (d->error)
         status = d->error_status;
     if (status == CDEC_OK && o.npatch == 0 && start == len)
@@ -217,6 +218,11 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
 int64_t cdec_offset(const cdec *d)
 {
     return d->offset;
+}
+
+int64_t cdec_last_count(const cdec *d)
+{
+    return d->last_count;
 }
 
 /* The loop of cdec_feed: messages from data[*start:len] until the data, the output room or

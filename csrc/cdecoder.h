@@ -104,6 +104,8 @@ int cdec_error(const cdec *d);
 /* Stream offset (bytes consumed by both modes since creation) of the first message not yet
  * returned: the offending message's offset after an error. */
 int64_t cdec_offset(const cdec *d);
+/* Records written by the last cdec_records call (they are at the start of rec). */
+int64_t cdec_last_count(const cdec *d);
 /* CDEF-END */
 
 #endif

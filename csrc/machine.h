@@ -36,6 +36,7 @@ struct cdec {
     int64_t *fix, fix_cap;
     int64_t *rec, rec_cap, *patch, patch_cap; /* records mode (cdec_bind_records) */
     int64_t offset;     /* stream offset of the first unfinished message */
+    int64_t last_count; /* records written by the last cdec_records call */
     int v12;
     int64_t max_size;
     int max_depth;
@@ -81,9 +82,56 @@ typedef struct {
 /* output.c */
 void out_batch(output *o, cdec *d);
 void out_records(output *o, cdec *d);
-int out_full(const output *o);
-void out_emit(output *o, const uint8_t *buf, const result *r);
+void out_emit_batch(output *o, const uint8_t *buf, const result *r);
 void out_close_batch(output *o, int64_t *res, int64_t consumed);
+
+/* Whether the next message might not fit: the parser loop then stops with CDEC_MORE. */
+static inline int out_full(const output *o)
+{
+    if (o->records)
+        return o->count == o->cap || o->npatch == o->patch_cap;
+    return o->count == o->cap || o->nfix == o->fix_cap ||
+           o->canon_cap - o->canon_len < CDEC_SMALL_ARGS + 1;
+}
+
+/* Records (see cdecoder.h): the common shapes are spans; the rest are patched by Python. */
+static inline void out_emit_record(output *o, const result *r)
+{
+    int64_t *rec = o->rec + o->count * CDEC_REC_WIDTH;
+    int shape = (int)r->shape;
+    if (shape == CDEC_FULL || r->id >= ((int64_t)1 << 60)) {
+        rec[0] = CDEC_REC_FULL;
+        rec[1] = 0;
+        rec[2] = r->start;
+        rec[3] = r->end;
+        o->patch[o->npatch++] = o->count * CDEC_REC_WIDTH;
+    } else if (shape == CDEC_EMPTY) {
+        rec[0] = r->id * 8 + CDEC_REC_EMPTY;
+        rec[1] = r->session;
+        rec[2] = 0;
+        rec[3] = 0;
+    } else if (shape == CDEC_RAW) {
+        rec[0] = r->id * 8 + CDEC_REC_RAW;
+        rec[1] = r->session;
+        rec[2] = r->pa;
+        rec[3] = r->b;
+    } else { /* INT_RAW, ARGS: the argument array, decoded by Python */
+        rec[0] = r->id * 8 + CDEC_REC_ARGS;
+        rec[1] = r->session;
+        rec[2] = r->a;
+        rec[3] = r->b;
+        o->patch[o->npatch++] = o->count * CDEC_REC_WIDTH;
+    }
+    o->count++;
+}
+
+static inline void out_emit(output *o, const uint8_t *buf, const result *r)
+{
+    if (o->records)
+        out_emit_record(o, r);
+    else
+        out_emit_batch(o, buf, r);
+}
 
 /* A complete message of `size` bytes: apply the checks that need all of it. */
 

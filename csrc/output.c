@@ -9,7 +9,8 @@
  *   to decode anything; their record numbers go to a patch array.
  *
  * Every array has a fixed capacity; out_full() tells the parser loop to stop (CDEC_MORE)
- * before one would overflow.
+ * before one would overflow. The per-message functions of the records layout are inline, in
+ * machine.h, because they run once per message on the hot path.
  */
 #include <string.h>
 
@@ -38,48 +39,9 @@ void out_records(output *o, cdec *d)
     o->patch_cap = d->patch_cap - 1;
 }
 
-int out_full(const output *o)
-{
-    if (o->records)
-        return o->count == o->cap || o->npatch == o->patch_cap;
-    return o->count == o->cap || o->nfix == o->fix_cap ||
-           o->canon_cap - o->canon_len < CDEC_SMALL_ARGS + 1;
-}
-
-/* Records: the common shapes are spans; the rest are patched by Python. */
-static void emit_record(output *o, const result *r)
-{
-    int64_t *rec = o->rec + o->count * CDEC_REC_WIDTH;
-    int shape = (int)r->shape;
-    if (shape == CDEC_FULL || r->id >= ((int64_t)1 << 60)) {
-        rec[0] = CDEC_REC_FULL;
-        rec[1] = 0;
-        rec[2] = r->start;
-        rec[3] = r->end;
-        o->patch[o->npatch++] = o->count * CDEC_REC_WIDTH;
-    } else if (shape == CDEC_EMPTY) {
-        rec[0] = r->id * 8 + CDEC_REC_EMPTY;
-        rec[1] = r->session;
-        rec[2] = 0;
-        rec[3] = 0;
-    } else if (shape == CDEC_RAW) {
-        rec[0] = r->id * 8 + CDEC_REC_RAW;
-        rec[1] = r->session;
-        rec[2] = r->pa;
-        rec[3] = r->b;
-    } else { /* INT_RAW, ARGS: the argument array, decoded by Python */
-        rec[0] = r->id * 8 + CDEC_REC_ARGS;
-        rec[1] = r->session;
-        rec[2] = r->a;
-        rec[3] = r->b;
-        o->patch[o->npatch++] = o->count * CDEC_REC_WIDTH;
-    }
-    o->count++;
-}
-
 /* Batch: arguments are copied into the canonical buffer when small, else described by a
  * fixup (and a nil placeholder) so Python slices them from its own buffer. */
-static void emit_batch(output *o, const uint8_t *buf, const result *r)
+void out_emit_batch(output *o, const uint8_t *buf, const result *r)
 {
     int64_t span = r->b - r->a;
     o->ids[o->count] = r->id;
@@ -97,14 +59,6 @@ static void emit_batch(output *o, const uint8_t *buf, const result *r)
         o->canon[o->canon_len++] = 0xc0;
     }
     o->count++;
-}
-
-void out_emit(output *o, const uint8_t *buf, const result *r)
-{
-    if (o->records)
-        emit_record(o, r);
-    else
-        emit_batch(o, buf, r);
 }
 
 void out_close_batch(output *o, int64_t *res, int64_t consumed)

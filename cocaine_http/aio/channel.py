@@ -6,11 +6,13 @@
 #
 # The hot path (v0.11, not raw): the four callbacks of the worker mix (invoke, chunk, choke,
 # heartbeat) are read once per read into locals, payloads are sliced straight from the read's
-# buffer, and every other message goes through one general method. Setting a callback attribute
-# (a data descriptor) drops the cached tuple, and the loop checks that tuple's identity after
-# each message, so a callback replaced or a channel closed by a callback takes effect from the
-# next message, exactly as with attribute lookups per message. A callback that raises is logged
-# and the loop resumes with the next message (try costs nothing until it raises).
+# buffer, and every other message goes through one general method. The loop checks nothing per
+# message: setting a callback attribute (a data descriptor; close() sets them all) asks the
+# decoder to cut the loop's records (`cut_records`): the next one becomes a STOP record and the
+# rest is delivered by the general path, which reads callbacks per message. So a callback
+# replaced or a channel closed by a callback takes effect from the very next message, as with
+# attribute lookups per message. A callback that raises is logged and the loop resumes with the
+# next message (try costs nothing until it raises).
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
 # so a tick that answers many sessions costs one syscall, and a large payload goes out as its own
@@ -28,11 +30,11 @@ import errno as errnos
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from ..codec import Decoder, DecodeError
-from ..codec.limits import REC_ARGS, REC_EMPTY, REC_RAW, records_of
+from ..codec.limits import REC_ARGS, REC_EMPTY, REC_RAW, REC_STOP, records_of
 from ..errors import ChannelError
 from ..protocol.dialect import V0_11, Dialect
 from .endpoint import Endpoint, parse_endpoint
@@ -70,10 +72,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Callback(Generic[F]):
-    """A callback attribute: kept in the instance; setting it tells the dispatch loop."""
+    """A callback attribute: kept in the instance as `_cb_<name>` (never through `__dict__`,
+    which would slow every attribute of the channel); setting it tells the dispatch loop."""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
+        self._slot = "_cb_" + name
 
     @overload
     def __get__(self, obj: None, objtype: type | None = None) -> _Callback[F]: ...
@@ -84,11 +87,13 @@ class _Callback(Generic[F]):
     def __get__(self, obj: Channel | None, objtype: type | None = None) -> Any:
         if obj is None:
             return self
-        return obj.__dict__[self._name]
+        return getattr(obj, self._slot)
 
     def __set__(self, obj: Channel, value: F) -> None:
-        obj.__dict__[self._name] = value
+        object.__setattr__(obj, self._slot, value)
         obj._hot = None
+        if obj._running is not None:
+            obj._interrupt()
 
 
 def _text(value: Any) -> str:
@@ -137,6 +142,8 @@ class Channel(asyncio.Protocol):
         self.last_error: BaseException | None = None
         self.peer: str = ""
         self._hot: tuple[Any, ...] | None = None  # the hot callbacks; None after any is set
+        self._running: Iterator[tuple[Any, ...]] | None = None  # the hot loop's records
+        self._rest: list[tuple[Any, ...]] = []  # what it had left when a callback was set
         self._decoder = Decoder(
             dialect.name, max_message_size=max_message_size, max_depth=max_depth
         )
@@ -293,8 +300,8 @@ class Channel(asyncio.Protocol):
             self._dispatch(records, buf)
             return
         # the hot path: see the module comment
-        hot = self._hot or self._load_hot()
-        on_invoke, on_chunk, on_choke, on_heartbeat = hot
+        on_invoke, on_chunk, on_choke, on_heartbeat = self._hot or self._load_hot()
+        self._running = records = iter(records)
         while True:  # again after a callback raised, with the next message
             try:
                 for kind, session, a, b in records:
@@ -309,18 +316,9 @@ class Channel(asyncio.Protocol):
                         on_heartbeat()
                     elif self._other(kind, session, a, b, buf):
                         return
-                    if self._hot is not hot:  # a callback was set, or the channel closed
-                        if self._closed:
-                            return
-                        hot = self._load_hot()
-                        on_invoke, on_chunk, on_choke, on_heartbeat = hot
                 return
             except Exception:
                 log.exception("a callback raised")
-                if self._closed:
-                    return
-                hot = self._hot or self._load_hot()
-                on_invoke, on_chunk, on_choke, on_heartbeat = hot
 
     def eof_received(self) -> bool:
         self._fail(errnos.ESHUTDOWN)
@@ -384,10 +382,17 @@ class Channel(asyncio.Protocol):
             log.exception("callback %s raised", getattr(callback, "__name__", callback))
 
     def _load_hot(self) -> tuple[Any, ...]:
-        d = self.__dict__
-        hot = (d["on_invoke"], d["on_chunk"], d["on_choke"], d["on_heartbeat"])
+        hot = (self._cb_on_invoke, self._cb_on_chunk, self._cb_on_choke, self._cb_on_heartbeat)
         self._hot = hot
         return hot
+
+    def _interrupt(self) -> None:
+        """A callback was set (or the channel closed) inside the hot loop, which holds the old
+        callbacks in locals: the decoder swaps the loop's next record for a STOP record and
+        hands back the rest, which `_other` then delivers by the general path."""
+        records, self._running = self._running, None
+        assert records is not None
+        self._rest = self._decoder.cut_records(records)
 
     def _dispatch(self, records: Iterable[tuple[Any, ...]], buf: Any) -> None:
         """Every message of a read through the general path (v0.12, raw, a bytearray)."""
@@ -399,6 +404,10 @@ class Channel(asyncio.Protocol):
     def _other(self, kind: int, session: int, a: Any, b: int, buf: Any) -> bool:
         """Deliver one message by the general rules; True if it failed the channel."""
         if self._closed:
+            return True
+        if kind == REC_STOP:
+            rest, self._rest = self._rest, []
+            self._dispatch(rest, buf)
             return True
         mid, shape = kind >> 3, kind & 7
         if shape == REC_EMPTY:

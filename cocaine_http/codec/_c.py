@@ -21,6 +21,7 @@
 # The C side resumes where it stopped, so a big message is parsed once however it is split.
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import struct
@@ -29,7 +30,16 @@ import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
 from ._cdecoder import ffi, lib
-from .limits import DIALECTS, REC_ARGS, Message, Records, check_limits, messages_of
+from .limits import (
+    DIALECTS,
+    REC_ARGS,
+    REC_STOP,
+    Message,
+    Records,
+    check_limits,
+    cut_list,
+    messages_of,
+)
 
 #: Messages per C call; a feed that completes more makes several calls.
 MESSAGES = 2048
@@ -52,7 +62,10 @@ _STOP, _FULL, _PATCHED = lib.CDEC_STOP_SHIFT, lib.CDEC_REC_FULL, lib.CDEC_PATCHE
 #: (r >> 4) & _COUNT is the record count packed in cdec_records's return value.
 _COUNT = lib.CDEC_COUNT_MASK
 _RECORD = struct.Struct("=4q")
+#: Reads of fewer records than this many bytes' worth reuse cached views of the array.
+_VIEWS = 32 * 32
 _iter_records = _RECORD.iter_unpack
+_UNPACK_ITERATOR = type(_iter_records(b""))
 assert lib.CDEC_COUNT_SHIFT == 4 and lib.CDEC_REC_BYTES == _RECORD.size == 32
 _REASONS = {
     lib.CDEC_E_BYTE: "malformed msgpack: byte 0xc1 is not a type",
@@ -115,6 +128,7 @@ class Decoder:
         lib.cdec_bind(handle, self._res, MESSAGES, self._canon, CANON, self._fix, FIXUPS)
         self._rec = ffi.new("int64_t[]", RECORDS * 4)
         self._rec_bytes = memoryview(ffi.buffer(self._rec))
+        self._views: list[memoryview | None] = [None] * (_VIEWS >> 5)
         self._patch, self._patch_view = _int64s(PATCHES + 1)
         lib.cdec_bind_records(handle, self._rec, RECORDS, self._patch, PATCHES + 1)
         self._tail: bytes | bytearray = b""  # the unfinished message, from its first byte
@@ -162,6 +176,9 @@ class Decoder:
         if not self._tail and type(data) is bytes:
             r = _records(self._d, data, 0, len(data))
             if r >= 0:  # whole messages only, nothing to patch (the common read)
+                if r < _VIEWS:
+                    view = self._views[r >> 5] or self._view(r)
+                    return _iter_records(view), data
                 return _iter_records(self._rec_bytes[:r]), data
             return self._records_rest(data, r)
         buf = self._joined(data)
@@ -171,6 +188,25 @@ class Decoder:
             with ffi.from_buffer(buf) as ptr:
                 r = _records(self._d, ptr, 0, len(buf))
         return self._records_rest(buf, r)
+
+    def cut_records(self, records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Stop an iteration of `feed_records`'s records early: returns those not yielded
+        yet, and `records` yields one STOP record (kind REC_STOP) next (then it is dropped)."""
+        if type(records) is not _UNPACK_ITERATOR:  # a list's (patched reads)
+            return cut_list(records)
+        left = records.__length_hint__()
+        if not left:
+            return []
+        count = lib.cdec_last_count(self._d)  # the records array holds this read's records
+        first = count - left
+        rest = list(_iter_records(self._rec_bytes[first * 32 : count * 32]))
+        self._rec[first * 4] = REC_STOP  # the iterator reads the array lazily
+        return rest
+
+    def _view(self, r: int) -> memoryview:
+        """The first r bytes of the records array, cached for small reads (saves a slice)."""
+        view = self._views[r >> 5] = self._rec_bytes[:r]
+        return view
 
     def _records_rest(self, buf: bytes | bytearray, r: int) -> Records:
         """The general case of feed_records: leftovers, patches, several C calls, errors."""

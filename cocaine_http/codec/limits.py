@@ -2,7 +2,7 @@
 # C and Python implementations cannot drift apart on defaults or validation.
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 #: One decoded message: (message id, session or channel id, argument list).
@@ -40,6 +40,9 @@ def check_limits(
 #   RAW    the arguments are [buf[a:b]]  (one raw string, a span of the returned buffer)
 #   ARGS   the arguments are `a`, an already decoded list (any list, even [] or [raw])
 REC_EMPTY, REC_RAW, REC_ARGS = 0, 1, 2
+#: The kind of the record `cut_records` puts in place of the rest (no message has it).
+REC_STOP = -1
+STOP_RECORD = (REC_STOP, 0, 0, 0)
 
 #: One read as records: the records (iterable once) and the buffer the RAW spans refer to.
 Records = tuple[Iterable[tuple[Any, ...]], Any]
@@ -77,3 +80,16 @@ def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
                 args = a
             out.append((kind >> 3, session, args))
     return out
+
+
+def cut_list(records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`cut_records` for an iterator over a list: the records it has not yielded yet; it
+    yields STOP_RECORD next, and then nothing."""
+    state = records.__reduce__()  # (iter, (list,), index) until it is exhausted
+    if len(state) < 3:
+        return []
+    items, index = state[1][0], state[2]
+    rest = items[index:]
+    if rest:
+        items[index:] = [STOP_RECORD]
+    return rest
