@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import LocalProtocolError, SessionClosedError, SessionError
 from ..protocol.session import (
     ENGINE_NEXT,
+    NOTABLE,
     WORKER_NEXT,
     Choke,
     Chunk,
@@ -40,6 +41,7 @@ Payload = Buffer | Sequence[Buffer]
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
 _ENGINE_CHUNK = ENGINE_NEXT[Chunk]
+_ENGINE_CHOKE = ENGINE_NEXT[Choke]
 _WORKER_CHUNK = WORKER_NEXT[Chunk]
 _WORKER_CHOKE = WORKER_NEXT[Choke]
 _BUFFERS = (bytes, bytearray, memoryview)
@@ -236,7 +238,12 @@ class Session(SessionMachine):
             self._wake()
 
     def _deliver_end(self) -> None:
-        self.receive(Choke)
+        old = self.state
+        new = _ENGINE_CHOKE[old]
+        if new is None or NOTABLE[old][new]:
+            self.receive(Choke)  # raises, or runs the owner's hook
+        else:
+            self.state = new
         if self._chunks is None:
             self.on_end()
         else:

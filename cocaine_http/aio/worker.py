@@ -100,6 +100,7 @@ class Worker:
         self._handlers: dict[str, tuple[Handler, bool]] = {}
         self._channel = Channel(self._dialect)
         self._sessions = self._conn.sessions
+        self._conn_changed = self._conn._session_changed  # bound once, shared by sessions
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
@@ -210,6 +211,22 @@ class Worker:
 
     def _on_invoke(self, sid: int, event: str) -> None:
         conn = self._conn
+        entry = self._handlers.get(event)
+        # The common case inlines WorkerConnection.receive_invoke/open_session: ACTIVE, a
+        # handler, a new id, no session timeout. Anything else takes the connection's own path.
+        if (entry is None or conn.state is not WorkerState.ACTIVE or sid in self._sessions
+                or conn.session_timeout is not None):
+            self._invoke_slow(sid, event)
+            return
+        handler, raw = entry
+        session = Session(self, sid, event, raw)
+        session._on_change = self._conn_changed
+        self._sessions[sid] = session
+        conn.open_responses += 1
+        self._start(session, handler, raw)
+
+    def _invoke_slow(self, sid: int, event: str) -> None:
+        conn = self._conn
         refusal = conn.receive_invoke(sid, event, self._handlers)
         if refusal is not None:
             log.warning("session %d (%s) refused: %s", sid, event, refusal.message)
@@ -224,6 +241,9 @@ class Worker:
             assert session.deadline is not None and self.loop is not None
             session._timer = self.loop.call_at(session.deadline, self._expired, session)
             session._on_change = self._session_changed
+        self._start(session, handler, raw)
+
+    def _start(self, session: Session, handler: Handler, raw: bool) -> None:
         if raw:
             try:
                 handler(session)

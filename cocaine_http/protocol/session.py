@@ -154,6 +154,14 @@ ENGINE_NEXT = _rows(ENGINE_TRANSITIONS)
 WORKER_NEXT = _rows(WORKER_TRANSITIONS)
 
 _RESPONSE_OPEN = (S.OPEN, S.REQUEST_DONE)
+
+#: NOTABLE[old][new]: the changes an owner tracks (the response half ends, or the session
+#: closes); the `_on_change` hook runs for these only, so the engine's ordinary choke costs none.
+NOTABLE: tuple[tuple[bool, ...], ...] = tuple(
+    tuple(new is S.CLOSED or (old in _RESPONSE_OPEN and new not in _RESPONSE_OPEN)
+          for new in SessionState)
+    for old in SessionState
+)
 #: States where a worker chunk is a self-loop, derived from the table for the write fast path.
 _CHUNK_KEEPS_STATE = frozenset(
     s for (s, event), new in WORKER_TRANSITIONS.items() if event is Chunk and new is s
@@ -166,8 +174,9 @@ _ERROR_ENDS_STREAM = {"v0.11": False, "v0.12": True}
 class SessionMachine:
     """State of one session, plus the encoders for what the worker sends on it.
 
-    Subclasses (the asyncio Session) add delivery; `_on_change(old, new)` is called after every
-    transition so an owner (the WorkerConnection) can keep its counters without scanning.
+    Subclasses (the asyncio Session) add delivery; `_on_change(machine, old, new)` is called
+    after every NOTABLE transition (the response ends, or the session closes) so an owner (the
+    WorkerConnection) can keep its counters without scanning.
 
     Attributes:
         id: the session id from the engine's invoke.
@@ -242,7 +251,7 @@ class SessionMachine:
         if new is old:
             return
         self.state = new
-        if self._on_change is not None:
+        if self._on_change is not None and NOTABLE[old][new]:
             self._on_change(self, old, new)
 
     # -- worker -> engine ---------------------------------------------------------------------
