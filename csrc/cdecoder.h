@@ -36,7 +36,10 @@ typedef struct cdec cdec;
 /* Records mode (cdec_records), for callers that dispatch each message at once: per message
  * four int64 values (kind, session, a, b) with kind = id * 8 + shape:
  *   EMPTY   arguments []            a = b = 0
- *   RAW     arguments [data[a:b]]   (one raw string)
+ *   RAW     arguments [data[a:b]]   (one raw string of more than CDEC_SHORT_MAX bytes)
+ *   SHORT   arguments [s], one raw string s of at most CDEC_SHORT_MAX bytes, packed into a as
+ *           a big-endian number: a 0x01 marker byte, then the bytes of s (b = 0). Python
+ *           maps it to a cached str with one dict lookup (invoke event names), no slicing
  *   ARGS    any other arguments: data[a:b] is their msgpack array, to be decoded by the caller
  *           (its record index is listed in the patch array)
  *   FULL    kind is exactly 7: an id or session beyond the int64 range (or an id of 2**60 or
@@ -51,6 +54,8 @@ typedef struct cdec cdec;
 #define CDEC_REC_EMPTY 0
 #define CDEC_REC_RAW 1
 #define CDEC_REC_ARGS 2
+#define CDEC_REC_SHORT 3
+#define CDEC_SHORT_MAX 7
 #define CDEC_REC_FULL 7
 #define CDEC_PATCHED 8
 #define CDEC_COUNT_SHIFT 4

@@ -95,7 +95,7 @@ static inline int out_full(const output *o)
 }
 
 /* Records (see cdecoder.h): the common shapes are spans; the rest are patched by Python. */
-static inline void out_emit_record(output *o, const result *r)
+static inline void out_emit_record(output *o, const uint8_t *buf, const result *r)
 {
     int64_t *rec = o->rec + o->count * CDEC_REC_WIDTH;
     int shape = (int)r->shape;
@@ -109,6 +109,14 @@ static inline void out_emit_record(output *o, const result *r)
         rec[0] = r->id * 8 + CDEC_REC_EMPTY;
         rec[1] = r->session;
         rec[2] = 0;
+        rec[3] = 0;
+    } else if (shape == CDEC_RAW && r->b - r->pa <= CDEC_SHORT_MAX) {
+        int64_t v = 1; /* a marker byte, then the string's bytes */
+        for (int64_t i = r->pa; i < r->b; i++)
+            v = (v << 8) | buf[i];
+        rec[0] = r->id * 8 + CDEC_REC_SHORT;
+        rec[1] = r->session;
+        rec[2] = v;
         rec[3] = 0;
     } else if (shape == CDEC_RAW) {
         rec[0] = r->id * 8 + CDEC_REC_RAW;
@@ -128,7 +136,7 @@ static inline void out_emit_record(output *o, const result *r)
 static inline void out_emit(output *o, const uint8_t *buf, const result *r)
 {
     if (o->records)
-        out_emit_record(o, r);
+        out_emit_record(o, buf, r);
     else
         out_emit_batch(o, buf, r);
 }

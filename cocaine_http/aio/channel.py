@@ -34,7 +34,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from ..codec import Decoder, DecodeError
-from ..codec.limits import REC_ARGS, REC_EMPTY, REC_RAW, REC_STOP, records_of
+from ..codec.limits import (
+    REC_ARGS,
+    REC_EMPTY,
+    REC_RAW,
+    REC_SHORT,
+    REC_STOP,
+    records_of,
+    short_bytes,
+)
 from ..errors import ChannelError
 from ..protocol.dialect import V0_11, Dialect
 from .endpoint import Endpoint, parse_endpoint
@@ -63,10 +71,24 @@ _CALLBACKS = (
 
 # record kinds of the hot path: message id * 8 + shape (cocaine_http.codec.limits)
 _INVOKE = 3 * 8 + REC_RAW
+_INVOKE_SHORT = 3 * 8 + REC_SHORT
 _CHUNK = 4 * 8 + REC_RAW
 _CHOKE = 6 * 8 + REC_EMPTY
 _HEARTBEAT = 1 * 8 + REC_EMPTY
-assert (_INVOKE, _CHUNK, _CHOKE, _HEARTBEAT) == (25, 33, 48, 8)  # literals in data_received
+# literals in data_received
+assert (_INVOKE, _INVOKE_SHORT, _CHUNK, _CHOKE, _HEARTBEAT) == (25, 27, 33, 48, 8)
+
+#: Event names of SHORT invoke records (keyed by the packed name), decoded once: a worker
+#: serves a handful. Bounded, so a peer sending endless new names only loses the cache.
+_EVENTS: dict[int, str] = {}
+_EVENTS_MAX = 1024
+
+
+def _event(packed: int) -> str:
+    text = short_bytes(packed).decode("utf-8", "replace")
+    if len(_EVENTS) < _EVENTS_MAX:
+        _EVENTS[packed] = text
+    return text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -301,7 +323,7 @@ class Channel(asyncio.Protocol):
             return
         # the hot path: see the module comment
         on_invoke, on_chunk, on_choke, on_heartbeat = self._hot or self._load_hot()
-        self._running = records = iter(records)
+        self._running = records
         while True:  # again after a callback raised, with the next message
             try:
                 for kind, session, a, b in records:
@@ -310,10 +332,12 @@ class Channel(asyncio.Protocol):
                         on_chunk(session, buf[a:b])
                     elif kind == 48:  # _CHOKE
                         on_choke(session)
-                    elif kind == 25:  # _INVOKE
-                        on_invoke(session, buf[a:b].decode("utf-8", "replace"))
+                    elif kind == 27:  # _INVOKE_SHORT: a names the event (cached)
+                        on_invoke(session, _EVENTS.get(a) or _event(a))
                     elif kind == 8:  # _HEARTBEAT
                         on_heartbeat()
+                    elif kind == 25:  # _INVOKE
+                        on_invoke(session, buf[a:b].decode("utf-8", "replace"))
                     elif self._other(kind, session, a, b, buf):
                         return
                 return
@@ -415,6 +439,8 @@ class Channel(asyncio.Protocol):
         elif shape == REC_RAW:
             data = buf[a:b]
             args = [data if type(data) is bytes else bytes(data)]
+        elif shape == REC_SHORT:
+            args = [short_bytes(a)]
         else:
             assert shape == REC_ARGS
             args = a

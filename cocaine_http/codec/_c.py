@@ -238,7 +238,7 @@ class Decoder:
         if status != _OK:
             raise self._fail(status, messages_of(out, buf))
         self._keep(buf, r >> _STOP, True)
-        return out, buf
+        return iter(out), buf
 
     def _patch_records(self, records: list[tuple[Any, ...]], buf: bytes | bytearray) -> None:
         """Decode the arguments C left as spans (uncommon shapes, ids beyond int64)."""

@@ -152,7 +152,8 @@ class Decoder:
         `buf[a:b]`, or the decoded argument list in `a`. The spans stay valid until the next
         call. Same errors as `feed` (their `messages` are ordinary messages).
         """
-        return records_of(self.feed(data))
+        records, buf = records_of(self.feed(data))
+        return iter(records), buf
 
     def cut_records(self, records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Stop an iteration of `feed_records`'s records early: returns those not yielded

@@ -39,13 +39,23 @@ def check_limits(
 #   EMPTY  the arguments are []          (a = b = 0)
 #   RAW    the arguments are [buf[a:b]]  (one raw string, a span of the returned buffer)
 #   ARGS   the arguments are `a`, an already decoded list (any list, even [] or [raw])
-REC_EMPTY, REC_RAW, REC_ARGS = 0, 1, 2
+#   SHORT  the arguments are [short_bytes(a)]: one raw string of at most 7 bytes, packed into
+#          the int `a` (a 0x01 marker byte, then its bytes, big-endian), so that a dispatcher
+#          can map it to a cached value without slicing (the C decoder uses it for every such
+#          string, the Python reference never does)
+REC_EMPTY, REC_RAW, REC_ARGS, REC_SHORT = 0, 1, 2, 3
 #: The kind of the record `cut_records` puts in place of the rest (no message has it).
 REC_STOP = -1
 STOP_RECORD = (REC_STOP, 0, 0, 0)
 
-#: One read as records: the records (iterable once) and the buffer the RAW spans refer to.
-Records = tuple[Iterable[tuple[Any, ...]], Any]
+#: One read as records: an iterator of them and the buffer the RAW spans refer to.
+Records = tuple[Iterator[tuple[Any, ...]], Any]
+
+
+def short_bytes(packed: int) -> bytes:
+    """The raw string of a SHORT record."""
+    size = (packed.bit_length() - 1) // 8
+    return (packed - (1 << 8 * size)).to_bytes(size, "big")
 
 
 def records_of(messages: list[Message]) -> tuple[list[tuple[Any, ...]], bytes]:
@@ -76,6 +86,8 @@ def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
                 args: list[Any] = []
             elif shape == REC_RAW:
                 args = [view[a:b].tobytes()]
+            elif shape == REC_SHORT:
+                args = [short_bytes(a)]
             else:
                 args = a
             out.append((kind >> 3, session, args))
