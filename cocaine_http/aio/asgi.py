@@ -256,11 +256,16 @@ class _Cycle:
             session.end()
 
     def complete(self, payloads: list[Any]) -> None:
-        self.finished = True
-        self.write_last(payloads)
+        self.finished = self.disconnected = True
+        session = self.session
+        if type(session) is Session:  # write_last(), inlined: this is the hot path
+            session.write_chunks(payloads, end=True)
+        else:
+            self.write_last(payloads)
         if self.adapter.access:
             self.log_access(self.response.status or 0, self.response.bytes_sent)
-        self.disconnect()
+        if self.waiter is not None:
+            self.disconnect()
 
     def disconnect(self) -> None:
         self.disconnected = True

@@ -151,8 +151,8 @@ class Session(SessionMachine):
             append(self.dialect.choke(sid))
             self._enter(new)
         self._channel.send(sid, out)
-        if end and self.state is _CLOSED:
-            self._release()
+        if end and self.state is _CLOSED:  # _release(), inlined
+            self.on_chunk = self.on_end = self.on_fail = _noop
 
     def end(self) -> None:
         """End the response (choke).

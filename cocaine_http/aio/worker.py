@@ -223,7 +223,13 @@ class Worker:
         session._on_change = self._conn_changed
         self._sessions[sid] = session
         conn.open_responses += 1
-        self._start(session, handler, raw)
+        if raw:
+            try:
+                handler(session)
+            except Exception as exc:
+                self._handler_failed(session, exc)
+        else:
+            self._start(session, handler, raw)
 
     def _invoke_slow(self, sid: int, event: str) -> None:
         conn = self._conn

@@ -103,7 +103,17 @@ def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG
 
 
 def _parse(frame: bytes | memoryview, config: HttpConfig) -> Request:
-    method, uri, version, headers, body = _unpack(frame, config)
+    if len(frame) <= LARGE_FRAME and type(frame) is bytes:
+        try:  # the common case of _unpack, inlined
+            parts = _unpackb(frame, raw=True, use_list=False)
+        except Exception:
+            parts = None
+        if type(parts) is tuple and len(parts) == 5:
+            method, uri, version, headers, body = parts
+        else:
+            method, uri, version, headers, body = _unpack(frame, config)
+    else:
+        method, uri, version, headers, body = _unpack(frame, config)
     req = Request()
     req.http_version = _VERSIONS_GET(version) or _v.version(version)
     if type(body) is not bytes and type(body) is not memoryview:
@@ -124,6 +134,7 @@ def _parse(frame: bytes | memoryview, config: HttpConfig) -> Request:
     return req
 
 
+_unpackb = msgpack.unpackb
 _methods_get = _v.methods_cache().get
 _VERSIONS_GET = _v.VERSIONS.get
 _targets: dict[object, tuple[bytes, bytes, str]] = {}
