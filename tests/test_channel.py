@@ -15,7 +15,7 @@ import pytest
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel, serve
 from cocaine_http.codec import CDecoder, DecodeError, PythonDecoder
-from cocaine_http.protocol.dialect import V0_11
+from cocaine_http.protocol.dialect import V0_11, pack
 from tests.plugins.worker import LOOP_KINDS, run_on
 
 WAIT = 10.0
@@ -67,6 +67,15 @@ class Recorder:
             while not predicate(self.calls):
                 self._changed.clear()
                 await self._changed.wait()
+
+        await asyncio.wait_for(loop(), WAIT)
+
+    @staticmethod
+    async def until_true(predicate: Callable[[], bool]) -> None:
+        """Poll (one loop turn at a time) until predicate() holds, with a deadline."""
+        async def loop() -> None:
+            while not predicate():
+                await asyncio.sleep(0)
 
         await asyncio.wait_for(loop(), WAIT)
 
@@ -274,6 +283,115 @@ class TestSocketErrors:
                                    ("on_socket_error", errno.EPROTO)]  # fmt: skip
         assert isinstance(bad.last_error, DecodeError) and bad.closed
         assert good.connected and good_calls.named("on_socket_error") == []
+
+
+async def _pair(tmp_path: Path, closing: list[Any]) -> tuple[Channel, Channel]:
+    """A client channel and the accepted peer channel over a unix socket."""
+    accepted = Accepted()
+    server, endpoint = await listen("unix", tmp_path, accepted)
+    closing.append(server)
+    client = Channel()
+    closing.append(client)
+    assert await client.connect(endpoint)
+    peer = await accepted.get()
+    closing.append(peer)
+    return client, peer
+
+
+class TestDelivery:
+    """The receive path's rules, whichever path (hot loop or general) a message takes."""
+
+    async def test_every_argument_shape_reaches_its_callback(self, tmp_path: Path, closing) -> None:
+        """Short, long, empty and non-UTF-8 strings, errors, terminate, handshake and unknown
+        ids arrive with the same values on both decoders."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        peer.send(1, [
+            V0_11.invoke(1, "http"), V0_11.invoke(2, "a-much-longer-event"),
+            pack([3, 3, [b"\xff\xfe"]]), V0_11.chunk(1, b""), V0_11.chunk(1, b"abc"),
+            V0_11.chunk(1, b"x" * 300), V0_11.choke(1), V0_11.heartbeat(),
+            V0_11.error(2, 7, "bad"), pack([5, 2, [[1, 9], b"cat"]]),
+            V0_11.terminate(3, "bye"), pack([0, 0, [b"uuid"]]),
+            pack([9, 4, [1, b"z"]]), pack([6, 5, [b"extra"]]),
+            pack([2**63, 1, []]), V0_11.heartbeat(),
+        ])  # fmt: skip
+        await mine.until(lambda calls: calls.count(("on_heartbeat",)) == 2)
+
+        assert mine.calls == [
+            ("on_invoke", 1, "http"), ("on_invoke", 2, "a-much-longer-event"),
+            ("on_invoke", 3, "\ufffd\ufffd"), ("on_chunk", 1, b""), ("on_chunk", 1, b"abc"),
+            ("on_chunk", 1, b"x" * 300), ("on_choke", 1), ("on_heartbeat",),
+            ("on_error", 2, 7, "bad"), ("on_error", 2, 9, "cat"), ("on_terminate", 0, 3, "bye"),
+            ("on_message", 0, 0, [b"uuid"]), ("on_message", 9, 4, [1, b"z"]), ("on_choke", 5),
+            ("on_message", 2**63, 1, []), ("on_heartbeat",),
+        ]  # fmt: skip
+
+    async def test_a_callback_set_by_a_callback_gets_the_rest_of_the_read(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Callbacks are read per message in effect: one replaced during a read (while the
+        hot loop holds the old ones) receives every later message of that read."""
+        client, peer = await _pair(tmp_path, closing)
+        old: list[Any] = []
+        new: list[Any] = []
+
+        def on_invoke(session: int, event: str) -> None:
+            client.on_chunk = lambda session, data: new.append(data)
+
+        client.on_invoke = on_invoke
+        client.on_chunk = lambda session, data: old.append(data)
+        client.on_choke = lambda session: new.append(session)
+        peer.send(1, [V0_11.chunk(1, b"a"), V0_11.invoke(1, "x"), V0_11.chunk(1, b"b"),
+                      V0_11.chunk(1, b"c" * 100), V0_11.error(1, 1, "e"), V0_11.choke(1)])  # fmt: skip
+        await Recorder.until_true(lambda: 1 in new)
+
+        assert old == [b"a"] and new == [b"b", b"c" * 100, 1]
+
+    async def test_a_raising_callback_does_not_stop_the_read(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """An exception in a callback is logged; the messages after it are still delivered."""
+        client, peer = await _pair(tmp_path, closing)
+        got: list[Any] = []
+
+        def on_chunk(session: int, data: bytes) -> None:
+            got.append(data)
+            raise RuntimeError("callback bug")
+
+        client.on_chunk = on_chunk
+        client.on_choke = got.append
+        peer.send(1, [V0_11.chunk(1, b"1"), V0_11.chunk(1, b"2"), V0_11.choke(1)])
+        await Recorder.until_true(lambda: 1 in got)
+
+        assert got == [b"1", b"2", 1] and client.connected
+
+    async def test_bad_arguments_close_with_eproto(self, tmp_path: Path, closing) -> None:
+        """A chunk whose payload is not a raw string is the peer's fault: EPROTO, and nothing
+        after it is delivered."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        peer.send(1, [V0_11.chunk(1, b"ok"), pack([4, 1, [5]]), V0_11.choke(1)])
+        await mine.until(lambda calls: any(c[0] == "on_socket_error" for c in calls))
+
+        assert mine.calls == [("on_chunk", 1, b"ok"), ("on_socket_error", errno.EPROTO)]
+        assert isinstance(client.last_error, TypeError)
+
+    async def test_big_chunks_split_across_reads_arrive_whole(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Chunks bigger than a socket read (kept in the decoder's growing buffer) come back
+        as bytes, whole and in order, with small messages between them."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        payloads = [bytes([i]) * (200_000 + i) for i in range(4)]
+        for i, payload in enumerate(payloads):
+            peer.send(i, [V0_11.chunk(i, payload), V0_11.choke(i)])
+        await mine.until(lambda calls: ("on_choke", 3) in calls)
+
+        chunks = mine.named("on_chunk")
+        assert [data for _, data in chunks] == payloads
+        assert all(type(data) is bytes for _, data in chunks)
+        assert mine.named("on_choke") == [(0,), (1,), (2,), (3,)]
 
 
 class TestBackpressure:

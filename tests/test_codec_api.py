@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from cocaine_http import codec
+import cocaine_http.codec.limits
 from cocaine_http.protocol.dialect import V0_11, V0_12, pack
+from tests.plugins.codec import load_decoder
 
 
 def implementation_under(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -150,3 +152,92 @@ def test_dialect_property(decoder_cls: Any) -> None:
     """The decoder reports the dialect it was built for."""
     assert decoder_cls("v0.12").dialect == "v0.12"
     assert decoder_cls().dialect == "v0.11"
+
+
+# -- feed_records ---------------------------------------------------------------------------------
+
+
+def test_records_give_the_same_messages_as_feed(decoder_cls: Any) -> None:
+    """feed_records turned back into messages equals feed, for every shape and big ids."""
+    messages = [
+        (3, 1, [b"http"]), (4, 1, [b"x" * 200]), (4, 1, [b""]), (6, 1, []), (1, 0, []),
+        (5, 2, [-3, b"e" * 5000]), (0, 2, [b"a", b"b"]), (2**63, 2**64 - 1, [b"id"]),
+        (2**61, 5, []), (7, 3, [{1: [2]}]),
+    ]  # fmt: skip
+    stream = b"".join(pack(list(m)) for m in messages)
+
+    whole = codec.limits.messages_of(*decoder_cls().feed_records(stream))
+    decoder, split = decoder_cls(), []
+    for i in range(0, len(stream), 7):
+        split += codec.limits.messages_of(*decoder.feed_records(stream[i : i + 7]))
+
+    assert whole == split == decoder_cls().feed(stream) == messages
+
+
+def test_record_kinds_and_spans_of_the_worker_mix(decoder_cls: Any) -> None:
+    """kind is id * 8 + shape; a chunk's payload is the span buf[a:b] of the returned buffer,
+    an empty argument list has no span."""
+    stream = V0_11.chunk(9, b"p" * 300) + V0_11.choke(9) + V0_11.heartbeat()
+
+    records, buf = decoder_cls().feed_records(stream)
+    (chunk, choke, heartbeat) = list(records)
+
+    assert chunk[:2] == (4 * 8 + codec.limits.REC_RAW, 9) and buf[chunk[2] : chunk[3]] == b"p" * 300
+    assert choke == (6 * 8 + codec.limits.REC_EMPTY, 9, 0, 0)
+    assert heartbeat == (1 * 8 + codec.limits.REC_EMPTY, 0, 0, 0)
+
+
+@pytest.mark.parametrize("size", range(8))
+def test_short_strings_pack_and_unpack(size: int) -> None:
+    """The C decoder packs raw strings of up to 7 bytes (any bytes, even 0x00) into SHORT
+    records; short_bytes gives them back."""
+    raw = bytes([0, 255, 7, 0, 128, 1, 0][:size])
+
+    records, _ = load_decoder("c")().feed_records(V0_11.invoke(1, "x")[:2] + pack(1) + pack([raw]))
+    ((kind, session, packed, _),) = list(records)
+
+    assert kind == 3 * 8 + codec.limits.REC_SHORT and session == 1
+    assert codec.limits.short_bytes(packed) == raw
+
+
+def test_records_over_one_c_call_and_many_patches(decoder_cls: Any) -> None:
+    """More records (and more patched argument lists) in one feed than one C call holds."""
+    stream = b"".join(
+        V0_11.chunk(s, b"c" * 20) + V0_11.error(s, s, "m") + V0_11.choke(s) for s in range(3000)
+    )
+
+    out = codec.limits.messages_of(*decoder_cls().feed_records(stream))
+
+    assert out == [m for s in range(3000) for m in ((4, s, [b"c" * 20]), (5, s, [s, b"m"]), (6, s, []))]
+
+
+@pytest.mark.parametrize("read", [1000, 65536, 100_000])
+def test_records_of_big_messages_in_many_reads(decoder_cls: Any, read: int) -> None:
+    """Big chunks assembled over many reads (the growing buffer) come back whole, also
+    when the same read completes one and starts the next."""
+    payloads = [bytes([i]) * (100_000 + 7 * i) for i in range(5)]
+    stream = b"".join(V0_11.chunk(i, p) + V0_11.choke(i) for i, p in enumerate(payloads))
+    decoder = decoder_cls()
+
+    out: list[Any] = []
+    for i in range(0, len(stream), read):
+        records, buf = decoder.feed_records(stream[i : i + read])
+        out += codec.limits.messages_of(records, buf)  # before the next feed, as documented
+
+    assert out == [m for i, p in enumerate(payloads) for m in ((4, i, [p]), (6, i, []))]
+
+
+@pytest.mark.parametrize("patched", [False, True])
+def test_cut_records_stops_the_iteration_and_returns_the_rest(decoder_cls: Any, patched: bool) -> None:
+    """cut_records hands back what an iteration has not reached, which then yields one STOP
+    record and ends (patched: a read whose records come back as a list)."""
+    messages = [(4, s, [b"d" * 30]) for s in range(5)]
+    if patched:
+        messages[4] = (5, 4, [1, b"m"])
+    decoder = decoder_cls()
+    records, buf = decoder.feed_records(b"".join(pack(list(m)) for m in messages))
+    first = [next(records), next(records)]
+    rest = decoder.cut_records(records)
+
+    assert codec.limits.messages_of(first + rest, buf) == messages
+    assert next(records)[0] == codec.limits.REC_STOP

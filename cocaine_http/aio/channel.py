@@ -150,6 +150,11 @@ class Channel(asyncio.Protocol):
     on_heartbeat: _Callback[Callable[[], Any]] = _Callback()
     on_message: _Callback[Callable[[int, int, list[Any]], Any]] = _Callback()
     on_socket_error: _Callback[Callable[[int], Any]] = _Callback()
+    # where the descriptors keep the four the hot loop reads
+    _cb_on_invoke: Callable[[int, str], Any]
+    _cb_on_chunk: Callable[[int, bytes], Any]
+    _cb_on_choke: Callable[[int], Any]
+    _cb_on_heartbeat: Callable[[], Any]
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import operator
 import struct
 
 import msgpack
@@ -194,7 +195,7 @@ class Decoder:
         yet, and `records` yields one STOP record (kind REC_STOP) next (then it is dropped)."""
         if type(records) is not _UNPACK_ITERATOR:  # a list's (patched reads)
             return cut_list(records)
-        left = records.__length_hint__()
+        left = operator.length_hint(records)
         if not left:
             return []
         count = lib.cdec_last_count(self._d)  # the records array holds this read's records

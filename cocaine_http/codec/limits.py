@@ -97,10 +97,11 @@ def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
 def cut_list(records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """`cut_records` for an iterator over a list: the records it has not yielded yet; it
     yields STOP_RECORD next, and then nothing."""
-    state = records.__reduce__()  # (iter, (list,), index) until it is exhausted
+    state: Any = records.__reduce__()  # (iter, (list,), index) until it is exhausted
     if len(state) < 3:
         return []
-    items, index = state[1][0], state[2]
+    items: list[tuple[Any, ...]] = state[1][0]
+    index: int = state[2]
     rest = items[index:]
     if rest:
         items[index:] = [STOP_RECORD]
