@@ -2,7 +2,7 @@
 
 Feeds pre-encoded sessions (invoke, one 200-byte chunk, choke) to the Channel in 64 KiB reads,
 with a transport that accepts writes for free, and answers each with a head chunk, a body chunk
-and a choke. Rows: the Channel alone answering from on_choke (the floor), the Worker with a
+and a choke (three writes, or one `write_chunks` call). Rows: the Channel alone answering from on_choke (the floor), the Worker with a
 raw=True factory (the HTTP layer's path), and the Worker with an async handler (a Task per
 session). The worker's own cost is the difference from the first row.
 """
@@ -102,6 +102,16 @@ async def worker_raw(slices: list[bytes]) -> float:
     return await _feed(worker._channel, slices)
 
 
+async def worker_raw_one_write(slices: list[bytes]) -> float:
+    worker = _worker()
+
+    def factory(session: Session) -> None:
+        session.on_end = lambda: session.write_chunks([HEAD, [raw_header(len(BODY)), BODY]], True)
+
+    worker.on("http", factory, raw=True)
+    return await _feed(worker._channel, slices)
+
+
 async def worker_task(slices: list[bytes]) -> float:
     worker = _worker()
 
@@ -119,6 +129,7 @@ def main() -> None:
     rows: list[tuple[str, Callable[[list[bytes]], Any]]] = [
         ("channel alone (floor)", channel_alone),
         ("worker, raw=True factory", worker_raw),
+        ("worker, raw, write_chunks", worker_raw_one_write),
         ("worker, async handler (Task)", worker_task),
     ]
     for kind in ("uvloop", "asyncio"):

@@ -199,7 +199,7 @@ class _Cycle:
                 log.error("ASGI app returned without completing the response")
                 self.app_failed("application returned without completing the response")
         finally:
-            self.adapter.tasks.discard(self.task)  # type: ignore[arg-type]
+            self.adapter.tasks.discard(self.task)
 
     async def receive(self) -> dict[str, Any]:
         messages = self.messages

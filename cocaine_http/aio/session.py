@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import LocalProtocolError, SessionClosedError, SessionError
 from ..protocol.session import (
@@ -33,7 +33,7 @@ from ..protocol.session import (
 from .channel import Buffer
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .host import SessionHost
 
 #: One chunk: a buffer, or a list of buffers sent back to back as one payload.
 Payload = Buffer | Sequence[Buffer]
@@ -69,7 +69,7 @@ class Session(SessionMachine):
         "_failure", "_waiter", "_task", "_timer", "_failed",
     )  # fmt: skip
 
-    def __init__(self, worker: Worker, session: int, event: str, raw: bool) -> None:
+    def __init__(self, worker: SessionHost, session: int, event: str, raw: bool) -> None:
         # SessionMachine.__init__ inlined: this runs once per request on the hot path.
         self.id = session
         self.event = event
@@ -130,10 +130,9 @@ class Session(SessionMachine):
             SessionClosedError: the response was already ended, failed or aborted.
         """
         state = self.state
-        if end:
-            new = _WORKER_CHOKE[state]
-            if new is None:
-                self._refuse(Choke)
+        new = _WORKER_CHOKE[state] if end else state
+        if new is None:
+            self._refuse(Choke)
         if chunks and _WORKER_CHUNK[state] is not state:
             self._refuse(Chunk)
         sid = self.id
@@ -182,7 +181,7 @@ class Session(SessionMachine):
         if self.state is _CLOSED:
             self._release()
 
-    def _refuse(self, event_type: type) -> None:
+    def _refuse(self, event_type: type) -> NoReturn:
         """The rows have no edge for a worker `event_type` here: raise the table's error."""
         try:
             self._local(event_type)

@@ -111,6 +111,7 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
 
 def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
     """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError."""
+    key: tuple[object, ...] | None
     if type(headers) is list and type(status) is int:
         try:
             key = (status, *headers)
