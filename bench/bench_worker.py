@@ -2,9 +2,10 @@
 
 Feeds pre-encoded sessions (invoke, one 200-byte chunk, choke) to the Channel in 64 KiB reads,
 with a transport that accepts writes for free, and answers each with a head chunk, a body chunk
-and a choke (three writes, or one `write_chunks` call). Rows: the Channel alone answering from on_choke (the floor), the Worker with a
-raw=True factory (the HTTP layer's path), and the Worker with an async handler (a Task per
-session). The worker's own cost is the difference from the first row.
+and a choke. Rows: the Channel alone answering from on_choke (the floor), the Worker with a
+raw=True factory writing three times (write, write, end) or once (`write_chunks(..., end=True)`,
+what the HTTP layer does), and the Worker with an async handler (a Task per session). The
+worker's own cost is the difference from the first row.
 """
 
 from __future__ import annotations
