@@ -29,6 +29,7 @@ import msgpack
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel
 from cocaine_http.codec import CDecoder, PythonDecoder
+from cocaine_http.codec.limits import REC_RAW, messages_of
 from cocaine_http.protocol.dialect import V0_11
 
 SLICE = 64 * 1024
@@ -102,11 +103,14 @@ def records_runner(cls: type[Any]) -> Callable[[list[bytes]], int]:
         seen = 0
         for piece in pieces:
             records, buf = feed(piece)
-            it = iter(records)
-            for kind, session, a, b in zip(it, it, it, it):
+            for kind, session, a, b in records:
                 mid = kind >> 3
                 if mid == 4:
-                    seen += b - a if kind & 7 == 1 else len(a[0])
+                    shape = kind & 7
+                    if shape == REC_RAW:
+                        seen += b - a
+                    else:
+                        seen += len(messages_of([(kind, session, a, b)], buf)[0][2][0])
                 elif mid == 3:
                     seen += session
                 elif mid == 6:
