@@ -44,8 +44,9 @@ typedef struct cdec cdec;
  *           (its record index is listed in the patch array)
  *   FULL    kind is exactly 7: an id or session beyond the int64 range (or an id of 2**60 or
  *           more); data[a:b] is the whole frame (also listed in the patch array)
- * The return value is the size of the records in bytes (32 per record) when every byte up to len was a whole message and
- * no record needs a patch (status CDEC_OK). Otherwise it is the bitwise complement (so, negative) of: status in bits
+ * The return value is the size of the records in bytes (32 per record) when every byte up
+ * to len was a whole message and no record needs a patch (status CDEC_OK). Otherwise it is
+ * the bitwise complement (so, negative) of: status in bits
  * 0-2, CDEC_PATCHED (patches were written) in bit 3, the record count in bits 4-23, and in
  * bits 24-62 the offset in data where parsing stopped (the first unfinished or failing
  * message). */

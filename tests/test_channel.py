@@ -341,8 +341,10 @@ class TestDelivery:
         client.on_invoke = on_invoke
         client.on_chunk = lambda session, data: old.append(data)
         client.on_choke = lambda session: new.append(session)
-        peer.send(1, [V0_11.chunk(1, b"a"), V0_11.invoke(1, "x"), V0_11.chunk(1, b"b"),
-                      V0_11.chunk(1, b"c" * 100), V0_11.error(1, 1, "e"), V0_11.choke(1)])  # fmt: skip
+        peer.send(1, [
+            V0_11.chunk(1, b"a"), V0_11.invoke(1, "x"), V0_11.chunk(1, b"b"),
+            V0_11.chunk(1, b"c" * 100), V0_11.error(1, 1, "e"), V0_11.choke(1),
+        ])  # fmt: skip
         await Recorder.until_true(lambda: 1 in new)
 
         assert old == [b"a"] and new == [b"b", b"c" * 100, 1]

@@ -208,7 +208,8 @@ def test_records_over_one_c_call_and_many_patches(decoder_cls: Any) -> None:
 
     out = codec.limits.messages_of(*decoder_cls().feed_records(stream))
 
-    assert out == [m for s in range(3000) for m in ((4, s, [b"c" * 20]), (5, s, [s, b"m"]), (6, s, []))]
+    expected = [((4, s, [b"c" * 20]), (5, s, [s, b"m"]), (6, s, [])) for s in range(3000)]
+    assert out == [m for triple in expected for m in triple]
 
 
 @pytest.mark.parametrize("read", [1000, 65536, 100_000])
@@ -228,7 +229,9 @@ def test_records_of_big_messages_in_many_reads(decoder_cls: Any, read: int) -> N
 
 
 @pytest.mark.parametrize("patched", [False, True])
-def test_cut_records_stops_the_iteration_and_returns_the_rest(decoder_cls: Any, patched: bool) -> None:
+def test_cut_records_stops_the_iteration_and_returns_the_rest(
+    decoder_cls: Any, patched: bool
+) -> None:
     """cut_records hands back what an iteration has not reached, which then yields one STOP
     record and ends (patched: a read whose records come back as a list)."""
     messages = [(4, s, [b"d" * 30]) for s in range(5)]

@@ -12,7 +12,7 @@
 # message (kind, session, payload start, payload end) and Python reads them back with
 # struct.iter_unpack, which yields one tuple per message straight from the C array (cheaper
 # than tolist() + zip() on small reads, equal on big ones); only uncommon argument shapes are
-# decoded here (listed by C as patches), in which case the records come back as a list. A read
+# decoded here (listed by C as patches), in which case the records come from a list. A read
 # that completes whole messages and leaves nothing over costs one C call and one iterator.
 #
 # Buffering: small leftovers (the usual partial message at the end of a read) are kept as bytes
@@ -21,11 +21,10 @@
 # The C side resumes where it stopped, so a big message is parsed once however it is split.
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import operator
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 import msgpack
 
