@@ -134,8 +134,8 @@ class Receiver:
                 self.last_error = exc
                 self._fail(errnos.EPROTO)
             return
-        if not self._fast_v11 or type(buf) is not bytes:
-            self._dispatch(records, buf)
+        if not self._fast_v11 or type(buf) is not bytes or self._closed:
+            self._dispatch(records, buf)  # checks _closed per message
             return
         # the hot path: see the module comment
         on_invoke, on_chunk, on_choke, on_heartbeat = self._hot or self._load_hot()
