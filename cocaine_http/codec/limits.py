@@ -1,5 +1,6 @@
-# Strategy: the limits and the message shape shared by both decoders, declared once so that the
-# C and Python implementations cannot drift apart on defaults or validation.
+# Strategy: the limits, the message shape and the record layout (feed_records) shared by both
+# decoders, declared once so that the C and Python implementations cannot drift apart on
+# defaults, validation or what a record means; the record helpers are plain functions over them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
