@@ -39,8 +39,12 @@ from .session import Session
 log = logging.getLogger("cocaine_http.asgi")
 access_log = logging.getLogger("cocaine_http.access")
 
-#: Request bodies up to this size reach the app as one http.request message, uncopied.
-REQUEST_PIECE = 1024 * 1024
+#: Largest body per http.request message. A body that arrived as bytes (a frame up to
+#: http.request.LARGE_FRAME) goes as it is, in one message; a larger one is a view into the
+#: frame and goes in slices of this size, each copied to bytes as the app asks for it. Small
+#: slices come from reused heap memory: one 1 MiB copy per request cost about 400 µs more
+#: (fresh pages from the kernel each time) than 16 slices of 64 KiB.
+REQUEST_PIECE = 64 * 1024
 #: Session error code for an app failure after the response head went out.
 APP_ERROR = 1
 
