@@ -84,6 +84,8 @@ def _as_bytes(item: object, what: str) -> bytes:
 
 def _encode_pair(pair: object) -> tuple[bytes, int | None]:
     """Validate one header pair: (its msgpack encoding, the Content-Length it declares)."""
+    name_obj: object
+    value_obj: object
     try:
         name_obj, value_obj = pair  # type: ignore[misc]
     except (TypeError, ValueError):

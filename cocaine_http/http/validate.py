@@ -81,7 +81,7 @@ def is_field_value(data: bytes) -> bool:
 
 def method(raw: object) -> str:
     """The method as a str, or BadRequestError(400) unless it is a token."""
-    hit = _methods.get(raw)  # type: ignore[call-overload]
+    hit: str | None = _methods.get(raw)  # type: ignore[call-overload]
     if hit is not None:
         return hit
     if type(raw) is not bytes or not is_token(raw):
@@ -94,7 +94,7 @@ def method(raw: object) -> str:
 
 def version(raw: object) -> str:
     """"1.0" or "1.1" from either spelling; 505 for other versions, 400 for non-versions."""
-    hit = VERSIONS.get(raw)  # type: ignore[call-overload]
+    hit: str | None = VERSIONS.get(raw)  # type: ignore[call-overload]
     if hit is not None:
         return hit
     if type(raw) is bytes and _VERSION_SYNTAX.fullmatch(raw):
