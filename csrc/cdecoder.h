@@ -112,6 +112,16 @@ int cdec_error(const cdec *d);
 int64_t cdec_offset(const cdec *d);
 /* Records written by the last cdec_records call (they are at the start of rec). */
 int64_t cdec_last_count(const cdec *d);
+/* Big payloads without assembly: when the unfinished message is waiting for the rest of a
+ * raw payload that is its last byte and its only argument (a chunk: [id, session, [payload]]),
+ * returns 1 and sets out[0], out[1] to the payload's span relative to the message's first byte
+ * (so the message is out[1] bytes long); 0 otherwise, or if that size is over the limit (the
+ * ordinary path then reports it). The caller may then collect the payload itself instead of
+ * passing the whole message again, and call cdec_complete_raw once all of it has arrived. */
+int cdec_pending_raw(const cdec *d, int64_t *out);
+/* Finish that message as if its bytes had been parsed: same checks and errors as the ordinary
+ * path. Returns CDEC_OK with out[0] = id and out[1] = session, or CDEC_FRAME or CDEC_LIMIT. */
+int cdec_complete_raw(cdec *d, int64_t *out);
 /* CDEF-END */
 
 #endif

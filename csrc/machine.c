@@ -274,3 +274,43 @@ enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
     }
     return S_DONE;
 }
+
+int cdec_pending_raw(const cdec *d, int64_t *out)
+{
+    if (d->error || d->skip_end == 0 || d->skip_ext || !d->root_array || d->top != 2 ||
+        d->args_open != 1 || d->skip_end > d->max_size)
+        return 0;
+    const frame *f0 = &d->stack[0], *f1 = &d->stack[1];
+    if (f1->is_map || f1->count != 1 || f1->remaining != 1 || f0->remaining != 1)
+        return 0;
+    /* ids beyond int64 take the general path (their record is a whole frame) */
+    if (d->el[0].kind != K_INT || d->el[1].kind != K_INT)
+        return 0;
+    out[0] = d->skip_start;
+    out[1] = d->skip_end;
+    return 1;
+}
+
+int cdec_complete_raw(cdec *d, int64_t *out)
+{
+    int64_t end = d->skip_end;
+    if (d->error)
+        return d->error_status;
+    if (end == 0 || d->skip_ext)
+        return cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT), d->error_status; /* misuse */
+    d->skip_end = 0;
+    d->pos = end;
+    result r = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    enum step s = payload_done(d, NULL, d->skip_hdr, d->skip_start, end, 0, 0);
+    if (s == S_NEED) /* cannot happen after cdec_pending_raw said yes */
+        s = cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT);
+    if (s == S_DONE)
+        s = cd_finish(d, end, 0, &r);
+    if (s == S_ERROR)
+        return d->error_status;
+    out[0] = r.id;
+    out[1] = r.session;
+    d->offset += end;
+    cd_reset_message(d);
+    return CDEC_OK;
+}

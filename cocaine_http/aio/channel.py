@@ -84,6 +84,9 @@ class Channel(Receiver, asyncio.Protocol):
     _cb_on_chunk: Callable[[int, bytes], Any]
     _cb_on_choke: Callable[[int], Any]
     _cb_on_heartbeat: Callable[[], Any]
+    #: the loop that runs the connection, kept by connection_made: looking it up per send
+    #: costs a getpid() on Python 3.11 (None when a test or benchmark drives it by hand)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def __init__(
         self,
@@ -158,7 +161,9 @@ class Channel(Receiver, asyncio.Protocol):
         first: OSError | None = None
         for family, type_, proto, _, addr in infos:
             try:
-                await loop.create_connection(lambda: self, addr[0], addr[1], family=family)
+                host, port = addr[0], addr[1]
+                assert isinstance(host, str) and isinstance(port, int)
+                await loop.create_connection(lambda: self, host, port, family=family)
                 return
             except OSError as exc:
                 first = first or exc
@@ -189,7 +194,7 @@ class Channel(Receiver, asyncio.Protocol):
                 self._pending_size += len(part)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
 
     def write_buffer_size(self) -> int:
         """Bytes queued but not yet accepted by the kernel."""
@@ -237,6 +242,10 @@ class Channel(Receiver, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
         self._transport = transport  # type: ignore[assignment]
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven by hand, outside a loop
+            self._loop = None
         if not self.peer:
             peer = transport.get_extra_info("peername")
             self.peer = str(peer) if peer else "unix"
@@ -257,7 +266,7 @@ class Channel(Receiver, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._paused is None:
-            self._paused = asyncio.get_running_loop().create_future()
+            self._paused = (self._loop or asyncio.get_running_loop()).create_future()
 
     def resume_writing(self) -> None:
         self._release_writers()
@@ -332,4 +341,5 @@ async def serve(
         if os.path.exists(ep.path):
             os.unlink(ep.path)
         return await loop.create_unix_server(factory, ep.path)
+    assert ep.port is not None
     return await loop.create_server(factory, ep.host, ep.port)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..errors import DecodeError, FrameError, LimitExceededError
 from . import _python
@@ -14,13 +15,15 @@ from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, Message
 
 PythonDecoder = _python.Decoder
 
+Decoder: type[Any]
+CDecoder: type[Any] | None
 if os.environ.get("COCAINE_HTTP_PUREPYTHON") == "1":
-    Decoder: type = PythonDecoder
+    Decoder = PythonDecoder
     IMPLEMENTATION = "python"
     CDecoder = None
 else:
     try:
-        from ._c import Decoder as CDecoder
+        from ._c import Decoder as _CDecoder
     except ImportError:
         if os.environ.get("COCAINE_HTTP_REQUIRE_C") == "1":
             raise
@@ -28,7 +31,7 @@ else:
         Decoder = PythonDecoder
         IMPLEMENTATION = "python"
     else:
-        Decoder = CDecoder
+        CDecoder = Decoder = _CDecoder
         IMPLEMENTATION = "c"
 
 __all__ = [

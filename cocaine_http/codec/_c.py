@@ -16,9 +16,15 @@
 # that completes whole messages and leaves nothing over costs one C call and one iterator.
 #
 # Buffering: small leftovers (the usual partial message at the end of a read) are kept as bytes
-# and joined with the next read. A leftover of BIG_TAIL bytes or more (a large message arriving
-# in several reads) is kept in a bytearray that grows in place, so it is never copied per read.
-# The C side resumes where it stopped, so a big message is parsed once however it is split.
+# and joined with the next read. A large chunk arriving in many reads ([id, session, [payload]],
+# the payload its last byte: C says so, cdec_pending_raw) is never assembled as a message: the
+# reads' payload slices are kept as they came (views of the caller's bytes, no copy) and joined
+# once, straight into the payload's own bytes object, when its last byte arrives; C then checks
+# the message as if it had parsed it (cdec_complete_raw), and the message is handed over as an
+# ARGS record holding [payload]. So such a payload costs one copy per byte, whatever its size,
+# and nothing is allocated before its bytes arrive (the size limit is checked first by C).
+# Any other partial message of BIG_TAIL bytes or more is kept in a bytearray that grows in
+# place. The C side resumes where it stopped, so a message is parsed once however it is split.
 from __future__ import annotations
 
 import operator
@@ -131,7 +137,11 @@ class Decoder:
         self._views: list[memoryview | None] = [None] * (_VIEWS >> 5)
         self._patch, self._patch_view = _int64s(PATCHES + 1)
         lib.cdec_bind_records(handle, self._rec, RECORDS, self._patch, PATCHES + 1)
-        self._tail: bytes | bytearray = b""  # the unfinished message, from its first byte
+        # the unfinished message from its first byte, or (a list) the payload slices so far
+        self._tail: bytes | bytearray | list[Any] = b""
+        self._info = ffi.new("int64_t[2]")
+        self._have = 0  # collecting a payload: bytes of the message arrived so far
+        self._need = 0  # ... and its size
         self._drop = 0  # bytes at the front of a bytearray tail that records may still refer to
         self._error: DecodeError | None = None
 
@@ -148,11 +158,22 @@ class Decoder:
                 call raises the same error.
             LimitExceededError: a message over the size or depth limit.
         """
-        buf = self._joined(data)
+        if type(self._tail) is list:
+            message, whole, start = self._collect(data)
+            if message is None:
+                return []
+            try:
+                return [message, *self._feed_from(whole, start)]
+            except DecodeError as exc:
+                exc.messages = [message, *exc.messages]
+                raise
+        return self._feed_from(self._joined(data), 0)
+
+    def _feed_from(self, buf: bytes | bytearray, start: int) -> list[Message]:
         if type(buf) is bytes:
-            r = _feed(self._d, buf, 0, len(buf))
+            r = _feed(self._d, buf, start, len(buf))
         else:
-            r = self._feed_buffer(buf, 0)
+            r = self._feed_buffer(buf, start)
         status = r & 7
         out = self._messages(buf, r >> 3) if r > 7 else []
         while status == _MORE:
@@ -181,6 +202,8 @@ class Decoder:
                     return _iter_records(view), data
                 return _iter_records(self._rec_bytes[:r]), data
             return self._records_rest(data, r)
+        if type(self._tail) is list:
+            return self._collect_records(data)
         buf = self._joined(data)
         if type(buf) is bytes:  # usually the unfinished message of the last read + data
             r = _records(self._d, buf, 0, len(buf))
@@ -266,6 +289,7 @@ class Decoder:
                 self._drop = 0
             tail += data
             return tail
+        assert not isinstance(tail, list)  # collecting: feed and feed_records call _collect
         if tail:
             return tail + data
         return data if type(data) is bytes else bytes(data)
@@ -276,6 +300,8 @@ class Decoder:
         left = len(buf) - consumed
         if not left:
             self._tail = b""
+        elif lib.cdec_pending_raw(self._d, self._info) and self._start_collect(buf, consumed):
+            return
         elif type(buf) is bytearray:
             if left < BIG_TAIL:
                 self._tail = bytes(memoryview(buf)[consumed:])
@@ -288,6 +314,55 @@ class Decoder:
             self._tail = bytearray(memoryview(buf)[consumed:])
         else:
             self._tail = buf[consumed:]
+
+    def _start_collect(self, buf: bytes | bytearray, consumed: int) -> bool:
+        """Collect the pending chunk payload (cdec_pending_raw said so) if it is big enough."""
+        start, end = self._info[0], self._info[1]
+        if end - start < BIG_TAIL:
+            return False
+        have = len(buf) - consumed
+        part = memoryview(buf)[consumed + start :] if start < have else b""
+        # bytes never change; a bytearray is this decoder's own tail, copied to stay simple
+        self._tail = [part if type(buf) is bytes else bytes(part)]
+        self._drop, self._have, self._need = 0, have, end
+        return True
+
+    def _collect(self, data: bytes | bytearray | memoryview) -> tuple[Message | None, bytes, int]:
+        """Add a read to the payload being collected: (the message, or None while it is not
+        complete; the read as bytes; where its bytes after the message begin)."""
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse its buffer
+        parts = self._tail
+        assert type(parts) is list
+        missing = self._need - self._have
+        if len(data) < missing:
+            parts.append(data)
+            self._have += len(data)
+            return None, data, len(data)
+        parts.append(data if missing == len(data) else memoryview(data)[:missing])
+        self._tail = b""
+        payload = b"".join(parts)  # the one copy of the payload
+        status = lib.cdec_complete_raw(self._d, self._info)
+        if status != _OK:
+            raise self._fail(status, [])
+        return (self._info[0], self._info[1], [payload]), data, missing
+
+    def _collect_records(self, data: bytes | bytearray | memoryview) -> Records:
+        """feed_records while a payload is being collected."""
+        message, whole, start = self._collect(data)
+        if message is None:
+            return iter([]), whole
+        mid, session, args = message
+        head = (mid * 8 + REC_ARGS, session, args, 0)
+        if start == len(whole):
+            return iter([head]), whole
+        r = _records(self._d, whole, start, len(whole))
+        try:
+            records, buf = self._records_rest(whole, r)
+        except DecodeError as exc:
+            exc.messages = [message, *exc.messages]
+            raise
+        return iter([head, *records]), buf
 
     def _feed_buffer(self, buf: bytes | bytearray, start: int) -> int:
         if type(buf) is bytes:
