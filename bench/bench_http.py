@@ -124,6 +124,8 @@ SCENARIOS = [
     ("Flask hello, --threads 0", "flask_app", "gunicorn", "GET", 0, ("--threads", "0")),
     ("1 MiB response (ASGI)", "big_response_asgi", "uvicorn", "GET", 0, ()),
     ("1 MiB request body (ASGI)", "big_request_asgi", "uvicorn", "POST", MIB, ()),
+    ("1 MiB request body (ASGI), --no-keep-memory", "big_request_asgi", "uvicorn", "POST", MIB,
+     ("--no-keep-memory",)),
 ]
 
 # -- /proc ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .allocator import keep_freed_memory
 from .config import Config
 from .errors import ConfigError
 from .importer import detect_interface, load_app
@@ -46,6 +47,8 @@ def run(app: Any, *, argv: Sequence[str] | None = None, **options: Any) -> int:
 
 def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
     """Build the worker for `app` and run it on a fresh event loop until it exits."""
+    if config.keep_memory:
+        keep_freed_memory()
     worker = build_worker(app, config, runtime_argv)
     return int(worker.run(config.loop))
 

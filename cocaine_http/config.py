@@ -64,6 +64,10 @@ class Config:
     proxy_headers: bool = _opt(
         True, "trust X-Forwarded-Proto/-For and X-Real-IP (the Cocaine proxy is the only peer)"
     )
+    keep_memory: bool = _opt(
+        True, "keep freed body memory in the process (glibc malloc thresholds) instead of "
+        "faulting fresh pages in for every large request"
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
