@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: all venv test run bench clean
+.PHONY: all venv test typecheck run bench clean
 
 all: test
 
@@ -24,6 +24,9 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 run: $(STAMP)
 	$(BIN)/cocaine-http dev --host $(HOST) --port $(PORT) examples.flask_app.app:app
