@@ -33,6 +33,7 @@ from ..http import (
     parse_request,
     request_messages,
 )
+from ..http.scope import ASGI_VERSION
 from .lifespan import Lifespan
 from .session import Session
 
@@ -162,13 +163,31 @@ class _Cycle:
             self.reply_error(exc.status, exc.reason)
             return
         self.request = request
-        self.response = Response(request.method, raw_body=adapter.raw_body)
+        self.response = Response(request.method, adapter.raw_body)
         body = request.body
         if type(body) is bytes and len(body) <= REQUEST_PIECE:
             self.messages = {"type": "http.request", "body": body, "more_body": False}
         else:
             self.messages = request_messages(request, adapter.http.body_chunk_size)
-        scope = asgi_scope(request, adapter.http, adapter.scope_state, spec_version="2.4")
+        if adapter.http.root_path:
+            scope = asgi_scope(request, adapter.http, adapter.scope_state, spec_version="2.4")
+        else:  # asgi_scope() without a root path, inlined: this is the hot path
+            scope = {
+                "type": "http",
+                "asgi": {"version": ASGI_VERSION, "spec_version": "2.4"},
+                "http_version": request.http_version,
+                "server": request.server,
+                "client": request.client,
+                "scheme": request.scheme,
+                "method": request.method,
+                "root_path": "",
+                "path": request.path,
+                "raw_path": request.raw_path,
+                "query_string": request.query_string,
+                "headers": request.headers,
+            }
+            if adapter.scope_state is not None:
+                scope["state"] = adapter.scope_state.copy()
         # The loop holds tasks weakly: the adapter's set keeps this one until it is done.
         loop = adapter.loop
         if loop is None:  # Python 3.11 pays a getpid() syscall per get_running_loop()

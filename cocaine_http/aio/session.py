@@ -45,6 +45,8 @@ _ENGINE_CHOKE = ENGINE_NEXT[Choke]
 _WORKER_CHUNK = WORKER_NEXT[Chunk]
 _WORKER_CHOKE = WORKER_NEXT[Choke]
 _BUFFERS = (bytes, bytearray, memoryview)
+#: write_chunks() joins the parts of a response whose payloads total at most this many bytes.
+SMALL_JOIN = 4096
 
 
 def _noop(*args: Any) -> None:
@@ -139,17 +141,26 @@ class Session(SessionMachine):
         header = self.dialect.chunk_header
         out: list[Buffer] = []
         append = out.append
+        size = 0
         for chunk in chunks:
             if isinstance(chunk, _BUFFERS):
-                append(header(sid, len(chunk)))
+                n = len(chunk)
+                append(header(sid, n))
                 append(chunk)
             else:
-                append(header(sid, sum(map(len, chunk))))
+                n = sum(map(len, chunk))
+                append(header(sid, n))
                 out += chunk
+            size += n
         if end:
             append(self.dialect.choke(sid))
-            self._enter(new)
-        self._channel.send(sid, out)
+            if new is not state:  # _enter(), inlined
+                self.state = new
+                if self._on_change is not None and NOTABLE[state][new]:
+                    self._on_change(self, state, new)
+        # A small response is copied into one buffer: one queue entry and one writelines item
+        # instead of five or six (a large body is never joined).
+        self._channel.send(sid, b"".join(out) if size <= SMALL_JOIN else out)
         if end and self.state is _CLOSED:  # _release(), inlined
             self.on_chunk = self.on_end = self.on_fail = _noop
 
