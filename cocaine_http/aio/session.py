@@ -30,6 +30,7 @@ from ..protocol.session import (
     SessionMachine,
     SessionState,
 )
+from ..protocol.dialect import V0_11, pack_uint, raw_header
 from .channel import Buffer
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ _ENGINE_CHOKE = ENGINE_NEXT[Choke]
 _WORKER_CHUNK = WORKER_NEXT[Chunk]
 _WORKER_CHOKE = WORKER_NEXT[Choke]
 _BUFFERS = (bytes, bytearray, memoryview)
+_RAW_HEADERS = [raw_header(n) for n in range(32)]
 #: write_chunks() joins the parts of a response whose payloads total at most this many bytes.
 SMALL_JOIN = 4096
 
@@ -138,22 +140,38 @@ class Session(SessionMachine):
         if chunks and _WORKER_CHUNK[state] is not state:
             self._refuse(Chunk)
         sid = self.id
-        header = self.dialect.chunk_header
         out: list[Buffer] = []
         append = out.append
         size = 0
-        for chunk in chunks:
-            if isinstance(chunk, _BUFFERS):
-                n = len(chunk)
-                append(header(sid, n))
-                append(chunk)
-            else:
-                n = sum(map(len, chunk))
-                append(header(sid, n))
-                out += chunk
-            size += n
+        if self.dialect is V0_11:  # its chunk_header() and choke(), the id packed once
+            packed = pack_uint(sid)
+            prefix = b"\x93\x04" + packed + b"\x91"
+            for chunk in chunks:
+                if isinstance(chunk, _BUFFERS):
+                    n = len(chunk)
+                    append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
+                    append(chunk)
+                else:
+                    n = sum(map(len, chunk))
+                    append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
+                    out += chunk
+                size += n
+            choke = b"\x93\x06" + packed + b"\x90"
+        else:
+            header = self.dialect.chunk_header
+            for chunk in chunks:
+                if isinstance(chunk, _BUFFERS):
+                    n = len(chunk)
+                    append(header(sid, n))
+                    append(chunk)
+                else:
+                    n = sum(map(len, chunk))
+                    append(header(sid, n))
+                    out += chunk
+                size += n
+            choke = self.dialect.choke(sid) if end else b""
         if end:
-            append(self.dialect.choke(sid))
+            append(choke)
             if new is not state:  # _enter(), inlined
                 self.state = new
                 if self._on_change is not None and NOTABLE[state][new]:

@@ -96,42 +96,38 @@ def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG
     Raises:
         BadRequestError: with the status to answer (400, 413, 431, 501, 505).
     """
-    try:
-        return _parse(frame, config)
-    except TypeError as exc:  # an unhashable (map) value where a string belongs
-        raise BadRequestError(400, f"malformed request frame: {exc}") from exc
-
-
-def _parse(frame: bytes | memoryview, config: HttpConfig) -> Request:
-    if len(frame) <= LARGE_FRAME and type(frame) is bytes:
-        try:  # the common case of _unpack, inlined
-            parts = _unpackb(frame, raw=True, use_list=False)
-        except Exception:
-            parts = None
-        if type(parts) is tuple and len(parts) == 5:
-            method, uri, version, headers, body = parts
+    try:  # one frame, not two: this runs once per request (try costs nothing until it raises)
+        if len(frame) <= LARGE_FRAME and type(frame) is bytes:
+            try:  # the common case of _unpack, inlined
+                parts = _unpackb(frame, raw=True, use_list=False)
+            except Exception:
+                parts = None
+            if type(parts) is tuple and len(parts) == 5:
+                method, uri, version, headers, body = parts
+            else:
+                method, uri, version, headers, body = _unpack(frame, config)
         else:
             method, uri, version, headers, body = _unpack(frame, config)
-    else:
-        method, uri, version, headers, body = _unpack(frame, config)
-    req = Request()
-    req.http_version = _VERSIONS_GET(version) or _v.version(version)
-    if type(body) is not bytes and type(body) is not memoryview:
-        raise BadRequestError(400, "request body is not a byte string")
-    if len(body) > config.max_body_size:
-        raise BadRequestError(413, f"body of {len(body)} bytes is over {config.max_body_size}")
-    req.body = body
-    # h11's order (so that a request with several faults gets h11's status): headers, Host,
-    # method, target; the body against Content-Length last.
-    declared = _read_headers(req, headers, config)
-    req.method = _methods_get(method) or _v.method(method)
-    req.target = uri
-    req.raw_path, req.query_string, req.path = _targets_get(uri) or _split_target(uri)
-    if declared is not None and declared != len(body):
-        raise BadRequestError(
-            400, f"Content-Length {declared} does not match the {len(body)}-byte body"
-        )
-    return req
+        req = Request()
+        req.http_version = _VERSIONS_GET(version) or _v.version(version)
+        if type(body) is not bytes and type(body) is not memoryview:
+            raise BadRequestError(400, "request body is not a byte string")
+        if len(body) > config.max_body_size:
+            raise BadRequestError(413, f"body of {len(body)} bytes is over {config.max_body_size}")
+        req.body = body
+        # h11's order (so that a request with several faults gets h11's status): headers, Host,
+        # method, target; the body against Content-Length last.
+        declared = _read_headers(req, headers, config)
+        req.method = _methods_get(method) or _v.method(method)
+        req.target = uri
+        req.raw_path, req.query_string, req.path = _targets_get(uri) or _split_target(uri)
+        if declared is not None and declared != len(body):
+            raise BadRequestError(
+                400, f"Content-Length {declared} does not match the {len(body)}-byte body"
+            )
+        return req
+    except TypeError as exc:  # an unhashable (map) value where a string belongs
+        raise BadRequestError(400, f"malformed request frame: {exc}") from exc
 
 
 _unpackb = msgpack.unpackb

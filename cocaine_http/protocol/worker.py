@@ -37,6 +37,9 @@ SHUTTING_DOWN = 2
 #: `timeout_error`: the per-session timeout expired.
 SESSION_TIMEOUT = 3
 
+_REQUEST_DONE = SessionState.REQUEST_DONE
+_CLOSED = SessionState.CLOSED
+
 # -- options ------------------------------------------------------------------------------------
 
 _OPTION_NAMES = ("app", "endpoint", "locator", "uuid", "protocol")
@@ -357,9 +360,10 @@ class WorkerConnection:
     def _session_changed(
         self, machine: SessionMachine, old: SessionState, new: SessionState
     ) -> None:
-        if old <= SessionState.REQUEST_DONE < new:
+        # module constants: an enum member looked up on its class costs about 60 ns each
+        if old <= _REQUEST_DONE < new:
             self.open_responses -= 1
-        if new is SessionState.CLOSED:
+        if new is _CLOSED:
             self.sessions.pop(machine.id, None)
 
     def connection_closed(self, errno: int) -> list[SessionMachine]:
