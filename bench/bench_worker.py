@@ -4,8 +4,13 @@ Feeds pre-encoded sessions (invoke, one 200-byte chunk, choke) to the Channel in
 with a transport that accepts writes for free, and answers each with a head chunk, a body chunk
 and a choke. Rows: the Channel alone answering from on_choke (the floor), the Worker with a
 raw=True factory writing three times (write, write, end) or once (`write_chunks(..., end=True)`,
-what the HTTP layer does), and the Worker with an async handler (a Task per session). The
-worker's own cost is the difference from the first row.
+what the HTTP layer does), the Worker with an async handler (a Task per session), and the
+Worker serving a bare ASGI hello app through the ASGI adapter (a request frame per session,
+parsed, a scope, a Task, the app). The worker's own cost is the difference from the first row.
+
+In process, a 64 KiB read starts a few hundred sessions at once, so the Task rows also pay for
+the cyclic garbage collector (young objects pile up); a worker on a socket with 32 in flight ran
+no collection at all under load. Compare rows within one run.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from cocaine_http import codec
 from cocaine_http.aio.channel import Channel
 from cocaine_http.aio.loop import loop_name, new_event_loop
+from cocaine_http.aio.asgi import ASGIAdapter
 from cocaine_http.aio.worker import Session, Worker
+from cocaine_http.config import Config
 from cocaine_http.protocol.dialect import V0_11, raw_header
 
 SESSIONS = 20_000
@@ -47,12 +56,25 @@ class _NullTransport:
         pass
 
 
-def _stream() -> list[bytes]:
+def _stream(payload: bytes = b"x" * 200) -> list[bytes]:
     data = b"".join(
-        V0_11.invoke(i, "http") + V0_11.chunk(i, b"x" * 200) + V0_11.choke(i)
+        V0_11.invoke(i, "http") + V0_11.chunk(i, payload) + V0_11.choke(i)
         for i in range(1, SESSIONS + 1)
     )
     return [data[i : i + 65536] for i in range(0, len(data), 65536)]
+
+
+#: A GET request frame (PROTOCOL.md §6.1) as the HTTP proxy sends it, 3 headers, no body.
+REQUEST = msgpack.packb(
+    ["GET", "/", "1.1", [["Host", "127.0.0.1"], ["User-Agent", "bench"], ["Accept", "*/*"]], b""],
+    use_bin_type=False,
+)
+
+
+async def hello_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/plain"), (b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": BODY})
 
 
 async def _feed(channel: Channel, slices: list[bytes]) -> float:
@@ -125,13 +147,23 @@ async def worker_task(slices: list[bytes]) -> float:
     return await _feed(worker._channel, slices)
 
 
+async def worker_asgi(slices: list[bytes]) -> float:
+    worker = _worker()
+    adapter = ASGIAdapter(hello_asgi, Config(access_log=False, lifespan="off"), worker)
+    await adapter.startup()
+    worker.on("http", adapter.session_factory, raw=True)
+    return await _feed(worker._channel, slices)
+
+
 def main() -> None:
     slices = _stream()
+    requests = _stream(REQUEST)
     rows: list[tuple[str, Callable[[list[bytes]], Any]]] = [
         ("channel alone (floor)", channel_alone),
         ("worker, raw=True factory", worker_raw),
         ("worker, raw, write_chunks", worker_raw_one_write),
         ("worker, async handler (Task)", worker_task),
+        ("worker, bare ASGI hello", worker_asgi),
     ]
     for kind in ("uvloop", "asyncio"):
         loop = new_event_loop(kind)
@@ -139,7 +171,8 @@ def main() -> None:
         print(f"{'path':32s} {'CPU µs/request (median of 5)':>30s}")
         try:
             for label, bench in rows:
-                runs = [loop.run_until_complete(bench(slices)) for _ in range(5)]
+                feed = requests if bench is worker_asgi else slices
+                runs = [loop.run_until_complete(bench(feed)) for _ in range(5)]
                 print(f"{label:32s} {statistics.median(runs):30.2f}")
         finally:
             loop.close()

@@ -151,8 +151,8 @@ class Session(SessionMachine):
                     n = len(chunk)
                     append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
                     append(chunk)
-                else:
-                    n = sum(map(len, chunk))
+                else:  # usually [raw header, body]: two lengths, no sum() over a map()
+                    n = len(chunk[0]) + len(chunk[1]) if len(chunk) == 2 else sum(map(len, chunk))
                     append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
                     out += chunk
                 size += n
