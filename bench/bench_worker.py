@@ -26,7 +26,7 @@ import msgpack
 from cocaine_http import codec
 from cocaine_http.aio.channel import Channel
 from cocaine_http.aio.loop import loop_name, new_event_loop
-from cocaine_http.aio.asgi import ASGIAdapter
+from cocaine_http.adapters.asgi import ASGIAdapter
 from cocaine_http.aio.worker import Session, Worker
 from cocaine_http.config import Config
 from cocaine_http.protocol.dialect import V0_11, raw_header

@@ -18,8 +18,8 @@ _EXPORTS = {
     "Client": "cocaine_http.services.client",
     "BaseService": "cocaine_http.services.base",
     "Service": "cocaine_http.services.service",
-    "Logger": "cocaine_http.logger",
-    "run": "cocaine_http.app",
+    "Logger": "cocaine_http.services.logger",
+    "run": "cocaine_http.adapters.app",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

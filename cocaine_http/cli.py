@@ -123,8 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(target: str, config: Config, runtime: list[str]) -> int:
-    from . import app as app_module
-    from .importer import load_app
+    from .adapters import app as app_module
+    from .adapters.importer import load_app
 
     setup_logging(config.log_level)
     try:

@@ -25,7 +25,7 @@ import sys
 from flask import Flask, request
 
 from cocaine_http.errors import ServiceError
-from cocaine_http.logging import CocaineHandler
+from cocaine_http.services.logging import CocaineHandler
 from cocaine_http.services import Client
 
 # -- the Flask app (WSGI views run in threads: they use client.sync) ---------------------------

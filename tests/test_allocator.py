@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cocaine_http.allocator import keep_freed_memory
+from cocaine_http.aio.allocator import keep_freed_memory
 
 
 def test_thresholds_are_applied_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:

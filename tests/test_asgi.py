@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cocaine_http.aio.asgi import ASGIAdapter
-from cocaine_http.aio.lifespan import Lifespan
+from cocaine_http.adapters.asgi import ASGIAdapter
+from cocaine_http.adapters.lifespan import Lifespan
 from cocaine_http.config import Config
 from cocaine_http.errors import LifespanError
 from tests.plugins.apps import FakeSession, frame

@@ -13,7 +13,7 @@ import pytest
 from cocaine_http import cli
 from cocaine_http.config import Config, env_name
 from cocaine_http.errors import AppImportError, ConfigError
-from cocaine_http.importer import detect_interface, load_app
+from cocaine_http.adapters.importer import detect_interface, load_app
 
 ROOT = Path(__file__).resolve().parent.parent
 

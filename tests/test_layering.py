@@ -1,4 +1,4 @@
-"""The sans-IO rule of DESIGN.md §2, kept by a test: the codec, protocol and http layers never
+"""The sans-IO rule of docs/design.md, kept by a test: the codec, protocol and http layers never
 import I/O, threads or clocks, and no layer imports from a layer above it."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "cocaine_http"
 SANS_IO = ("codec", "protocol", "http")
 FORBIDDEN = {"asyncio", "socket", "threading", "selectors", "time", "concurrent", "uvloop"}
-#: Layer order from DESIGN.md §2, bottom first; a module may import only its own layer or lower.
-LAYERS = ["errors", "codec", "protocol", "http", "aio", "services", "dev"]
+#: Layer order of docs/design.md, bottom first; a module may import only its own layer or lower.
+#: Every module of the package belongs to one (the package's lazy `__init__` and `__main__` aside).
+LAYERS = ["errors", "config", "codec", "protocol", "http", "aio", "services", "adapters", "dev", "cli"]
+FACADES = {"__init__.py", "__main__.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -54,7 +56,7 @@ def _layered_modules() -> list[Path]:
 
 @pytest.mark.parametrize("path", _layered_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_module_imports_only_lower_layers(path: Path) -> None:
-    """Dependencies point down only (DESIGN.md §2)."""
+    """Dependencies point down only (docs/design.md)."""
     own = _layer_of(path.relative_to(PACKAGE).parts)
     assert own is not None
     upward = []
@@ -67,3 +69,16 @@ def test_module_imports_only_lower_layers(path: Path) -> None:
             upward.append(name)
 
     assert not upward, f"{path.relative_to(PACKAGE)} imports upper layers: {upward}"
+
+
+def test_every_module_has_a_layer() -> None:
+    """A new top-level module or package is placed in the layer order, not left outside it."""
+    outside = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.glob("*")
+        if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+        and p.name not in FACADES
+        and _layer_of((p.name,)) is None
+    ]
+
+    assert not outside, f"modules outside the layer order: {outside}"

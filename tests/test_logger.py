@@ -8,8 +8,8 @@ import logging
 import threading
 
 from cocaine_http.dev.services import DevServices
-from cocaine_http.logger import DEBUG, ERROR, INFO, WARNING, default_source
-from cocaine_http.logging import CocaineHandler, cocaine_level
+from cocaine_http.services.logger import DEBUG, ERROR, INFO, WARNING, default_source
+from cocaine_http.services.logging import CocaineHandler, cocaine_level
 from cocaine_http.services import Client
 
 

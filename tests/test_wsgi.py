@@ -12,8 +12,8 @@ from wsgiref.validate import validator
 
 import pytest
 
-from cocaine_http.aio.wsgi import WSGIAdapter
-from cocaine_http.aio.wsgi_io import HIGH_WATER
+from cocaine_http.adapters.wsgi import WSGIAdapter
+from cocaine_http.adapters.wsgi_io import HIGH_WATER
 from cocaine_http.config import Config
 from tests.plugins.apps import FakeSession, frame
 

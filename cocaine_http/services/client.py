@@ -30,7 +30,7 @@ from .policy import NoReconnect, ReconnectPolicy
 from .service import Resolved, Service
 
 if TYPE_CHECKING:
-    from ..logger import Logger
+    from .logger import Logger
     from .sync import SyncClient
 
 log = logging.getLogger("cocaine_http.services")
@@ -156,9 +156,9 @@ class Client:
         """A Logger whose messages carry source `prefix` (default "app/<--app>").
 
         Never blocks: it connects to the logging service in the background on this client's
-        loop. See `cocaine_http.logger.Logger` for options.
+        loop. See `cocaine_http.services.logger.Logger` for options.
         """
-        from ..logger import Logger, default_source
+        from .logger import Logger, default_source
 
         source = prefix or default_source()
         logger = self._loggers.get(source)

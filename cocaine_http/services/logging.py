@@ -16,10 +16,10 @@ from .logger import DEBUG, ERROR, INFO, WARNING
 
 if TYPE_CHECKING:
     from .logger import Logger
-    from .services.client import Client
+    from .client import Client
 
 #: Loggers whose records are not forwarded: the machinery that does the forwarding.
-DEFAULT_EXCLUDE = ("cocaine_http.services", "cocaine_http.logger", "cocaine_http.channel")
+DEFAULT_EXCLUDE = ("cocaine_http.services", "cocaine_http.channel")
 
 
 def cocaine_level(levelno: int) -> int:
@@ -56,7 +56,7 @@ class CocaineHandler(logging.Handler):
         super().__init__(level)
         if logger is None:
             if client is None:
-                from .services.client import Client
+                from .client import Client
 
                 client = Client()
             logger = client.logger(source)

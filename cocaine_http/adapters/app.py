@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .allocator import keep_freed_memory
-from .config import Config
-from .errors import ConfigError
+from ..aio.allocator import keep_freed_memory
+from ..config import Config
+from ..errors import ConfigError
 from .importer import detect_interface, load_app
 
 log = logging.getLogger("cocaine_http")
@@ -55,7 +55,7 @@ def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
 
 def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:
     """A Worker with the app's adapter on `config.event` and its hooks installed."""
-    from .aio.worker import Worker
+    from ..aio.worker import Worker
 
     worker = Worker(list(runtime_argv), session_timeout=config.timeout or None)
     interface = detect_interface(app, config.interface)
@@ -70,10 +70,10 @@ def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:
 def make_adapter(app: Any, interface: str, config: Config, worker: Any) -> Any:
     """The session factory for `interface` ("asgi" or "wsgi")."""
     if interface == "asgi":
-        from .aio.asgi import ASGIAdapter
+        from .asgi import ASGIAdapter
 
         return ASGIAdapter(app, config, worker)
-    from .aio.wsgi import WSGIAdapter
+    from .wsgi import WSGIAdapter
 
     return WSGIAdapter(app, config, worker)
 

@@ -35,7 +35,7 @@ from ..http import (
 )
 from ..http.scope import ASGI_VERSION
 from .lifespan import Lifespan
-from .session import Session
+from ..aio.session import Session
 
 log = logging.getLogger("cocaine_http.asgi")
 access_log = logging.getLogger("cocaine_http.access")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AppImportError
+from ..errors import AppImportError
 
 
 def import_from_string(target: str) -> Any:

@@ -18,14 +18,14 @@ import random
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import CocaineError
-from .protocol.service import State
+from ..errors import CocaineError
+from ..protocol.service import State
 
 if TYPE_CHECKING:
-    from .services.client import Client
-    from .services.service import Service
+    from .client import Client
+    from .service import Service
 
-log = logging.getLogger("cocaine_http.logger")
+log = logging.getLogger("cocaine_http.services.logger")
 
 IGNORE, ERROR, WARNING, INFO, DEBUG = 0, 1, 2, 3, 4
 LEVEL_NAMES = {IGNORE: "IGNORE", ERROR: "ERROR", WARNING: "WARNING", INFO: "INFO", DEBUG: "DEBUG"}
