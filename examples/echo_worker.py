@@ -9,9 +9,10 @@ Run it the way cocaine-runtime does (the runtime's options last, in any order):
 or let the dev runtime spawn it: `cocaine-http dev --slave examples/echo_worker.py`.
 
 The file is executable, so a manifest's `slave` may name it directly (cocaine-runtime execs the
-slave file itself). Its shebang takes the first `python3` on PATH, which must have cocaine_http
-installed: under a runtime whose PATH does not lead to such a Python, point the shebang at the
-venv's interpreter (`#!/srv/venv/bin/python`).
+slave file itself). Its shebang takes the first `python3` on the runtime's own PATH, which must
+have cocaine_http installed; a PATH in the manifest's `environment` does not change that (the
+runtime passes its own PATH first). Otherwise point the shebang at the venv's interpreter
+(`#!/srv/venv/bin/python`).
 """
 
 from __future__ import annotations
