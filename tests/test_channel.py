@@ -14,8 +14,8 @@ import pytest
 
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel, serve
-from cocaine_http.codec import CDecoder, DecodeError, PythonDecoder
-from cocaine_http.protocol.dialect import V0_11, pack
+from cocaine_http.codec import CDecoder, DecodeError, FrameError, PythonDecoder
+from cocaine_http.protocol.dialect import V0_11, Kind, pack
 from tests.plugins.worker import LOOP_KINDS, run_on
 
 WAIT = 10.0
@@ -52,7 +52,8 @@ class Recorder:
         self.calls: list[tuple[Any, ...]] = []
         self._changed = asyncio.Event()
         for name in ("on_connect", "on_invoke", "on_chunk", "on_choke", "on_error",
-                     "on_terminate", "on_heartbeat", "on_message", "on_socket_error"):  # fmt: skip
+                     "on_terminate", "on_heartbeat", "on_message", "on_bad_message",
+                     "on_socket_error"):  # fmt: skip
             setattr(channel, name, self._recorder(name))
 
     def _recorder(self, name: str) -> Callable[..., None]:
@@ -367,16 +368,42 @@ class TestDelivery:
 
         assert got == [b"1", b"2", 1] and client.connected
 
-    async def test_bad_arguments_close_with_eproto(self, tmp_path: Path, closing) -> None:
-        """A chunk whose payload is not a raw string is the peer's fault: EPROTO, and nothing
-        after it is delivered."""
+    async def test_bad_arguments_are_reported_and_the_stream_goes_on(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Well-framed messages whose arguments do not fit (the stream is still in sync) go to
+        on_bad_message with the kind and what was wrong; the messages after them arrive, and
+        the channel stays open."""
         client, peer = await _pair(tmp_path, closing)
         mine = Recorder(client)
-        peer.send(1, [V0_11.chunk(1, b"ok"), pack([4, 1, [5]]), V0_11.choke(1)])
+        peer.send(1, [
+            V0_11.chunk(1, b"ok"), pack([4, 1, [5]]), pack([3, 2, []]),
+            pack([3, 3, [b"a", b"b"]]), pack([5, 1, [b"x", b"m"]]), pack([2, 0, []]),
+            V0_11.choke(1),
+        ])  # fmt: skip
+        await mine.until(lambda calls: ("on_choke", 1) in calls)
+
+        bad = mine.named("on_bad_message")
+        assert [(kind, session) for kind, session, _ in bad] == [
+            (Kind.CHUNK, 1), (Kind.INVOKE, 2), (Kind.INVOKE, 3), (Kind.ERROR, 1),
+            (Kind.TERMINATE, 0),
+        ]  # fmt: skip
+        assert "chunk takes one raw string, got [5]" in bad[0][2]
+        assert "invoke takes one event name" in bad[1][2]
+        assert "integer code" in bad[3][2]
+        assert mine.named("on_chunk") == [(1, b"ok")] and client.connected
+        assert mine.named("on_socket_error") == []
+
+    async def test_broken_stream_closes_with_eproto(self, tmp_path: Path, closing) -> None:
+        """A frame that is not [id, session, args] breaks the stream: EPROTO, and nothing after
+        it is delivered."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        peer.send(1, [V0_11.chunk(1, b"ok"), pack([4, 1]), V0_11.choke(1)])
         await mine.until(lambda calls: any(c[0] == "on_socket_error" for c in calls))
 
         assert mine.calls == [("on_chunk", 1, b"ok"), ("on_socket_error", errno.EPROTO)]
-        assert isinstance(client.last_error, TypeError)
+        assert isinstance(client.last_error, FrameError) and client.closed
 
     async def test_big_chunks_split_across_reads_arrive_whole(
         self, tmp_path: Path, closing

@@ -246,7 +246,8 @@ class TestSessions:
             await engine.close()
 
         assert await engine.handshake == UUID
-        assert reply.chunks == [b"v12"] and bad.error is not None
+        assert reply.chunks == [b"v12"]
+        assert bad.error == (-100, "there is no handler for event nope") and bad.chunks == []
         assert code == 0
 
 

@@ -8,13 +8,11 @@ from cocaine_http.codec import PythonDecoder
 from cocaine_http.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from cocaine_http.protocol.dialect import V0_11, V0_12
 from cocaine_http.protocol.session import (
-    ENGINE_TRANSITIONS as SESSION_ENGINE,
-    WORKER_TRANSITIONS as SESSION_WORKER,
-    Abort,
+    ENGINE as SESSION_ENGINE,
+    WORKER as SESSION_WORKER,
     Choke,
     Chunk,
     Error,
-    Role,
     SessionMachine,
     SessionState,
     state_diagram,
@@ -191,16 +189,18 @@ class TestWorkerConnection:
         assert conn.sessions == {} and conn.open_responses == 0
 
     @pytest.mark.parametrize(
-        "act",
-        [pytest.param(lambda c: c.receive_heartbeat(0.0), id="heartbeat"),
-         pytest.param(lambda c: c.receive_invoke(1, "ping", {"ping"}), id="invoke"),
-         pytest.param(lambda c: c.finish(), id="terminate")],
+        ("act", "error"),
+        [pytest.param(lambda c: c.receive_heartbeat(0.0), RemoteProtocolError, id="heartbeat"),
+         pytest.param(lambda c: c.receive_invoke(1, "ping", {"ping"}), RemoteProtocolError,
+                      id="invoke"),
+         pytest.param(lambda c: c.finish(), LocalProtocolError, id="terminate")],
     )  # fmt: skip
-    def test_events_before_start_raise(self, act) -> None:  # type: ignore[no-untyped-def]
-        """Nothing but the handshake is allowed before the worker has started."""
+    def test_events_before_start_raise(self, act, error) -> None:  # type: ignore[no-untyped-def]
+        """Nothing but the handshake is allowed before the worker has started: the engine's
+        moves raise RemoteProtocolError, ours LocalProtocolError (as in the session machine)."""
         conn = WorkerConnection(UUID, V0_11)
 
-        with pytest.raises(LocalProtocolError):
+        with pytest.raises(error):
             act(conn)
 
     def test_bad_timer_values_raise(self) -> None:
@@ -214,8 +214,8 @@ class TestSessionMachine:
         """invoke, chunk, choke in; chunk, choke out: OPEN -> REQUEST_DONE -> CLOSED."""
         machine = SessionMachine(8, "http")
 
-        assert machine.process_event(Role.ENGINE, Chunk(8, b"req")) is SessionState.OPEN
-        assert machine.process_event(Role.ENGINE, Choke(8)) is SessionState.REQUEST_DONE
+        assert machine.receive(Chunk) is SessionState.OPEN
+        assert machine.receive(Choke) is SessionState.REQUEST_DONE
         header = machine.send_chunk(6)
         assert machine.send_choke().hex() == "93060890"
 
@@ -273,11 +273,6 @@ class TestSessionMachine:
         assert fresh.finished and ended.finished
         assert fresh.abort() is False
 
-    def test_event_for_other_session_rejected(self) -> None:
-        """process_event checks the session id."""
-        with pytest.raises(LocalProtocolError):
-            SessionMachine(1, "a").process_event(Role.WORKER, Abort(2, 0, ""))
-
     def test_docs_show_the_generated_diagrams(self) -> None:
         """docs/worker.md carries the diagrams generated from the tables (kept true)."""
         from pathlib import Path
@@ -291,7 +286,7 @@ class TestSessionMachine:
     def test_every_state_reachable_and_diagram_lists_every_transition(self) -> None:
         """The docs diagram is generated from the tables and names every edge."""
         diagram = state_diagram()
-        targets = set(SESSION_ENGINE.values()) | set(SESSION_WORKER.values())
+        targets = {new for *_, new in SESSION_ENGINE} | {new for *_, new in SESSION_WORKER}
 
         assert targets | {SessionState.OPEN} == set(SessionState)
         assert diagram.count("-->") == len(SESSION_ENGINE) + len(SESSION_WORKER) + 2
