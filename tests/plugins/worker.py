@@ -311,11 +311,14 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
 
 @pytest.fixture
 async def spawn_worker() -> AsyncIterator[Callable[..., Any]]:
-    """Start a worker script as a subprocess with the runtime's argv; killed at teardown."""
+    """Start a worker script as a subprocess with the runtime's argv (and extra environment
+    variables); killed at teardown."""
     procs: list[asyncio.subprocess.Process] = []
 
-    async def spawn(script: str, argv: list[str]) -> asyncio.subprocess.Process:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    async def spawn(
+        script: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / script), *argv, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
