@@ -15,7 +15,7 @@ import pytest
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel, serve
 from cocaine_http.codec import CDecoder, DecodeError, FrameError, PythonDecoder
-from cocaine_http.protocol.dialect import V0_11, Kind, pack
+from cocaine_http.protocol.dialect import V0_11, V11, Kind, pack
 from tests.plugins.worker import LOOP_KINDS, run_on
 
 WAIT = 10.0
@@ -421,6 +421,40 @@ class TestDelivery:
         assert [data for _, data in chunks] == payloads
         assert all(type(data) is bytes for _, data in chunks)
         assert mine.named("on_choke") == [(0,), (1,), (2,), (3,)]
+
+
+class _RoutedV11(V11):
+    """v0.11 without the fast ids: every message takes the general path (router + arguments)."""
+
+    fast_ids = False
+
+
+#: Argument lists of every shape a record can have (empty, short and long raw strings, a
+#: non-UTF-8 one, decoded lists that fit or do not fit a kind).
+ARGUMENT_SHAPES: list[list[Any]] = [
+    [], [b"ev"], [b"a-much-longer-event-name"], [b"\xff\xfe"], [b"x" * 300], [5], [b"a", b"b"],
+    [7, b"reason"], [[42, 9], b"cat"], [b"x", b"m"],
+]  # fmt: skip
+
+
+class TestFastPath:
+    async def test_fast_path_agrees_with_the_general_rule(self) -> None:
+        """The fast-id loop (record kinds read straight, SHORT event names cached) delivers
+        every message id 0..8 with every argument shape exactly as the general path (the
+        dialect's router and argument rules) does, callback for callback."""
+        messages = [pack([mid, 5, args]) for mid in range(9) for args in ARGUMENT_SHAPES]
+        data = b"".join(messages) + V0_11.heartbeat()
+        seen = []
+        for dialect in (V0_11, _RoutedV11()):
+            channel = Channel(dialect)
+            recorder = Recorder(channel)
+            channel.data_received(data)
+            seen.append(recorder.calls)
+
+        assert seen[0] == seen[1]
+        assert len(seen[0]) == len(messages) + 1 and not channel.closed
+        assert ("on_invoke", 5, "a-much-longer-event-name") in seen[0]
+        assert [c for c in seen[0] if c[0] == "on_socket_error"] == []
 
 
 class TestBackpressure:

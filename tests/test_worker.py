@@ -11,10 +11,20 @@ from typing import Any
 import pytest
 
 from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_DISOWNED, Session, Worker
-from cocaine_http.codec import CDecoder
+from cocaine_http.codec import CDecoder, PythonDecoder
 from cocaine_http.errors import SessionClosedError, SessionError
 from cocaine_http.protocol.dialect import V0_12, pack, raw_header
-from tests.plugins.worker import LOOP_KINDS, UUID, WAIT, Engine, run_on, worker_argv
+from cocaine_http.protocol.session import SessionMachine
+from cocaine_http.protocol.worker import Refusal, WorkerConnection, WorkerState
+from tests.plugins.worker import (
+    LOOP_KINDS,
+    UUID,
+    WAIT,
+    Engine,
+    RecordingChannel,
+    run_on,
+    worker_argv,
+)
 
 HANDSHAKE_HEX = "93000091da0024" + UUID.encode().hex()
 
@@ -520,3 +530,61 @@ class TestBrokenStream:
 
         assert code == EXIT_CONNECTION_LOST
         assert "protocol error" in output and "EPROTO" in output
+
+
+class TestFastPaths:
+    @pytest.mark.parametrize("state", list(WorkerState))
+    @pytest.mark.parametrize("known", [True, False], ids=["handler", "no-handler"])
+    @pytest.mark.parametrize("duplicate", [False, True], ids=["new-id", "open-id"])
+    @pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "timeout"])
+    async def test_inline_invoke_agrees_with_the_connection(
+        self, state: WorkerState, known: bool, duplicate: bool, timeout: float | None
+    ) -> None:
+        """Worker._on_invoke accepts the common invoke inline; in every worker state, with or
+        without a handler, a fresh or an open id and a session timeout, it does exactly what
+        WorkerConnection.receive_invoke + open_session decide: the same refusal bytes, the
+        same session table, counters and state, or the same error."""
+        worker = Worker(["--uuid", UUID, "--endpoint", "/unused"], session_timeout=timeout)
+        worker.loop = asyncio.get_running_loop()
+        wire = RecordingChannel()
+        worker._channel = wire  # type: ignore[assignment]
+        worker.on("ping", lambda session: None, raw=True)
+        reference = WorkerConnection(UUID, worker.dialect, session_timeout=timeout)
+        handlers = {"ping"} if known else set()
+        event = "ping" if known else "nope"
+        for conn in (worker._conn, reference):
+            if duplicate:
+                conn.state = WorkerState.ACTIVE
+                conn.open_session(SessionMachine(7, "ping"))
+            conn.state = state
+
+        outcome = _attempt(lambda: worker._on_invoke(7, event))
+        expected = _attempt(lambda: reference.receive_invoke(7, event, handlers))
+        if expected is None:
+            reference.open_session(SessionMachine(7, event), 0.0)
+        sent = [(mid, args) for mid, args in wire.messages]
+        refused = [] if not isinstance(expected, Refusal) else decode_v11(
+            reference.refuse(7, expected))
+
+        if isinstance(expected, Exception):
+            assert type(outcome) is type(expected)
+        else:
+            assert outcome is None
+        assert sent == refused
+        assert (worker._conn.state, worker._conn.open_responses, set(worker.sessions)) == (
+            reference.state, reference.open_responses, set(reference.sessions))
+        for session in worker.sessions.values():
+            if isinstance(session, Session) and session._timer is not None:
+                session._timer.cancel()
+
+
+def _attempt(act: Callable[[], Any]) -> Any:
+    """What `act` returned, or the exception it raised."""
+    try:
+        return act()
+    except Exception as exc:  # compared by type with the reference
+        return exc
+
+
+def decode_v11(data: bytes) -> list[tuple[int, list[Any]]]:
+    return [(mid, args) for mid, _, args in PythonDecoder("v0.11").feed(data)]
