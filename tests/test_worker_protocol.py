@@ -6,7 +6,7 @@ import pytest
 
 from cocaine_http.codec import PythonDecoder
 from cocaine_http.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from cocaine_http.protocol.dialect import V0_11, V0_12
+from cocaine_http.protocol.dialect import V0_11, V0_12, Dialect, Kind, raw_header
 from cocaine_http.protocol.session import (
     ENGINE as SESSION_ENGINE,
     WORKER as SESSION_WORKER,
@@ -290,3 +290,58 @@ class TestSessionMachine:
 
         assert targets | {SessionState.OPEN} == set(SessionState)
         assert diagram.count("-->") == len(SESSION_ENGINE) + len(SESSION_WORKER) + 2
+
+
+class TestDialect:
+    @pytest.mark.parametrize("session", [0, 7, 127, 128, 255, 256, 2**16, 2**32])
+    @pytest.mark.parametrize("end", [False, True])
+    def test_v011_response_framing_agrees_with_its_chunk_and_choke(
+        self, session: int, end: bool
+    ) -> None:
+        """V11.response (the session id packed once) frames exactly what chunk_header() and
+        choke() give, for every raw header size class and both chunk forms."""
+        bodies = [bytes(n) for n in (0, 1, 31, 32, 255, 65535, 65536)]
+        chunks: list = [*bodies, *([raw_header(len(b)), b] for b in bodies), [b"a", b"b", b"c"]]
+
+        fast, size = V0_11.response(session, chunks, end)
+        general, general_size = Dialect.response(V0_11, session, chunks, end)
+
+        assert b"".join(fast) == b"".join(general) and size == general_size
+        expected = b"".join(V0_11.chunk(session, b"".join(c) if isinstance(c, list) else c)
+                            for c in chunks) + (V0_11.choke(session) if end else b"")
+        assert b"".join(fast) == expected
+
+    @pytest.mark.parametrize("dialect", [V0_11, V0_12], ids=["v0.11", "v0.12"])
+    def test_failure_is_error_then_choke_unless_the_error_ends_the_stream(
+        self, dialect: Dialect
+    ) -> None:
+        """Dialect.failure: v0.11 needs the choke after an error, v0.12's error ends it."""
+        data = dialect.failure(9, 3, "timed out")
+
+        tail = b"" if dialect.error_ends_stream else dialect.choke(9)
+        assert data == dialect.error(9, 3, "timed out") + tail
+        assert (V0_11.error_ends_stream, V0_12.error_ends_stream) == (False, True)
+
+    @pytest.mark.parametrize(
+        ("kind", "args", "values"),
+        [(Kind.INVOKE, [b"http"], ("http",)), (Kind.CHUNK, [b"x"], (b"x",)),
+         (Kind.ERROR, [5, b"m"], (5, "m")), (Kind.ERROR, [[42, 5], b"m"], (5, "m")),
+         (Kind.TERMINATE, [1, b"bye"], (1, "bye")), (Kind.TERMINATE, [1], (1, "")),
+         (Kind.CHOKE, [b"extra"], ()), (Kind.HEARTBEAT, [], ())],
+    )  # fmt: skip
+    def test_arguments_that_fit(self, kind: Kind, args: list, values: tuple) -> None:
+        """What each kind's arguments become."""
+        assert V0_11.arguments(kind, args) == values
+
+    @pytest.mark.parametrize(
+        ("kind", "args"),
+        [(Kind.INVOKE, []), (Kind.INVOKE, [b"a", b"b"]), (Kind.INVOKE, [5]),
+         (Kind.CHUNK, [5]), (Kind.CHUNK, []), (Kind.ERROR, [b"x", b"m"]), (Kind.ERROR, [5]),
+         (Kind.TERMINATE, []), (Kind.TERMINATE, [b"x"])],
+    )  # fmt: skip
+    def test_arguments_that_do_not_fit_raise_remote_protocol_error(
+        self, kind: Kind, args: list
+    ) -> None:
+        """The peer's mistake, named: RemoteProtocolError with the kind and what came."""
+        with pytest.raises(RemoteProtocolError, match=kind.name.lower()):
+            V0_11.arguments(kind, args)
