@@ -6,7 +6,7 @@ import pytest
 
 from cocaine_http.codec import PythonDecoder
 from cocaine_http.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from cocaine_http.protocol.dialect import V0_11, V0_12, Dialect, Kind, raw_header
+from cocaine_http.protocol.dialect import SMALL_JOIN, V0_11, V0_12, Dialect, Kind, raw_header
 from cocaine_http.protocol.session import (
     ENGINE as SESSION_ENGINE,
     WORKER as SESSION_WORKER,
@@ -303,13 +303,24 @@ class TestDialect:
         bodies = [bytes(n) for n in (0, 1, 31, 32, 255, 65535, 65536)]
         chunks: list = [*bodies, *([raw_header(len(b)), b] for b in bodies), [b"a", b"b", b"c"]]
 
-        fast, size = V0_11.response(session, chunks, end)
-        general, general_size = Dialect.response(V0_11, session, chunks, end)
+        fast = V0_11.response(session, chunks, end)
+        general = Dialect.response(V0_11, session, chunks, end)
 
-        assert b"".join(fast) == b"".join(general) and size == general_size
+        assert isinstance(fast, list) and isinstance(general, list)  # large: never joined
+        assert b"".join(fast) == b"".join(general)
+        assert any(part is bodies[-1] for part in fast)  # the payload itself, not a copy
         expected = b"".join(V0_11.chunk(session, b"".join(c) if isinstance(c, list) else c)
                             for c in chunks) + (V0_11.choke(session) if end else b"")
         assert b"".join(fast) == expected
+
+    @pytest.mark.parametrize("dialect", [V0_11, V0_12], ids=["v0.11", "v0.12"])
+    def test_a_small_response_comes_joined(self, dialect: Dialect) -> None:
+        """Up to SMALL_JOIN payload bytes, a response is one bytes (one queue entry)."""
+        body = bytes(SMALL_JOIN - 4)
+        data = dialect.response(3, [b"head", body], True)
+
+        assert data == dialect.chunk(3, b"head") + dialect.chunk(3, body) + dialect.choke(3)
+        assert isinstance(dialect.response(3, [b"head", body + b"x"], True), list)
 
     @pytest.mark.parametrize("dialect", [V0_11, V0_12], ids=["v0.11", "v0.12"])
     def test_failure_is_error_then_choke_unless_the_error_ends_the_stream(

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
-from ..errors import LocalProtocolError, SessionClosedError, SessionError
+from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
 from ..protocol.dialect import Buffer, Payload
 from ..protocol.session import (
     ENGINE_NEXT,
@@ -37,7 +38,9 @@ from ..protocol.session import (
 )
 from .channel import Channel
 
-__all__ = ["Payload", "RawSession", "SMALL_JOIN", "Session"]
+__all__ = ["Payload", "RawSession", "Session", "delivery"]
+
+log = logging.getLogger("cocaine_http.worker")
 
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
@@ -46,8 +49,6 @@ _ENGINE_CHOKE = ENGINE_NEXT[Choke]
 _WORKER_CHUNK = WORKER_NEXT[Chunk]
 _WORKER_CHOKE = WORKER_NEXT[Choke]
 _BUFFERS = (bytes, bytearray, memoryview)
-#: write_chunks() joins the parts of a response whose payloads total at most this many bytes.
-SMALL_JOIN = 4096
 
 
 class RawSession(Protocol):
@@ -115,7 +116,7 @@ class Session(SessionMachine):
         self.on_chunk: Callable[[bytes], Any]
         self.on_end: Callable[[], Any]
         self.on_fail: Callable[[int, str], Any]
-        self.on_chunk = self.on_end = self.on_fail = _noop  # buffered sessions: see _deliver_*
+        self.on_chunk = self.on_end = self.on_fail = _noop  # buffered sessions: see delivery()
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.event!r} {self.state.name}>"
@@ -160,16 +161,13 @@ class Session(SessionMachine):
             self._refuse(Choke)
         if chunks and _WORKER_CHUNK[state] is not state:
             self._refuse(Chunk)
-        sid = self.id
-        out, size = self.dialect.response(sid, chunks, end)
+        data = self.dialect.response(self.id, chunks, end)
         if end:
             if new is not state:  # _enter(), inlined
                 self.state = new
                 if self._on_change is not None and NOTABLE[state][new]:
                     self._on_change(self, state, new)
-        # A small response is copied into one buffer: one queue entry and one writelines item
-        # instead of five or six (a large body is never joined).
-        self._channel.send(sid, b"".join(out) if size <= SMALL_JOIN else out)
+        self._channel.send(self.id, data)
         if end and self.state is _CLOSED:  # _release(), inlined
             self.on_chunk = self.on_end = self.on_fail = _noop
 
@@ -243,33 +241,7 @@ class Session(SessionMachine):
         while (chunk := await self.read()) is not None:
             yield chunk
 
-    # -- delivery (called by the Worker) ----------------------------------------------------------
-
-    def _deliver_chunk(self, data: bytes) -> None:
-        """An engine chunk: advance (the table's self-loop needs no transition) and hand it on."""
-        if _ENGINE_CHUNK[self.state] is not self.state:
-            self.receive(Chunk)  # raises RemoteProtocolError: no chunk edge from here
-        chunks = self._chunks
-        if chunks is None:
-            self.on_chunk(data)
-        else:
-            chunks.append(data)
-            self._wake()
-
-    def _deliver_end(self) -> None:
-        old = self.state
-        new = _ENGINE_CHOKE[old]
-        if new is None or NOTABLE[old][new]:
-            self.receive(Choke)  # raises, or runs the owner's hook
-        else:
-            self.state = new
-        if self._chunks is None:
-            self.on_end()
-        else:
-            self._eof = True
-            self._wake()
-        if self.state is _CLOSED:
-            self._release()
+    # -- delivery (see `delivery()`) ------------------------------------------------------------
 
     def _deliver_fail(self, code: int, message: str) -> None:
         if self._chunks is None:
@@ -286,3 +258,65 @@ class Session(SessionMachine):
     def _release(self) -> None:
         """Closed and done with: drop the callbacks (and the cycles they may close)."""
         self.on_chunk = self.on_end = self.on_fail = _noop
+
+
+Failed = Callable[[Session, BaseException], Any]
+
+
+def delivery(
+    sessions: Mapping[int, SessionMachine], failed: Failed
+) -> tuple[Callable[[int, bytes], None], Callable[[int], None]]:
+    """The engine's chunk and choke, delivered to the sessions in `sessions`: the Channel's
+    on_chunk(session, data) and on_choke(session) for a worker.
+
+    Each advances the session by the ENGINE table (its rows; a move the table lacks is logged
+    as the engine's RemoteProtocolError), then hands the chunk or the end to a raw session's
+    callback or to a buffered session's reader. A callback that raises goes to
+    `failed(session, exc)`. Messages for a session not in `sessions` (one already finished or
+    refused) are dropped, as the engine does. Closures rather than methods: this is the one
+    copy of the rule and it runs twice per request, so it costs no call beyond the Channel's.
+    """
+
+    def on_chunk(sid: int, data: bytes) -> None:
+        session: Any = sessions.get(sid)
+        if session is None:
+            return
+        try:
+            state = session.state
+            if _ENGINE_CHUNK[state] is not state:
+                session.receive(Chunk)  # raises: no chunk edge from here
+            chunks = session._chunks
+            if chunks is None:
+                session.on_chunk(data)
+            else:
+                chunks.append(data)
+                session._wake()
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            failed(session, exc)
+
+    def on_choke(sid: int) -> None:
+        session: Any = sessions.get(sid)
+        if session is None:
+            return
+        try:
+            old = session.state
+            new = _ENGINE_CHOKE[old]
+            if new is None or NOTABLE[old][new]:
+                session.receive(Choke)  # raises, or runs the owner's hook
+            else:
+                session.state = new
+            if session._chunks is None:
+                session.on_end()
+            else:
+                session._eof = True
+                session._wake()
+            if session.state is _CLOSED:
+                session._release()
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            failed(session, exc)
+
+    return on_chunk, on_choke

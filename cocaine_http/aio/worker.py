@@ -56,7 +56,7 @@ from ..protocol.worker import (
 from .channel import Channel
 from .events import EventEmitter
 from .loop import loop_name, new_event_loop
-from .session import Session
+from .session import Session, delivery
 
 __all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Handler", "Session", "Worker"]
 
@@ -223,8 +223,7 @@ class Worker:
     def _attach(self) -> None:
         ch = self._channel
         ch.on_invoke = self._on_invoke
-        ch.on_chunk = self._on_chunk
-        ch.on_choke = self._on_choke
+        ch.on_chunk, ch.on_choke = delivery(self._sessions, self._handler_failed)
         ch.on_error = self._on_error
         ch.on_heartbeat = self._on_heartbeat
         ch.on_terminate = self._on_terminate
@@ -304,28 +303,6 @@ class Worker:
         session._task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _on_chunk(self, sid: int, data: bytes) -> None:
-        session: Any = self._sessions.get(sid)
-        if session is None:
-            return  # orphan: a session we already finished or refused (the engine does the same)
-        try:
-            session._deliver_chunk(data)
-        except RemoteProtocolError as exc:
-            log.warning("%s", exc)
-        except Exception as exc:
-            self._handler_failed(session, exc)
-
-    def _on_choke(self, sid: int) -> None:
-        session: Any = self._sessions.get(sid)
-        if session is None:
-            return
-        try:
-            session._deliver_end()
-        except RemoteProtocolError as exc:
-            log.warning("%s", exc)
-        except Exception as exc:
-            self._handler_failed(session, exc)
 
     def _on_error(self, sid: int, code: int, message: str) -> None:
         session = self._sessions.get(sid)

@@ -23,6 +23,8 @@ Buffer = Union[bytes, bytearray, memoryview]
 #: One chunk: a buffer, or a list of buffers sent back to back as one payload.
 Payload = Union[Buffer, Sequence[Buffer]]
 _BUFFERS = (bytes, bytearray, memoryview)
+#: response() joins the parts of a response whose payloads total at most this many bytes.
+SMALL_JOIN = 4096
 
 _BE_U8 = struct.Struct(">B").pack
 _BE_U16 = struct.Struct(">H").pack
@@ -141,10 +143,11 @@ class Dialect:
 
     def response(
         self, session: int, chunks: Sequence[Payload], end: bool
-    ) -> tuple[list[Buffer], int]:
+    ) -> Buffer | list[Buffer]:
         """A run of response chunks (each a buffer, or buffers sent back to back as one
-        payload) and, with end=True, the choke, as buffers to send in order; and the number of
-        payload bytes among them. Payloads are never copied."""
+        payload) and, with end=True, the choke, as buffers to send in order. A small response
+        (payloads up to SMALL_JOIN bytes) comes back joined into one bytes: one queue entry
+        and one writelines item instead of five or six; a larger one is never copied."""
         out: list[Buffer] = []
         append = out.append
         size = 0
@@ -161,7 +164,7 @@ class Dialect:
             size += n
         if end:
             append(self.choke(session))
-        return out, size
+        return b"".join(out) if size <= SMALL_JOIN else out
 
     # -- what arrives ----------------------------------------------------------------------
     def arguments(self, kind: Kind, args: list[Any]) -> tuple[Any, ...]:
@@ -250,7 +253,7 @@ class V11(Dialect):
 
     def response(
         self, session: int, chunks: Sequence[Payload], end: bool
-    ) -> tuple[list[Buffer], int]:
+    ) -> Buffer | list[Buffer]:
         # chunk_header() and choke() with the session id packed once per response
         packed = pack_uint(session)
         prefix = b"\x93\x04" + packed + b"\x91"
@@ -269,7 +272,7 @@ class V11(Dialect):
             size += n
         if end:
             append(b"\x93\x06" + packed + b"\x90")
-        return out, size
+        return b"".join(out) if size <= SMALL_JOIN else out
 
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         return pack([method, session, list(args)])

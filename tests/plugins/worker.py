@@ -21,7 +21,7 @@ import msgpack
 import pytest
 
 from cocaine_http.aio.channel import Channel, serve
-from cocaine_http.aio.session import Session
+from cocaine_http.aio.session import Session, delivery
 from cocaine_http.codec import PythonDecoder
 from cocaine_http.protocol.dialect import V0_11, Dialect, Kind
 from cocaine_http.protocol.session import Error
@@ -196,6 +196,10 @@ class Engine:
             await self._server.wait_closed()
 
 
+def _reraise(session: Session, exc: BaseException) -> None:
+    raise exc
+
+
 class RecordingChannel:
     """What a Session writes to, decoding every message it is sent (v0.11) at once."""
 
@@ -234,7 +238,7 @@ class RecordingSession(Session):
     def __init__(self, drain_gate: asyncio.Event | None = None) -> None:
         RecordingSession._next_id += 1
         self.wire = RecordingChannel()
-        super().__init__(self.wire, RecordingSession._next_id, "http", True)  # type: ignore[arg-type]
+        super().__init__(self.wire, RecordingSession._next_id, "http", True)
         self.drain_gate = drain_gate
         self.drains = 0
         self.done = self.wire.choked
@@ -246,9 +250,11 @@ class RecordingSession(Session):
 
     # -- what the engine does --------------------------------------------------------------
     def request(self, data: bytes) -> None:
-        """The engine sends the request frame and ends the request (chunk, choke)."""
-        self._deliver_chunk(data)
-        self._deliver_end()
+        """The engine sends the request frame and ends the request (chunk, choke), delivered
+        as the worker delivers them (a callback that raises fails the test)."""
+        on_chunk, on_choke = delivery({self.id: self}, _reraise)
+        on_chunk(self.id, data)
+        on_choke(self.id)
 
     def fail(self, code: int = 1, message: str = "engine failed the session") -> None:
         """The engine fails the session (an engine error)."""
