@@ -439,7 +439,13 @@ BAD_MESSAGES: dict[str, tuple[list[Any], tuple[int, str] | None]] = {
         [5, VICTIM, [b"x", b"gone"]],
         (1, "bad error message: error takes an integer code and a message, "
             "got [b'x', b'gone']")),
+    "chunk-without-payload": (
+        [4, VICTIM, []], (1, "bad chunk message: chunk takes one raw string, got []")),
+    "error-without-args": (
+        [5, VICTIM, []],
+        (1, "bad error message: error takes an integer code and a message, got []")),
     "terminate-without-code": ([2, 0, []], None),
+    "terminate-with-a-text-code": ([2, 0, [b"x"]], None),
     "chunk-for-no-session": ([4, 999, [5]], None),
 }  # fmt: skip
 
