@@ -13,6 +13,7 @@ from cocaine_http.protocol.session import (
     Choke,
     Chunk,
     Error,
+    SessionEvent,
     SessionMachine,
     SessionState,
     state_diagram,
@@ -356,3 +357,30 @@ class TestDialect:
         """The peer's mistake, named: RemoteProtocolError with the kind and what came."""
         with pytest.raises(RemoteProtocolError, match=kind.name.lower()):
             V0_11.arguments(kind, args)
+
+
+class TestTransitions:
+    def test_engine_moves_raise_remote_and_ours_local_in_every_machine(self) -> None:
+        """One idiom: a move a table lacks raises RemoteProtocolError when the engine made it
+        and LocalProtocolError when we did, in the session and the worker machine alike."""
+        session = SessionMachine(1, "ping")
+        session.receive(Choke)
+        conn = WorkerConnection(UUID, V0_11)
+
+        with pytest.raises(RemoteProtocolError, match="engine: no transition"):
+            session.receive(Chunk)
+        with pytest.raises(RemoteProtocolError, match="engine: no transition"):
+            conn.receive_heartbeat(0.0)
+        session.send_choke()
+        with pytest.raises(LocalProtocolError, match="worker: no transition"):
+            session.send_choke()
+        with pytest.raises(LocalProtocolError, match="worker: no transition"):
+            conn.finish()
+
+    def test_rows_are_the_table_read_by_state(self) -> None:
+        """row(event) has the table's next state at each state's index and None elsewhere."""
+        for table in (SESSION_ENGINE, SESSION_WORKER):
+            for event in SessionEvent:
+                row = table.row(event, SessionState)
+                for state in SessionState:
+                    assert row[state] == table.table.get((state, event))

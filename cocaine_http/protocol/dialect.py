@@ -94,6 +94,7 @@ class Dialect:
 
     Attributes:
         name: "v0.11" or "v0.12" (the decoder's dialect name).
+        protocol: the runtime's `--protocol` value for it (0 for v0.11, 1 for v0.12).
         control: session/channel id that carries handshake, heartbeat and terminate.
         error_ends_stream: a worker error ends its stream by itself (v0.12); in v0.11 the
             runtime waits for the choke after it.
@@ -103,6 +104,7 @@ class Dialect:
     """
 
     name: str
+    protocol: int
     control: int
     error_ends_stream: bool
     fast_ids: bool
@@ -224,6 +226,7 @@ class V11(Dialect):
     """cocaine-runtime v0.11: `[id, session, args]`, control on session 0 (PROTOCOL.md §3)."""
 
     name = "v0.11"
+    protocol = 0
     control = 0
     error_ends_stream = False
     fast_ids = True
@@ -308,6 +311,7 @@ class V12(Dialect):
     """cocaine v0.12 "protocol 1": `[channel, id, args]`, control on channel 1 (PROTOCOL.md §3.8)."""
 
     name = "v0.12"
+    protocol = 1
     control = 1
     error_ends_stream = True
     fast_ids = False

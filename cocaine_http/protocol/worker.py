@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from ..errors import ConfigError
-from .dialect import TERMINATE_NORMAL, V0_11, Dialect, get_dialect
+from .dialect import TERMINATE_NORMAL, Dialect, get_dialect
 from .session import SessionMachine, SessionState
 from .transitions import Transitions, diagram
 
@@ -125,7 +125,7 @@ def parse_options(argv: Sequence[str]) -> WorkerOptions:
         dialect = get_dialect(protocol)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return WorkerOptions(protocol=0 if dialect is V0_11 else 1, **found)
+    return WorkerOptions(protocol=dialect.protocol, **found)
 
 
 # -- events -------------------------------------------------------------------------------------
