@@ -4,8 +4,8 @@
 # and the flags the hot paths read (`error_ends_stream`, `fast_ids`, `raw_body`). Nothing else
 # in the library branches on the version or writes wire bytes.
 #
-# Encoders pack strings as old-style raw (use_bin_type=False, docs/protocol.md) and are
-# byte-identical to the reference vectors. The hot ones (chunk, choke, heartbeat, a response)
+# Encoders pack strings as old-style raw (use_bin_type=False, PROTOCOL.md §1) and are
+# byte-identical to the vectors in PROTOCOL.md §11. The hot ones (chunk, choke, heartbeat, a response)
 # build their bytes by hand: no Packer state, so they are safe to call from any thread, and a
 # chunk's payload is kept apart from its header so a large body is never copied to be framed.
 from __future__ import annotations
