@@ -128,7 +128,7 @@ class Engine:
 
     def _on_error(self, session: int, code: int, message: str) -> None:
         self._reply(session).error = (code, message)
-        if self.dialect.name == "v0.12":
+        if self.dialect.error_ends_stream:
             self._on_choke(session)
 
     def _on_choke(self, session: int) -> None:
@@ -155,8 +155,8 @@ class Engine:
         assert self.channel is not None
         sid = self._next
         self._next += 1
-        if self.dialect.name == "v0.12" and sid == 1:
-            sid = self._next  # channel 1 is the control channel
+        if sid == self.dialect.control:
+            sid = self._next  # the control channel (v0.12: 1) is not a session
             self._next += 1
         self._reply(sid)
         d = self.dialect
