@@ -345,7 +345,9 @@ class Channel(asyncio.Protocol):
                 self._other(kind, session, a, b, view)
 
     def _other(self, kind: int, session: int, a: Any, b: int, buf: Any) -> None:
-        """Deliver one message by the general rules."""
+        """Deliver one message by the general rules (nothing, once the channel is closed)."""
+        if self._closed:
+            return
         mid, shape = kind >> 3, kind & 7
         if shape == REC_EMPTY:
             args: list[Any] = []
