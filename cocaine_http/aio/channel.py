@@ -54,8 +54,6 @@ _INVOKE_SHORT = Kind.INVOKE * 8 + REC_SHORT
 _CHUNK = Kind.CHUNK * 8 + REC_RAW
 _CHOKE = Kind.CHOKE * 8 + REC_EMPTY
 _HEARTBEAT = Kind.HEARTBEAT * 8 + REC_EMPTY
-_KINDS = tuple(Kind)
-_OTHER = Kind.OTHER
 
 #: Event names of SHORT invoke records (keyed by the packed name), decoded once: a worker
 #: serves a handful. Bounded, so a peer sending endless new names only loses the cache.
@@ -362,10 +360,7 @@ class Channel(asyncio.Protocol):
         if self.raw:
             self._call(self.on_message, mid, session, args)
             return
-        if self._fast_ids:
-            route = _KINDS[mid] if mid < 7 else _OTHER
-        else:
-            route = self._router.route(mid, session)
+        route = self._router.route(mid, session)
         try:
             values = self.dialect.arguments(route, args)
         except RemoteProtocolError as exc:
