@@ -219,7 +219,7 @@ class Router:
     _TABLE = tuple(Kind)
 
     def route(self, mid: int, session: int) -> Kind:
-        return self._TABLE[mid] if mid < 7 else Kind.OTHER
+        return self._TABLE[mid] if mid < Kind.OTHER else Kind.OTHER
 
 
 class V11(Dialect):
