@@ -30,6 +30,11 @@ log = logging.getLogger("cocaine_http.dev.front")
 _ROUTE = re.compile(rb"^/([^/]*)/([^/?]*)(.*)$", re.S)
 _SKIP_HEADERS = {b"transfer-encoding", b"content-length"}
 POWERED_BY = (b"X-Powered-By", b"Cocaine")
+#: The statuses the v0.11 tornado proxy can answer: Python 2's httplib.responses. For any other
+#: status its reply handler raises and the client never gets an answer (docs/deploy.md).
+TORNADO_STATUSES = frozenset(
+    {100, 101, *range(200, 207), *range(300, 308), *range(400, 418), *range(500, 506)}
+)
 
 
 def status_for_error(message: str) -> int:
@@ -321,6 +326,9 @@ class Reply:
         status, pairs = head
         if type(status) is not int or not 200 <= status <= 999:
             raise ValueError(f"bad status {status!r}")
+        if status not in TORNADO_STATUSES:
+            log.warning("the app answered status %d, which the v0.11 tornado proxy cannot send: "
+                        "behind it this request would hang (see docs/deploy.md)", status)
         headers = []
         for pair in pairs:
             name, value = (_bytes(part) for part in pair)
