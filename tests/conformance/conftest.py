@@ -64,6 +64,7 @@ def _need(name: str) -> str:
 def _apps(taps: Path) -> dict[str, AppSpec]:
     apps = {name: AppSpec(http_slave(*args)) for name, args in HTTP_APPS.items()}
     apps["echo"] = AppSpec(script_slave(ECHO_SCRIPT))
+    apps["spare"] = AppSpec(script_slave(ECHO_SCRIPT), runlist=False)
     env = {"CONFORMANCE_TAP_DIR": str(taps)}
     apps["tapped"] = AppSpec(slave_script(interop.TAPPED_SLAVE), profile="single",
                              environment=env)

@@ -112,6 +112,8 @@ class AppSpec:
     profile: str = "default"
     environment: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    #: started at boot (in the runlist), else only stored, for `node.start_app`
+    runlist: bool = True
 
 
 def app_archive(spec: AppSpec) -> bytes:
@@ -181,7 +183,7 @@ class RealRuntime:
             manifest = {"slave": "slave", "environment": spec.environment}
             (storage / "manifests" / name).write_bytes(pack(manifest))
             (storage / "apps" / name).write_bytes(pack(app_archive(spec)))
-        runlist = {name: spec.profile for name, spec in self.apps.items()}
+        runlist = {name: spec.profile for name, spec in self.apps.items() if spec.runlist}
         (storage / "runlists" / "default").write_bytes(pack(runlist))
 
     def start(self) -> None:

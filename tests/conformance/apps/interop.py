@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ def run_tapped(argv: list[str], serve: Callable[[list[str]], int]) -> int:
     base = tap_dir / f"{_option(argv, '--app')}-{uuid}"
     base.with_suffix(".argv.json").write_text(json.dumps(
         {"argv": [sys.argv[0], *argv], "cwd": os.getcwd(), "pid": os.getpid()}))
-    tap_path = str(base.with_suffix(".sock"))
+    tap_path = os.path.join(tempfile.gettempdir(), f"cftap-{os.getpid()}.sock")  # short: AF_UNIX
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(tap_path)
     listener.listen(1)
@@ -67,18 +68,26 @@ def run_tapped(argv: list[str], serve: Callable[[list[str]], int]) -> int:
             except OSError:
                 return
 
+    outgoing: list[threading.Thread] = []
+
     def accept() -> None:
         worker_side, _ = listener.accept()
+        os.unlink(tap_path)
         runtime_side = socket.socket(socket.AF_UNIX)
         runtime_side.connect(endpoint)
-        threading.Thread(target=relay, args=(worker_side, runtime_side, "out"),
-                         daemon=True).start()
+        thread = threading.Thread(target=relay, args=(worker_side, runtime_side, "out"),
+                                  daemon=True)
+        outgoing.append(thread)
+        thread.start()
         relay(runtime_side, worker_side, "in")
 
     threading.Thread(target=accept, daemon=True).start()
     tapped = list(argv)
     tapped[tapped.index("--endpoint") + 1] = tap_path
-    return serve(tapped)
+    status = serve(tapped)
+    for thread in outgoing:  # the worker closed its socket: let the last bytes through
+        thread.join(5)
+    return status
 
 
 def serve_http(argv: list[str]) -> int:
