@@ -209,7 +209,9 @@ port = int(sys.argv[1])
 sys.argv[1:] = ["--locator", sys.argv[2]]  # cocaine.asio.service reads it at import
 import tornado.httpserver, tornado.ioloop
 from cocaine.proxy.proxy import CocaineProxy
-proxy = CocaineProxy(port=port, cache=1)
+# The default service cache (5): with cache=1 the proxy's own rotation empties the pool for
+# about two seconds every 10-20 s, and requests in that gap get a reset connection.
+proxy = CocaineProxy(port=port)
 server = tornado.httpserver.HTTPServer(proxy.handle_request, no_keep_alive=False, xheaders=True)
 server.listen(port, address="127.0.0.1")
 tornado.ioloop.IOLoop.instance().start()
