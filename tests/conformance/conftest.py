@@ -49,7 +49,24 @@ PROFILES = {
     "idle": {"idle-timeout": 2, "pool-limit": 1},
     "reap": {"heartbeat-timeout": 3, "pool-limit": 1},
     "single": {"pool-limit": 1},
+    "quick-start": {"startup-timeout": 3, "pool-limit": 1},
 }
+
+#: docs/deploy.md's mistake, kept as a deployment: Django's ASGI app under lifespan="on".
+DJANGO_LIFESPAN_ON = """\
+import cocaine_http
+from examples.django_project.asgi import application
+sys.exit(cocaine_http.run(application, lifespan="on"))"""
+
+
+def deploy_doc_slave() -> str:
+    """docs/deploy.md's Python-API slave, pointed at the example Django project."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    block = text.split("The Python API works as well", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0]
+    lines = code.replace("myproject.asgi", "examples.django_project.asgi").splitlines()
+    assert lines[0].startswith("#!"), lines[0]
+    return slave_script("\n".join(lines[1:]))
 
 
 def _need(name: str) -> str:
@@ -65,6 +82,8 @@ def _apps(taps: Path) -> dict[str, AppSpec]:
     apps = {name: AppSpec(http_slave(*args)) for name, args in HTTP_APPS.items()}
     apps["echo"] = AppSpec(script_slave(ECHO_SCRIPT))
     apps["spare"] = AppSpec(script_slave(ECHO_SCRIPT), runlist=False)
+    apps["djlifespan"] = AppSpec(slave_script(DJANGO_LIFESPAN_ON), profile="quick-start")
+    apps["deploydoc"] = AppSpec(deploy_doc_slave(), profile="single")
     env = {"CONFORMANCE_TAP_DIR": str(taps)}
     apps["tapped"] = AppSpec(slave_script(interop.TAPPED_SLAVE), profile="single",
                              environment=env)
