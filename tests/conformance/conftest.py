@@ -40,6 +40,7 @@ HTTP_APPS: dict[str, list[str]] = {
     "djasgi": ["examples.django_project.asgi:application"],
     "fastapi": ["examples.fastapi_app:app"],
     "rawasgi": ["tests.conformance.apps.raw_asgi:app"],
+    "rawwsgi": ["tests.conformance.apps.raw_wsgi:app"],
 }
 ECHO_SCRIPT = REPO / "examples" / "echo_worker.py"
 

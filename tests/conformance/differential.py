@@ -117,7 +117,7 @@ CASES = [
     Case("rawasgi-created", "rawasgi", "POST", "/status/201", body=b"x"),
     Case("rawasgi-no-content", "rawasgi", "DELETE", "/status/204", expect=("no-body-length",)),
     Case("rawasgi-not-modified", "rawasgi", "GET", "/status/304", expect=("no-body-length",)),
-    Case("rawasgi-teapot-free-status", "rawasgi", "GET", "/status/503"),
+    Case("rawasgi-unavailable", "rawasgi", "GET", "/status/503"),
     Case("rawasgi-stream", "rawasgi", "GET", "/stream?n=300"),
     Case("rawasgi-big-2mib", "rawasgi", "GET", f"/big?size={2 * MIB}"),
     Case("rawasgi-hop-by-hop", "rawasgi", "GET", "/hop"),
@@ -125,6 +125,12 @@ CASES = [
     Case("rawasgi-redirect", "rawasgi", "GET", "/redirect"),
     Case("rawasgi-fail-before-head", "rawasgi", "GET", "/fail-before"),
     Case("rawasgi-not-found", "rawasgi", "GET", "/nowhere"),
+    Case("rawwsgi-raise-before-head", "rawwsgi", "GET", "/raise"),
+    Case("rawwsgi-write-callable", "rawwsgi", "GET", "/write"),
+    Case("rawwsgi-generator", "rawwsgi", "GET", "/generator?n=500"),
+    Case("rawwsgi-framing-and-hop-by-hop", "rawwsgi", "GET", "/framing"),
+    Case("rawwsgi-empty", "rawwsgi", "POST", "/empty", body=b"ignored"),
+    Case("rawwsgi-head-generator", "rawwsgi", "HEAD", "/generator", expect=("no-body-length",)),
 ]
 
 

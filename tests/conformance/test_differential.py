@@ -89,14 +89,16 @@ def test_twenty_concurrent_requests(fronts):
         assert result["real"][0] == 200
 
 
-def test_failure_after_the_head(fronts):
+@pytest.mark.parametrize("app, target", [("rawasgi", "/fail-after"),
+                                         ("rawwsgi", "/raise-after")])
+def test_failure_after_the_head(fronts, app, target):
     """error-after-head: tornado buffers, so it can still answer 502; the dev front already
     sent the head and drops the connection after the partial body, as the native proxy does."""
-    urls = fronts("rawasgi")
+    urls = fronts(app)
 
-    real = request(urls["real"], "GET", "/fail-after")
+    real = request(urls["real"], "GET", target)
     with pytest.raises(ConnectionDropped, match="mid-body"):
-        request(urls["dev"], "GET", "/fail-after")
+        request(urls["dev"], "GET", target)
 
     assert real.status == 502
     assert real.body.startswith(b"Application error: ")
@@ -153,7 +155,8 @@ def test_node_http_reads_every_app_behind_both_fronts(fronts):
     routes = {"flask": ["/", "/json", "/stream", "/download?size=100000", "/redirect"],
               "djwsgi": ["/", "/file/", "/stream/"], "djasgi": ["/", "/file/", "/stream/"],
               "fastapi": ["/", "/stream"],
-              "rawasgi": ["/hop", "/big?size=300000", "/status/204", "/cookies"]}
+              "rawasgi": ["/hop", "/big?size=300000", "/status/204", "/cookies"],
+              "rawwsgi": ["/framing", "/generator", "/write", "/empty"]}
     urls = [base + route for app, paths in routes.items() for base in fronts(app).values()
             for route in paths]
 
