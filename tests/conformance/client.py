@@ -31,6 +31,7 @@ class ConnectionDropped(Exception):
 class Reply:
     status: int
     reason: bytes
+    http_version: bytes
     raw_headers: list[tuple[bytes, bytes]]  # every header line, as sent
     body: bytes
 
@@ -60,8 +61,12 @@ def _raw_head(data: bytes) -> list[tuple[bytes, bytes]]:
 
 def request(url: str, method: str = "GET", target: str = "/", *,
             headers: Iterable[tuple[str, str]] = (), body: bytes | list[bytes] = b"",
-            timeout: float = 30.0) -> Reply:
-    """One request on a fresh connection; a list body is sent chunked, piece by piece."""
+            timeout: float = 30.0, version: str = "1.1") -> Reply:
+    """One request on a fresh connection; a list body is sent chunked, piece by piece.
+
+    version "1.0" writes an HTTP/1.0 request by hand (h11 sends only 1.1) and still reads the
+    reply with h11.
+    """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     conn = h11.Connection(h11.CLIENT)
@@ -72,29 +77,33 @@ def request(url: str, method: str = "GET", target: str = "/", *,
         all_headers.append(("Content-Length", str(len(body))))
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
-        out = conn.send(h11.Request(method=method, target=parts.path.rstrip("/") + target,
-                                    headers=all_headers))
+        full_target = parts.path.rstrip("/") + target
+        out = conn.send(h11.Request(method=method, target=full_target, headers=all_headers))
         for piece in body if isinstance(body, list) else ([body] if body else []):
             out += conn.send(h11.Data(data=piece))
         out += conn.send(h11.EndOfMessage())
+        if version == "1.0":
+            assert not isinstance(body, list), "HTTP/1.0 has no chunked bodies"
+            lines = [f"{method} {full_target} HTTP/1.0", *(f"{n}: {v}" for n, v in all_headers)]
+            out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         sock.sendall(out)
         received = b""
         response = None
         chunks = []
         while True:
-            event = conn.next_event()
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:  # e.g. EOF short of the declared length
+                where = "before the head" if response is None else "mid-body"
+                raise ConnectionDropped(f"{method} {target}: closed {where}: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
                     data = sock.recv(262144)
                 except socket.timeout:
                     raise ClientTimeout(f"{method} {target}: no response in {timeout}s") from None
-                if not data and response is not None and conn.their_state is not h11.DONE:
-                    raise ConnectionDropped(f"{method} {target}: closed mid-body")
-                if not data and response is None:
-                    raise ConnectionDropped(f"{method} {target}: closed before the head")
                 if response is None:
                     received += data
-                conn.receive_data(data)
+                conn.receive_data(data)  # b"": EOF, which ends a close-delimited body
             elif isinstance(event, h11.Response):
                 response = event
             elif isinstance(event, h11.Data):
@@ -104,8 +113,8 @@ def request(url: str, method: str = "GET", target: str = "/", *,
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionDropped(f"{method} {target}: closed")
         assert response is not None
-        return Reply(response.status_code, bytes(response.reason), _raw_head(received),
-                     b"".join(chunks))
+        return Reply(response.status_code, bytes(response.reason), bytes(response.http_version),
+                     _raw_head(received), b"".join(chunks))
     finally:
         sock.close()
 

@@ -117,6 +117,7 @@ def real(conformance_root: Path, taps: Path) -> Iterator[RealRuntime]:
     finally:
         status = runtime.stop()
         assert status == 0, f"cocaine-runtime exited with {status}:\n{runtime.log()[-3000:]}"
+        assert runtime.leftovers() == [], "workers outlived the runtime"
 
 
 @pytest.fixture(scope="session")

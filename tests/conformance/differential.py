@@ -23,6 +23,8 @@ DIFFERENCES = {
     "error-after-head": "an app failing after its head: tornado answers 502, dev drops the "
                         "connection after the partial body",
     "unknown-status": "tornado never answers a status missing from Python 2 httplib",
+    "http10-close-delimited": "to an HTTP/1.0 client tornado sends Content-Length, the dev "
+                              "front no framing header and closes the connection",
     "header-order": "tornado hands the app the request headers in its own order and "
                     "capitalization",
 }

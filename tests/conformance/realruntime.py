@@ -201,6 +201,23 @@ class RealRuntime:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def leftovers(self, timeout: float = 10.0) -> list[int]:
+        """Live processes still working in this runtime's spool (its workers), after a wait."""
+        spool = str(self.root / "spool")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = []
+            for entry in Path("/proc").iterdir():
+                try:
+                    if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(spool):
+                        if (entry / "stat").read_text().split()[2] != "Z":
+                            found.append(int(entry.name))
+                except OSError:
+                    continue
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
 
 PROXY_LAUNCHER = """\
 import os, site, sys

@@ -68,7 +68,7 @@ def test_differences_are_documented():
     """Every id in DIFFERENCES is a row of docs/dev-runtime.md, and every row is here."""
     text = (REPO / "docs" / "dev-runtime.md").read_text()
     section = text.split("## Differences from the real runtime", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `([a-z-]+)` \|", section, re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.M))
     assert documented == set(DIFFERENCES)
 
 
@@ -165,3 +165,21 @@ def test_node_http_reads_every_app_behind_both_fronts(fronts):
     failed = {url: r for url, r in results.items() if "error" in r}
     assert failed == {}
     assert len(results) == len(urls)
+
+
+@pytest.mark.parametrize("app, target", [("flask", "/stream?n=20"), ("rawasgi", "/big?size=70000"),
+                                         ("djasgi", "/")])
+def test_http10_client(fronts, app, target):
+    """http10-close-delimited: to an HTTP/1.0 client tornado answers HTTP/1.0 with its
+    Content-Length; the dev front cannot chunk for 1.0, so it sends no framing header and
+    ends the body by closing the connection (h11's rule, as any streaming front must)."""
+    urls = fronts(app)
+
+    real = request(urls["real"], "GET", target, version="1.0")
+    dev = request(urls["dev"], "GET", target, version="1.0")
+
+    assert (real.http_version, dev.http_version) == (b"1.0", b"1.1")
+    assert real.framing == [(b"content-length", str(len(real.body)).encode())]
+    assert dev.framing == []
+    assert dev.all("connection") == ["close"]
+    assert (real.status, real.body) == (dev.status, dev.body)
