@@ -22,13 +22,13 @@ from typing import Any
 import h11
 import msgpack
 
+from ..http.response import is_front_owned
 from ..protocol.dialect import pack
 from .engine import BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
 
 log = logging.getLogger("cocaine_http.dev.front")
 
 _ROUTE = re.compile(rb"^/([^/]*)/([^/?]*)(.*)$", re.S)
-_SKIP_HEADERS = {b"transfer-encoding", b"content-length"}
 POWERED_BY = (b"X-Powered-By", b"Cocaine")
 #: The statuses the v0.11 tornado proxy can answer: Python 2's httplib.responses. For any other
 #: status its reply handler raises and the client never gets an answer (docs/deploy.md).
@@ -334,7 +334,7 @@ class Reply:
             name, value = (_bytes(part) for part in pair)
             if name.lower() == b"content-length":
                 self.remaining = int(value)
-            if name.lower() not in _SKIP_HEADERS:
+            if not is_front_owned(name):  # framing and hop-by-hop: this front's own
                 headers.append((name, value))
         self.no_body = self.head_only or status in (204, 304)
         if self.remaining is not None and status != 204:
