@@ -113,7 +113,7 @@ def test_failure_after_the_head(fronts, app, target):
     assert real.framing == [(b"content-length", str(len(real.body)).encode())]
 
 
-#: Statuses missing from Python 2's httplib.responses, as the issue of the v0.11 proxy lists.
+#: Statuses missing from Python 2's httplib.responses (a sample: the common ones).
 UNKNOWN = [207, 226, 308, 418, 422, 425, 428, 429, 431, 451]
 
 
