@@ -33,7 +33,7 @@ from tests.conformance.realruntime import (
     slave_script,
 )
 
-#: name -> (cocaine-http arguments of the worker, `cocaine-http dev` arguments)
+#: name -> the app's `cocaine-http` arguments (the same after `cocaine-http dev`)
 HTTP_APPS: dict[str, list[str]] = {
     "flask": ["examples.flask_app.app:app"],
     "djwsgi": ["examples.django_project.wsgi:application"],
