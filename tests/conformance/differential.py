@@ -114,7 +114,8 @@ CASES = [
          [("X-Custom", "v1"), ("Accept", "*/*")], b"patch-body",
          expect=("header-order",)),
     Case("rawasgi-echo-cookies", "rawasgi", "GET", "/echo",
-         [("Cookie", "host=evil.example; x-forwarded-for=6.6.6.6; plain=1")],
+         [("Cookie", 'host=evil.example; x-forwarded-for=6.6.6.6; plain=1; bare; a:b=2; '
+                     'q="x y"')],
          expect=("header-order",)),
     Case("rawasgi-created", "rawasgi", "POST", "/status/201", body=b"x"),
     Case("rawasgi-no-content", "rawasgi", "DELETE", "/status/204", expect=("no-body-length",)),
