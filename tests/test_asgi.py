@@ -104,7 +104,8 @@ class TestResponse:
         session = await serve(app, frame())
 
         assert session.status == 200
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"part"]
         assert not session.ended
 
     async def test_returning_without_response_gives_500(self) -> None:
@@ -124,7 +125,8 @@ class TestResponse:
 
         session = await serve(app, frame())
 
-        assert session.failure is not None
+        assert session.failure == (1, "application returned without completing the response")
+        assert session.body_chunks == [b"x"]
 
     async def test_out_of_order_message_raises_into_app(self) -> None:
         """A body before the start raises inside the app's send()."""
@@ -170,7 +172,8 @@ class TestResponse:
 
         session = await serve(app, frame())
 
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"ab"]
 
 
 class TestRequest:

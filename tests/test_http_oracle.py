@@ -110,7 +110,7 @@ def _h11_wire_accepts(request: h11.Request, body: bytes) -> bool:
             return False
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=methods,
     target=targets,
@@ -145,7 +145,7 @@ plausible_names = st.one_of(
 plausible_values = _bytes_from(b"a/:;=,. \t\x01\x80\xff", max_size=10)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from([b"GET", b"POST", b"OPTIONS", b"PURGE"]),
     target=_bytes_from(b"/az?=&%#~:*", max_size=12),
