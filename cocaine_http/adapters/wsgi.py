@@ -18,26 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..config import Config
-from ..errors import BadRequestError, LocalProtocolError
-from ..http import (
-    Request,
-    Response,
-    access_log_line,
-    error_response,
-    parse_request,
-    wsgi_environ,
-)
-from .asgi import APP_ERROR, SessionGoneError, dialect_is_raw, http_config
+from ..errors import LocalProtocolError
+from ..http import Response, wsgi_environ
+from .accesslog import AccessLog
+from .exchange import APP_ERROR, Exchange, SessionGoneError, dialect_is_raw, http_config
 from .wsgi_io import ErrorStream, Pipe
 
 log = logging.getLogger("cocaine_http.wsgi")
-access_log = logging.getLogger("cocaine_http.access")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -58,14 +50,14 @@ class WSGIAdapter:
         self.raw_body = dialect_is_raw(worker)
         self.app_name = getattr(getattr(worker, "options", None), "app", None)
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
-        self.access = config.access_log and access_log.isEnabledFor(logging.INFO)
+        self.access = AccessLog(config.access_log)
         self.executor: ThreadPoolExecutor | None = None
         self.cond = threading.Condition(threading.Lock())
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.access = self.config.access_log and access_log.isEnabledFor(logging.INFO)
+        self.access = AccessLog(self.config.access_log)
         if self.config.threads > 0:
             self.executor = ThreadPoolExecutor(
                 self.config.threads, thread_name_prefix="cocaine-http-wsgi"
@@ -75,50 +67,31 @@ class WSGIAdapter:
         executor, self.executor = self.executor, None
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        self.access.flush()
 
     def __call__(self, session: Any) -> None:
         """Take one HTTP session (called by the worker at invoke time)."""
         _Cycle(self, session)
 
 
-class _Cycle:
+class _Cycle(Exchange):
     """One request/response exchange; `run()` is the part that runs in the app's thread."""
 
-    __slots__ = ("adapter", "session", "parts", "request", "pipe", "started", "wall")
+    __slots__ = ("pipe",)
 
     def __init__(self, adapter: WSGIAdapter, session: Any) -> None:
-        self.adapter = adapter
-        self.session = session
-        self.parts: list[bytes] = []
-        self.request: Request | None = None
+        super().__init__(adapter, session)
         self.pipe: Pipe | None = None
-        self.started = 0.0
-        self.wall = 0.0
-        session.on_chunk = self.parts.append
-        session.on_end = self.on_end
-        session.on_fail = self.on_fail
 
     # -- loop side -------------------------------------------------------------------------
 
     def on_end(self) -> None:
-        adapter = self.adapter
-        if adapter.access:
-            self.started = time.perf_counter()
-            self.wall = time.time()
-        frame = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        self.parts = []
-        try:
-            request = parse_request(frame, adapter.http)
-        except BadRequestError as exc:
-            log.warning("bad request on session %s: %s", self.session.id, exc)
-            for payload in error_response(exc.status, exc.reason, raw_body=adapter.raw_body):
-                self.session.write(payload)
-            self.session.end()
-            self.log_access(exc.status, 0)
+        request = self.read_request()
+        if request is None:
             return
-        self.request = request
+        adapter = self.adapter
         environ = wsgi_environ(
-            request, adapter.http, errors=adapter.errors,  # type: ignore[arg-type]
+            request, adapter.http, errors=adapter.errors,
             session=self.session.id,
             app=adapter.app_name,
         )
@@ -183,13 +156,6 @@ class _Cycle:
             pipe.finish()
         else:
             pipe.fail(APP_ERROR, "application error")
-
-    def log_access(self, status: int, size: int) -> None:
-        if self.adapter.access:
-            duration = time.perf_counter() - self.started
-            access_log.info(access_log_line(
-                self.request, status, size, started=self.wall, duration=duration
-            ))
 
 
 class _StartResponse:

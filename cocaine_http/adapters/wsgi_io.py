@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from ..errors import SessionClosedError
-from .asgi import SessionGoneError
+from .exchange import SessionGoneError
 
 #: Bytes an app's thread may have handed over and not yet seen taken by the socket.
 HIGH_WATER = 1024 * 1024
