@@ -1,13 +1,19 @@
 # Strategy: a raw session factory, like the ASGI adapter, but the app is blocking code. At the
 # end of the request the loop parses the frame, builds the environ and makes the request's only
-# thread hop: one submit to a bounded ThreadPoolExecutor. The pool thread then runs the whole
-# PEP 3333 cycle (start_response, write(), iteration, close()) and encodes every chunk itself
-# through `http.Response`; the encoded chunks go back to the loop through a `_Pipe` that
-# batches them: one call_soon_threadsafe wakes the loop for everything queued since the last
-# wake-up. A response whose length is known (a declared Content-Length reached, or a list) is
-# delivered in one batch with its end; a streamed one goes out item by item as it is produced.
-# The pipe is bounded: above HIGH_WATER bytes not yet taken by the socket, the app's thread
-# waits, so a slow consumer slows the app and a 50 MB download never sits in memory.
+# thread hop: one job on the adapter's `Pool` (wsgi_pool.py: one queue, a thread woken only when
+# none is awake to take the job). The pool thread then runs the whole PEP 3333 cycle
+# (start_response, write(), iteration, close()) and encodes every chunk itself through
+# `http.Response`; the encoded chunks go back to the loop through a `Pipe`, and the pipes of all
+# threads through one `Outbox`: one call_soon_threadsafe wakes the loop for everything queued
+# since the last wake-up. A response whose length is known (a declared Content-Length reached,
+# or a list) is delivered in one batch with its end; a streamed one goes out item by item as it
+# is produced. The pipe is bounded: above HIGH_WATER bytes not yet taken by the socket, the
+# app's thread waits, so a slow consumer slows the app and a 50 MB download never sits in memory.
+#
+# No fault wedges the worker: a session that fails before its job started never calls the app,
+# shutdown drops the queued jobs and waits at most the termination grace for running ones, and
+# when every thread is stuck in a request that timed out (--timeout) the worker gives up (stops
+# taking invokes, fails what it holds, exits) so that the runtime starts a fresh one.
 #
 # `--threads 0` runs the app inline on the loop (one request at a time, as a gunicorn sync
 # worker does): no hop at all, but the loop is blocked while the app runs.
@@ -19,15 +25,17 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from ..config import Config
 from ..errors import LocalProtocolError
 from ..http import Response, wsgi_environ
+from ..protocol.worker import SESSION_TIMEOUT
 from .accesslog import AccessLog
 from .exchange import APP_ERROR, Exchange, SessionGoneError, dialect_is_raw, http_config
-from .wsgi_io import ErrorStream, Pipe
+from .wsgi_io import ErrorStream, Outbox, Pipe
+from .wsgi_pool import Pool
 
 log = logging.getLogger("cocaine_http.wsgi")
 
@@ -51,23 +59,46 @@ class WSGIAdapter:
         self.app_name = getattr(getattr(worker, "options", None), "app", None)
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
         self.access = AccessLog(config.access_log)
-        self.executor: ThreadPoolExecutor | None = None
+        self.pool: Pool | None = None
+        self.outbox: Outbox | None = None
         self.cond = threading.Condition(threading.Lock())
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.worker = worker
+        #: Seconds shutdown waits for requests still running in the pool's threads.
+        self.grace = float(getattr(worker, "termination_grace", 5.0))
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.access = AccessLog(self.config.access_log)
         if self.config.threads > 0:
-            self.executor = ThreadPoolExecutor(
-                self.config.threads, thread_name_prefix="cocaine-http-wsgi"
-            )
+            self.pool = Pool(self.config.threads, self.loop)
+            self.outbox = Outbox(self.loop)
 
     async def shutdown(self) -> None:
-        executor, self.executor = self.executor, None
-        if executor is not None:
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        """After the sessions ended or were aborted: drop the jobs no thread has started, wait
+        up to the termination grace for the running ones, flush the access log."""
+        pool = self.pool
+        if pool is not None:
+            dropped = await asyncio.get_running_loop().run_in_executor(
+                None, pool.close, self.grace)
+            if dropped:
+                log.warning("dropped %d queued request(s) at shutdown", dropped)
+            if pool.running:
+                log.error("%d WSGI thread(s) still running a request at exit", len(pool.running))
         self.access.flush()
+
+    def thread_stuck(self) -> None:
+        """A request timed out while its thread runs on: when every thread is stuck so, the
+        worker cannot serve any more and gives up (the runtime starts a fresh one)."""
+        pool = self.pool
+        if pool is not None and pool.exhausted:
+            reason = (f"all {pool.size} WSGI threads are stuck in requests that timed out "
+                      f"after {self.config.timeout} s")
+            give_up = getattr(self.worker, "give_up", None)
+            if give_up is not None:
+                give_up(reason)
+            else:
+                log.error("%s", reason)
 
     def __call__(self, session: Any) -> None:
         """Take one HTTP session (called by the worker at invoke time)."""
@@ -77,11 +108,12 @@ class WSGIAdapter:
 class _Cycle(Exchange):
     """One request/response exchange; `run()` is the part that runs in the app's thread."""
 
-    __slots__ = ("pipe",)
+    __slots__ = ("pipe", "job")
 
     def __init__(self, adapter: WSGIAdapter, session: Any) -> None:
         super().__init__(adapter, session)
         self.pipe: Pipe | None = None
+        self.job: Callable[[], None] | None = None
 
     # -- loop side -------------------------------------------------------------------------
 
@@ -95,19 +127,24 @@ class _Cycle(Exchange):
             session=self.session.id,
             app=adapter.app_name,
         )
-        executor = adapter.executor
-        if executor is None:
+        pool = adapter.pool
+        if pool is None:
             self.pipe = Pipe(self.session, None, adapter.cond)
             self.run(environ)
         else:
-            assert adapter.loop is not None
-            self.pipe = Pipe(self.session, adapter.loop, adapter.cond)
-            executor.submit(self.run, environ)
+            assert adapter.outbox is not None
+            self.pipe = Pipe(self.session, adapter.outbox, adapter.cond)
+            job = self.job = partial(self.run, environ)
+            pool.submit(job)
 
     def on_fail(self, code: int, message: str) -> None:
         log.info("session %s failed: [%s] %s", self.session.id, code, message)
         if self.pipe is not None:
             self.pipe.abort()
+        pool = self.adapter.pool
+        if (code == SESSION_TIMEOUT and pool is not None and self.job is not None
+                and pool.mark_stuck(self.job)):
+            self.adapter.thread_stuck()
 
     # -- app thread ------------------------------------------------------------------------
 
@@ -115,6 +152,8 @@ class _Cycle(Exchange):
         """The whole WSGI call; every outcome ends the session exactly once."""
         pipe = self.pipe
         assert pipe is not None and self.request is not None
+        if pipe.aborted:  # the session failed while the job was queued: the app is not called
+            return
         response = Response(self.request.method, raw_body=self.adapter.raw_body)
         starter = _StartResponse(response, pipe)
         try:

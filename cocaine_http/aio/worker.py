@@ -43,7 +43,11 @@ from .loop import loop_name, new_event_loop
 from .host import EXIT_CONNECTION_LOST, EXIT_DISOWNED, EXIT_OK, Handler, SessionHost
 from .session import Session
 
-__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Session", "Worker"]
+__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_GAVE_UP", "EXIT_OK", "Session",
+           "Worker"]
+
+#: serve()'s return value after give_up(): the worker could not serve any more.
+EXIT_GAVE_UP = 3
 
 log = logging.getLogger("cocaine_http.worker")
 
@@ -125,6 +129,11 @@ class Worker(SessionHost):
         return self._conn.state
 
     @property
+    def termination_grace(self) -> float:
+        """Seconds open sessions get to finish after a terminate (also the bound on exiting)."""
+        return self._conn.termination_grace
+
+    @property
     def sessions(self) -> dict[int, SessionMachine]:
         """Open sessions by id (read-only view of the connection's table)."""
         return self._conn.sessions
@@ -188,6 +197,20 @@ class Worker(SessionHost):
         elif conn.state is WorkerState.ACTIVE:
             conn.shutdown(reason, self._now())
             self._begin_drain()
+
+    def give_up(self, reason: str) -> None:
+        """Stop for good when the worker can no longer serve (every WSGI thread stuck in a
+        request that timed out, say): refuse new invokes, fail every open session with
+        `reason`, and exit with EXIT_GAVE_UP, so that the runtime starts a fresh worker."""
+        conn = self._conn
+        if self._done is None or self._done.done():
+            return
+        log.error("giving up: %s", reason)
+        if conn.state is WorkerState.ACTIVE:
+            conn.shutdown(reason, self._now())
+        for session in conn.open_sessions():
+            self._abort(session, SHUTTING_DOWN, reason, True)  # type: ignore[arg-type]
+        self._complete(EXIT_GAVE_UP)
 
     # -- channel callbacks ------------------------------------------------------------------------
 
