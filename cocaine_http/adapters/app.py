@@ -9,13 +9,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from ..aio.allocator import keep_freed_memory
 from ..config import Config
 from ..errors import ConfigError
+from . import accesslog
 from .importer import detect_interface, load_app
 
 log = logging.getLogger("cocaine_http")
@@ -50,7 +53,28 @@ def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
     if config.keep_memory:
         keep_freed_memory()
     worker = build_worker(app, config, runtime_argv)
-    return int(worker.run(config.loop))
+    code = int(worker.run(config.loop))
+    exit_within(worker.termination_grace, code)
+    return code
+
+
+def exit_within(grace: float, code: int) -> None:
+    """The worker is done: make sure the process ends within `grace` seconds even if threads
+    the app started (or a request that never returns) would keep the interpreter alive."""
+    accesslog.flush()
+    main = threading.main_thread()
+    if not any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+
+    def force() -> None:
+        log.error("threads still running %s s after the worker stopped: exiting", grace)
+        accesslog.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(grace, force)
+    timer.daemon = True
+    timer.start()
 
 
 def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:

@@ -55,6 +55,6 @@ def hang_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         _forever.wait()
     if environ["PATH_INFO"].startswith("/slow"):
         _hung(environ)
-        time.sleep(float(environ.get("QUERY_STRING") or "1"))
+        time.sleep(float(environ.get("QUERY_STRING") or "2"))
     start_response("200 OK", [("Content-Length", "2")])
     return [b"ok"]
