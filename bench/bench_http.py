@@ -163,8 +163,11 @@ SCENARIOS = [
     ("1 MiB request body (ASGI), --no-keep-memory", "big_request_asgi", "asgi", "POST", MIB,
      ("--no-keep-memory",)),
 ]
-#: The peers of each interface.
-PEERS = {"asgi": ("uvicorn", "granian"), "wsgi": ("gunicorn", "granian")}
+#: The peers of each interface (BENCH_HTTP_PEERS=uvicorn,granian,... runs only those listed;
+#: "none" measures cocaine-http alone, to compare two versions of it).
+_CHOSEN = os.environ.get("BENCH_HTTP_PEERS", "uvicorn,gunicorn,granian").split(",")
+PEERS = {kind: tuple(p for p in peers if p in _CHOSEN) for kind, peers in
+         {"asgi": ("uvicorn", "granian"), "wsgi": ("gunicorn", "granian")}.items()}
 #: Access log settings every scenario runs with (BENCH_HTTP_LOG=off or on to run one).
 LOGS = [mode == "on" for mode in ("off", "on")
         if os.environ.get("BENCH_HTTP_LOG", mode) == mode]
