@@ -87,3 +87,23 @@ async def test_queued_requests_are_dropped_when_the_engine_goes(
 
     assert code == EXIT_CONNECTION_LOST
     assert started.read_text().splitlines() == ["/slow/first"]
+
+
+async def test_a_thread_the_app_left_behind_does_not_keep_the_process_alive(
+    engine: Engine, http_worker: Any, tmp_path: Path
+) -> None:
+    """A non-daemon thread that never ends would keep the interpreter from exiting: the
+    process ends anyway, one termination grace after the worker stopped."""
+    started = tmp_path / "started"
+    proc = await http_worker(engine.path, APP, "--no-access-log",
+                             env={"HANG_FILE": str(started)})
+    await engine.connected()
+    reply = await engine.reply(engine.invoke("http", frame(uri="/thread")))
+    assert reply.error is None
+
+    await engine.close()
+    code = await asyncio.wait_for(proc.wait(), BOUND)
+    stderr = (await proc.stderr.read()).decode()
+
+    assert code == EXIT_CONNECTION_LOST
+    assert "threads still running" in stderr

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,8 +54,16 @@ def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
     if config.keep_memory:
         keep_freed_memory()
     worker = build_worker(app, config, runtime_argv)
+    stopped: list[float] = []
+
+    async def mark_stop() -> None:  # the first shutdown hook: the grace counts from here
+        stopped.append(time.monotonic())
+
+    worker.shutdown_hooks.insert(0, mark_stop)
     code = int(worker.run(config.loop))
-    exit_within(worker.termination_grace, code)
+    grace = worker.termination_grace
+    left = grace - (time.monotonic() - stopped[0]) if stopped else grace
+    exit_within(max(left, 0.0), code)
     return code
 
 
@@ -67,11 +76,14 @@ def exit_within(grace: float, code: int) -> None:
         return
 
     def force() -> None:
-        log.error("threads still running %s s after the worker stopped: exiting", grace)
+        log.error("threads still running a termination grace after the worker stopped: "
+                  "exiting")
         accesslog.flush()
         sys.stderr.flush()
         os._exit(code)
 
+    if grace <= 0:
+        force()
     timer = threading.Timer(grace, force)
     timer.daemon = True
     timer.start()

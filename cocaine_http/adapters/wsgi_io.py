@@ -166,20 +166,24 @@ class Pipe:
             asyncio.ensure_future(self._drain())
 
     def _deliver_items(self, items: list[Any]) -> int:
+        """Write a batch as one write_chunks(); an end or an error can only come last.
+        Returns the body bytes the producer may still be waiting to see taken."""
         session = self.session
-        size = 0
+        last = items[-1] if items else None
         try:
-            for item in items:
-                if item is _END:
-                    session.end()
-                elif type(item) is tuple:
-                    session.error(item[0], item[1])
-                else:
-                    session.write(item)
-                    size += len(item) if type(item) is bytes else _size(item)
+            if last is _END:
+                session.write_chunks(items[:-1], end=True)
+                return 0
+            if type(last) is tuple:
+                if len(items) > 1:
+                    session.write_chunks(items[:-1])
+                session.error(last[0], last[1])
+                return 0
+            session.write_chunks(items)
         except SessionClosedError:
             self.abort()
-        return size
+            return 0
+        return _size(items)
 
     async def _drain(self) -> None:
         try:

@@ -27,12 +27,14 @@ log = logging.getLogger("cocaine_http.wsgi")
 
 #: Seconds between the loop's checks that queued jobs are being taken.
 CHECK_INTERVAL = 0.002
+#: Seconds between a parked thread's checks that the interpreter is not exiting.
+PARK_POLL = 1.0
 
 Job = Callable[[], None]
 
 
 class Pool:
-    """`size` daemon threads running jobs submitted from the event loop.
+    """`size` threads running jobs submitted from the event loop.
 
     Args:
         size: the number of threads (started lazily, as jobs need them).
@@ -80,8 +82,10 @@ class Pool:
         elif len(self._threads) < self.size:
             park = threading.Lock()
             park.acquire()
+            # Not daemon threads: threads an app starts from a request inherit that, and
+            # would otherwise be cut off at exit (app.exit_within() bounds a stuck one).
             thread = threading.Thread(target=self._work, args=(len(self._threads), park),
-                                      name=f"{self.name}-{len(self._threads)}", daemon=True)
+                                      name=f"{self.name}-{len(self._threads)}")
             self._threads.append(thread)
             thread.start()
         else:
@@ -114,7 +118,12 @@ class Pool:
                     self._parked.append(park)
                     if not running:
                         self._idle.notify_all()
-                park.acquire()
+                while not park.acquire(timeout=PARK_POLL):
+                    if not threading.main_thread().is_alive():  # exiting without close()
+                        with self._lock:
+                            if park in self._parked:
+                                self._parked.remove(park)
+                                return
                 if self.closed:
                     return
                 continue

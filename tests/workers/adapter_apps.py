@@ -49,10 +49,14 @@ def _hung(environ: dict[str, Any]) -> None:
 
 
 def hang_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """`/hang` blocks its thread forever (a hung database call); anything else answers."""
+    """`/hang` blocks its thread forever (a hung database call), `/slow?S` for S seconds,
+    `/thread` leaves a non-daemon thread behind that never ends; anything else answers."""
     if environ["PATH_INFO"].startswith("/hang"):
         _hung(environ)
         _forever.wait()
+    if environ["PATH_INFO"].startswith("/thread"):  # a non-daemon thread that never ends
+        threading.Thread(target=_forever.wait, name="app-thread", daemon=False).start()
+        _hung(environ)
     if environ["PATH_INFO"].startswith("/slow"):
         _hung(environ)
         time.sleep(float(environ.get("QUERY_STRING") or "2"))
