@@ -163,8 +163,8 @@ class AccessLog:
     def _line(self, request: Request | None, status: int, size: int, started: float) -> None:
         now = time()
         duration = perf_counter() - started
-        self._write(self._prefix(now)
-                    + default_line(request, status, size, now - duration, duration) + "\n")
+        self._write(default_line(request, status, size, now - duration, duration,
+                                 self._prefix(now), "\n"))
 
     def _record(self, request: Request | None, status: int, size: int, started: float) -> None:
         duration = perf_counter() - started

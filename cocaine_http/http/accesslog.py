@@ -80,12 +80,14 @@ def format_atoms(
 
 
 def default_line(
-    request: Request | None, status: int, size: int, started: float, duration: float
+    request: Request | None, status: int, size: int, started: float, duration: float,
+    head: str = "", tail: str = "",
 ) -> str:
-    """`access_log_line()` for ACCESS_LOG_FORMAT, as one f-string (the per-request path)."""
+    """`access_log_line()` for ACCESS_LOG_FORMAT, as one f-string (the per-request path);
+    `head` and `tail` (a record prefix, a newline) go into the same f-string."""
     if request is None:
-        return (f'- - - {_timestamp(started)} "-" {status} {size or "-"} "-" "-" '
-                f"{int(duration * 1000)}ms")
+        return (f'{head}- - - {_timestamp(started)} "-" {status} {size or "-"} "-" "-" '
+                f"{int(duration * 1000)}ms{tail}")
     client = request.client
     referer = agent = None
     for key, value in request.headers:  # the first of each, as _header() finds it
@@ -94,30 +96,43 @@ def default_line(
                 agent = value.decode("latin-1")
         elif key == b"referer" and referer is None:
             referer = value.decode("latin-1")
-    target = request.target.decode("latin-1") or "/"
-    return (f'{client[0] if client else "-"} - - {_timestamp(started)} '
-            f'"{request.method} {target} HTTP/{request.http_version}" {status} {size or "-"} '
-            f'"{referer or "-"}" "{agent or "-"}" {int(duration * 1000)}ms')
+    last = _last_second
+    stamp = last[1] if last[0] == int(started) else _timestamp(started)
+    return (f'{head}{client[0] if client else "-"} - - {stamp} '
+            f'"{request.method} {request.target.decode("latin-1") or "/"} '
+            f'HTTP/{request.http_version}" {status} {size or "-"} '
+            f'"{referer or "-"}" "{agent or "-"}" {int(duration * 1000)}ms{tail}')
 
 
 class RecordPrefix:
     """The start of a RECORD_FORMAT line for one logger and level, at a given time:
     "2026-12-01 07:52:11,123 4242 INFO cocaine_http.access: ". The date and time to the second
-    are formatted once per second; the milliseconds per call (as logging.Formatter does)."""
+    are formatted once per second, the whole prefix once per millisecond (the milliseconds
+    truncated, as logging.Formatter does)."""
 
-    __slots__ = ("tail", "last")
+    __slots__ = ("tail", "second", "milli")
 
     def __init__(self, pid: int, level: str, name: str) -> None:
         self.tail = f" {pid} {level} {name}: "
-        self.last = (-1, "")  # (second, its date and time): one tuple, safe across threads
+        # One tuple each, replaced whole, so threads never see half of an update.
+        self.second: tuple[int, str] = (-1, "")
+        self.milli: tuple[int, str] = (-1, "")
 
     def __call__(self, now: float) -> str:
+        milli = self.milli
+        if milli[0] == int(now * 1000):
+            return milli[1]
+        return self._format(now)
+
+    def _format(self, now: float) -> str:
         second = int(now)
-        last = self.last
+        last = self.second
         if last[0] != second:
             text = datetime.datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
-            last = self.last = (second, text)
-        return f"{last[1]},{int((now - second) * 1000):03d}{self.tail}"
+            last = self.second = (second, text)
+        prefix = f"{last[1]},{int((now - second) * 1000):03d}{self.tail}"
+        self.milli = (int(now * 1000), prefix)
+        return prefix
 
 
 def _atom(
