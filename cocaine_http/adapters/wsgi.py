@@ -150,6 +150,12 @@ class _Cycle(Exchange):
 
     def run(self, environ: dict[str, Any]) -> None:
         """The whole WSGI call; every outcome ends the session exactly once."""
+        try:
+            self.call(environ)
+        finally:
+            self.job = None  # the job holds this cycle: drop the cycle for reference counting
+
+    def call(self, environ: dict[str, Any]) -> None:
         pipe = self.pipe
         assert pipe is not None and self.request is not None
         if pipe.aborted:  # the session failed while the job was queued: the app is not called
