@@ -255,7 +255,7 @@ def _scan(headers: list[tuple[str, str]]) -> tuple[int, bool]:
     length = -1
     padded = False
     for name, value in headers:
-        if type(value) is str and value and (value[0] in " \t" or value[-1] in " \t"):
+        if type(value) is str and value and (value[0] in _BLANK or value[-1] in _BLANK):
             padded = True
         if len(name) == 14 and name.lower() == "content-length":
             try:
@@ -263,3 +263,6 @@ def _scan(headers: list[tuple[str, str]]) -> tuple[int, bool]:
             except (TypeError, ValueError):
                 length = -1
     return length, padded
+
+
+_BLANK = " \t"

@@ -133,7 +133,8 @@ class Pipe:
             if self.aborted:
                 raise SessionGoneError("the session is closed")
             self.queue.extend(items)
-            self.inflight += _size(items)
+            if wait:  # only a producer that may wait needs the count (an end never waits)
+                self.inflight += _size(items)
             if not self.scheduled:
                 self.scheduled = True
                 self.loop.add(self)
