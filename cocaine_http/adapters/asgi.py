@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -48,14 +48,6 @@ ASGIApp = Callable[..., Awaitable[None]]
 EAGER_TASKS = sys.version_info >= (3, 12)
 
 _NO_RESPONSE = Response()
-
-
-def start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]
-               ) -> asyncio.Task[None]:
-    """A Task for `coro`, started eagerly where Python supports it (it may be done already)."""
-    if EAGER_TASKS:
-        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
-    return loop.create_task(coro)
 
 
 class ASGIAdapter:
@@ -136,7 +128,7 @@ class _Cycle(Exchange):
         loop = adapter.loop
         if loop is None:  # Python 3.11 pays a getpid() syscall per get_running_loop()
             loop = adapter.loop = asyncio.get_running_loop()
-        if EAGER_TASKS:  # start_task(), inlined: this is the hot path
+        if EAGER_TASKS:
             task = asyncio.Task(self.run(scope), loop=loop, eager_start=True)  # type: ignore[call-arg]
         else:
             task = loop.create_task(self.run(scope))
