@@ -8,8 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from cocaine_http.aio.host import EXIT_CONNECTION_LOST
-from cocaine_http.aio.worker import EXIT_GAVE_UP
+from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_GAVE_UP
 from tests.plugins.apps import frame
 from tests.plugins.worker import Engine
 

@@ -32,10 +32,10 @@ from .exchange import (
     REQUEST_PIECE,
     Exchange,
     SessionGoneError,
-    dialect_is_raw,
     http_config,
 )
 from .lifespan import Lifespan
+from ..aio.session import RawSession
 
 __all__ = ["ASGIAdapter", "SessionGoneError"]
 
@@ -63,7 +63,7 @@ class ASGIAdapter:
         self.app = app
         self.config = config
         self.http = http_config(config)
-        self.raw_body = dialect_is_raw(worker)
+        self.raw_body = worker is not None and worker.dialect.raw_body
         self.lifespan = Lifespan(app, config.lifespan)
         #: The lifespan state each scope gets a copy of (the dict is filled in at startup).
         self.scope_state = self.lifespan.state if self.lifespan.supported else None
@@ -86,7 +86,7 @@ class ASGIAdapter:
     def state(self) -> dict[str, Any] | None:
         return self.lifespan.state if self.lifespan.supported else None
 
-    def __call__(self, session: Any) -> None:
+    def __call__(self, session: RawSession) -> None:
         """Take one HTTP session (called by the worker at invoke time)."""
         _Cycle(self, session)
 
@@ -101,7 +101,7 @@ class _Cycle(Exchange):
 
     __slots__ = ("response", "messages", "task", "disconnected", "finished", "waiter")
 
-    def __init__(self, adapter: ASGIAdapter, session: Any) -> None:
+    def __init__(self, adapter: ASGIAdapter, session: RawSession) -> None:
         Exchange.__init__(self, adapter, session)  # not super(): about 0.3 µs less per request
         self.response: Response = _NO_RESPONSE
         self.messages: Any = None

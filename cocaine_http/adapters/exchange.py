@@ -49,12 +49,6 @@ def http_config(config: Config) -> HttpConfig:
     )
 
 
-def dialect_is_raw(worker: Any) -> bool:
-    """True when body chunks go out as raw bytes (v0.12), False for msgpack raws (v0.11)."""
-    protocol = getattr(getattr(worker, "options", None), "protocol", 0)
-    return str(protocol) in ("1", "v0.12")
-
-
 def write_last(session: Any, payloads: Sequence[Payload]) -> None:
     """The last chunks of a response and its end, as one write."""
     session.write_chunks(payloads, end=True)
