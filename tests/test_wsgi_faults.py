@@ -8,9 +8,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_GAVE_UP
+from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_DISOWNED, EXIT_GAVE_UP
 from tests.plugins.apps import frame
-from tests.plugins.worker import Engine
+from tests.plugins.worker import Engine, worker_argv
 
 APP = "tests.workers.adapter_apps:hang_wsgi"
 BOUND = 30.0  # generous: the machine is shared; nothing here asserts on time
@@ -106,3 +106,24 @@ async def test_a_thread_the_app_left_behind_does_not_keep_the_process_alive(
 
     assert code == EXIT_CONNECTION_LOST
     assert "threads still running" in stderr
+
+
+async def test_disowned_worker_exits_within_its_grace_while_a_thread_hangs(
+    engine: Engine, spawn_worker: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Heartbeats stop being echoed: the worker is disowned and the process ends, though a
+    request's thread never returns (1 s disown timeout, 1 s grace)."""
+    hangs = tmp_path / "hangs"
+    monkeypatch.setenv("HANG_FILE", str(hangs))
+    proc = await spawn_worker("tests/workers/disown_wsgi.py", worker_argv(engine.path))
+    await engine.connected()
+    engine.invoke("http", frame(uri="/hang/0"))
+    await wait_lines(hangs, 1)
+
+    engine.echo = False
+    code = await asyncio.wait_for(proc.wait(), BOUND)
+    output = (await proc.stdout.read()).decode()
+
+    assert code == EXIT_DISOWNED, output[-3000:]
+    assert "disowned" in output and "threads still running" in output
+

@@ -49,11 +49,12 @@ def run(app: Any, *, argv: Sequence[str] | None = None, **options: Any) -> int:
     return serve(app, config, runtime)
 
 
-def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
-    """Build the worker for `app` and run it on a fresh event loop until it exits."""
+def serve(app: Any, config: Config, runtime_argv: Sequence[str], **timers: float) -> int:
+    """Build the worker for `app` and run it on a fresh event loop until it exits; `timers`
+    are the Worker's (heartbeat_interval, disown_timeout, termination_grace)."""
     if config.keep_memory:
         keep_freed_memory()
-    worker = build_worker(app, config, runtime_argv)
+    worker = build_worker(app, config, runtime_argv, **timers)
     stopped: list[float] = []
 
     async def mark_stop() -> None:  # the first shutdown hook: the grace counts from here
@@ -89,11 +90,11 @@ def exit_within(grace: float, code: int) -> None:
     timer.start()
 
 
-def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:
+def build_worker(app: Any, config: Config, runtime_argv: Sequence[str], **timers: float) -> Any:
     """A Worker with the app's adapter on `config.event` and its hooks installed."""
     from ..aio.worker import Worker
 
-    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None)
+    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None, **timers)
     interface = detect_interface(app, config.interface)
     adapter = make_adapter(app, interface, config, worker)
     worker.on(config.event, getattr(adapter, "session_factory", adapter), raw=True)
