@@ -189,3 +189,35 @@ class TestLineBuffer:
 
         lines = stream.getvalue().splitlines()
         assert sorted(lines) == sorted(f"{t} {n}" for t in range(4) for n in range(2000))
+
+    def test_a_stream_that_blocks_bounds_the_queue_and_the_drop_is_reported(self) -> None:
+        import io
+        import threading
+
+        gate = threading.Event()
+
+        class Blocked(io.StringIO):
+            def write(self, text: str) -> int:
+                gate.wait(10)
+                return super().write(text)
+
+        stream = Blocked()
+        buffer = LineBuffer(lambda: stream, interval=0.001, limit=100)
+        buffer.start()
+        buffer.write("first\n")
+        for _ in range(200):  # the thread soon blocks writing "first"; the queue fills
+            if not buffer.lines:
+                break
+            threading.Event().wait(0.01)
+        for n in range(150):
+            buffer.write(f"{n}\n")
+        gate.set()
+        buffer.flush()
+        for _ in range(200):
+            if "dropped" in stream.getvalue():
+                break
+            threading.Event().wait(0.01)
+
+        lines = stream.getvalue().splitlines()
+        assert lines[:101] == ["first", *map(str, range(100))]
+        assert lines[101] == "50 access log line(s) dropped: stderr was not taking them"

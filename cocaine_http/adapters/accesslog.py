@@ -34,6 +34,8 @@ from ..http.accesslog import RECORD_FORMAT, RecordPrefix, access_log_line, defau
 STDERR_HANDLER = "cocaine_http.stderr"
 #: Longest a queued line waits before it is written, in seconds.
 FLUSH_INTERVAL = 0.2
+#: Most lines queued at once (about 15 MB): more while stderr blocks are dropped and counted.
+MAX_QUEUED = 100_000
 
 access_logger = logging.getLogger("cocaine_http.access")
 
@@ -48,8 +50,9 @@ class LineBuffer:
     """
 
     def __init__(self, stream: Callable[[], Any], lock: Any = None,
-                 interval: float = FLUSH_INTERVAL) -> None:
+                 interval: float = FLUSH_INTERVAL, limit: int = MAX_QUEUED) -> None:
         self.stream = stream
+        self.limit = limit
         self.lock = lock if lock is not None else threading.RLock()
         self.interval = interval
         self.lines: deque[str] = deque()
@@ -60,8 +63,13 @@ class LineBuffer:
         self._thread: threading.Thread | None = None
 
     def write(self, line: str) -> None:
-        """Queue one line (with its newline); never blocks, safe from any thread."""
-        self.lines.append(line)
+        """Queue one line (with its newline); never blocks, safe from any thread. Beyond
+        `limit` queued lines (the stream is not taking them) the line is dropped and counted."""
+        lines = self.lines
+        if len(lines) >= self.limit:
+            self.dropped += 1
+            return
+        lines.append(line)
         if not self.pending:
             self.pending = True
             self._wake.set()
@@ -90,13 +98,16 @@ class LineBuffer:
             if not count:
                 return
             text = "".join([lines.popleft() for _ in range(count)])
+            dropped, self.dropped = self.dropped, 0
+            if dropped:
+                text += f"{dropped} access log line(s) dropped: stderr was not taking them\n"
             with self.lock:
                 try:
                     stream = self.stream()
                     stream.write(text)
                     stream.flush()
                 except (OSError, ValueError):  # stderr closed or gone: nothing to tell it to
-                    self.dropped += count
+                    pass
 
 
 _buffer: LineBuffer | None = None
