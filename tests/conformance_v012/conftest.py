@@ -185,7 +185,7 @@ class Runtime12:
         storage = await client.service("storage")
         await storage.write("manifests", name, pack(manifest), ["apps"])
         await storage.write("profiles", name, pack(profile), ["profiles"])
-        await storage.write("apps", name, archive.getvalue(), ["apps"])
+        await storage.write("apps", name, pack(archive.getvalue()), ["apps"])  # a msgpack raw
         node = await client.service("node")
         await node.start_app(name, name)
 
