@@ -102,6 +102,9 @@ class Dialect:
         fast_ids: incoming message ids are the `Kind` values and need no routing state (v0.11),
             so a receive loop may read the kind straight from the id.
         raw_body: HTTP body chunks go out as raw bytes (v0.12) instead of msgpack raws (v0.11).
+        eof_is_stop: the engine closing the worker's socket with no terminate is its normal
+            stop (v0.12 does that on SIGTERM); in v0.11 the engine always sends terminate
+            first, so an EOF there is a lost connection.
     """
 
     name: str
@@ -110,6 +113,7 @@ class Dialect:
     error_ends_stream: bool
     fast_ids: bool
     raw_body: bool
+    eof_is_stop: bool
 
     # -- worker -> engine ------------------------------------------------------------------
     def handshake(self, uuid: str) -> bytes:
@@ -276,6 +280,7 @@ class V11(Dialect):
     error_ends_stream = False
     fast_ids = True
     raw_body = False
+    eof_is_stop = False
     _HEARTBEAT = b"\x93\x01\x00\x90"
 
     def handshake(self, uuid: str) -> bytes:
@@ -374,6 +379,7 @@ class V12(Dialect):
     error_ends_stream = True
     fast_ids = False
     raw_body = True
+    eof_is_stop = True
 
     def handshake(self, uuid: str) -> bytes:
         return pack([1, 0, [uuid]])

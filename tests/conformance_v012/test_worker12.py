@@ -1,0 +1,89 @@
+"""Our worker's life under the real v0.12 runtime: heartbeats, idle terminate, the runtime's
+stop (SIGTERM: no terminate, the socket just closes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import msgpack
+
+from cocaine_http.protocol.dialect import V0_12, pack
+from cocaine_http.services import Client
+
+from .conftest import OUR_SLAVE, Runtime12
+
+TARGET = "examples.flask_app.app:app"
+
+
+async def get(client: Client, app: str, uri: str = "/") -> int:
+    svc = await client.service(app)
+    chunks = await svc.enqueue("http", pack(["GET", uri, "1.1", [], b""]))
+    return int(msgpack.unpackb(chunks[0], raw=False)[0])
+
+
+async def exits(runtime: Runtime12, count: int = 1, timeout: float = 30.0) -> list[str]:
+    """The exit statuses our workers recorded, once there are `count` of them."""
+    folder = Path(runtime.root / "exits")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(folder.iterdir())
+        if len(found) >= count:
+            return [p.read_text() for p in found]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no worker exit recorded:\n{runtime.log()[-3000:]}")
+
+
+async def test_heartbeats_keep_the_worker_alive(runtime12, client12):
+    """heartbeat-timeout 7 s: the same worker still answers after 12 s of silence, and the
+    runtime never timed it out (our worker heartbeats every 5 s and the runtime echoes).
+    idle-timeout 1 s changes nothing: node::v2 reads it but has no idle timer."""
+    app_dir = runtime12.slave_script("beat12", OUR_SLAVE.format(target=TARGET))
+    await runtime12.deploy(client12, "beat12", app_dir,
+                           {"heartbeat-timeout": 7, "idle-timeout": 1})
+    assert await get(client12, "beat12") == 200
+
+    await asyncio.sleep(12)
+
+    assert await get(client12, "beat12") == 200
+    assert not list((runtime12.root / "exits").iterdir())  # the first worker never exited
+    log = runtime12.log()
+    assert "heartbeat timer has called its completion handler: timeout" not in log
+    assert "sending terminate message" not in log
+
+
+async def test_pause_app_terminate_is_answered(runtime12, client12):
+    """node.pause_app: the runtime sends terminate (code 11, "overseer is shutting down"), our
+    worker answers it and the runtime processes the answer. (It then SIGKILLs the process
+    within milliseconds, so the exit status is never seen.)"""
+    app_dir = runtime12.slave_script("pause12", OUR_SLAVE.format(target=TARGET))
+    await runtime12.deploy(client12, "pause12", app_dir)
+    assert await get(client12, "pause12") == 200
+
+    node = await client12.service("node")
+    await node.pause_app("pause12")
+
+    log = await runtime12.wait_log("processing terminate message: overseer is shutting down")
+    assert "engine asks to terminate (11): overseer is shutting down" in log
+    assert "slave has committed suicide" in log
+
+
+async def test_runtime_stop_sends_no_terminate(tmp_path):
+    """On SIGTERM the v0.12 runtime sends no terminate: it closes the worker's socket and
+    SIGKILLs the process within milliseconds (the legacy_process terminator), so nothing a
+    worker does after the close can be relied on; ours exits 0 on that close when it gets
+    the chance (tests/test_worker_engine_stop.py checks it on every run)."""
+    runtime = Runtime12(tmp_path)
+    runtime.start()
+    try:
+        async with Client(runtime.locator, protocol=V0_12, timeout=15.0) as client:
+            app_dir = runtime.slave_script("stop12", OUR_SLAVE.format(target=TARGET))
+            await runtime.deploy(client, "stop12", app_dir)
+            assert await get(client, "stop12") == 200
+    finally:
+        runtime.stop()
+
+    assert "sending terminate message" not in runtime.log()
+    # the worker exits 0 on that close when it beats the SIGKILL; it never reports a failure
+    assert set(p.read_text() for p in (runtime.root / "exits").iterdir()) <= {"0"}
