@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: all venv test typecheck run bench clean
+.PHONY: all venv test typecheck run bench clean conformance12
 
 all: test
 
@@ -24,6 +24,16 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The real cocaine-runtime v0.12 (built once into the cache, about 14 minutes from nothing) and
+# the tests that run our services client, worker and example apps under it.
+RUNTIME_SRC ?= ../shared/cocaine-runtime
+COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
+conformance12: $(STAMP)
+	@test -x $(RUNTIME_SRC)/build12.sh || { echo "conformance12: $(RUNTIME_SRC)/build12.sh is missing (set RUNTIME_SRC)"; exit 1; }
+	$(RUNTIME_SRC)/build12.sh "$(COCAINE_CACHE)/v0.12"
+	. "$(COCAINE_CACHE)/v0.12/env.sh" && COCAINE_CONFORMANCE12=1 COCAINE_CACHE="$(COCAINE_CACHE)" \
+		$(BIN)/python -m pytest -p no:cacheprovider tests/conformance_v012 $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
