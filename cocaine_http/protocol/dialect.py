@@ -423,6 +423,8 @@ class V12(Dialect):
         # [[[host, port], ...], version, {id: [name, upstream, downstream]}]
         try:
             endpoints, version, graph = value
+            if not all(isinstance(m, (list, tuple)) for m in graph.values()):
+                raise ValueError("methods are [name, upstream, downstream]")
             methods = {
                 int(mid): MethodProtocol(
                     _text(m[0]), parse_graph(m[1]) if len(m) > 1 else None,
@@ -434,7 +436,7 @@ class V12(Dialect):
             if not found:
                 raise ValueError("no endpoints")
             return Resolution(found, int(version), methods)
-        except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (TypeError, ValueError, AttributeError, IndexError, RemoteProtocolError) as exc:
             raise RemoteProtocolError(
                 "a v0.12 resolve answer is [[[host, port], ...], version, "
                 f"{{id: [method, upstream, downstream]}}], got {value!r:.120}"
