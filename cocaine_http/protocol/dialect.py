@@ -241,7 +241,7 @@ class Dialect:
         self, level: int, source: str, message: str, attributes: Sequence[tuple[str, Any]]
     ) -> list[Any]:
         """Arguments of `logging.emit` (v0.11 has no attributes: they are left out)."""
-        return [self.log_level(level), source, message]
+        return [level, source, message]  # v0.11 levels are the library's
 
     def service_error(self, args: list[Any]) -> tuple[int | None, int, str]:
         """(category, code, message) of a service's error reply; category None in v0.11.

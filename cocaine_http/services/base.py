@@ -35,6 +35,7 @@ from ..protocol.dialect import V0_11, Dialect, Kind
 from ..protocol.service import (
     CallTable,
     Event,
+    Graph,
     MethodProtocol,
     Reply,
     ReplyKind,
@@ -138,10 +139,30 @@ class BaseService:
         self._calls = CallTable()
         self._waiters: dict[int, _Unary | _Stream] = {}
         self._connecting: asyncio.Task[None] | None = None
-        #: {method id: MethodProtocol}: what each method's replies look like (v0.12 graphs)
-        self.protocols: dict[int, MethodProtocol] = {}
+        self._protocols: dict[int, MethodProtocol] = {}
+        # derived from the protocols, so a call costs one lookup (empty for v0.11 tables)
+        self._graphs: dict[int, Graph] = {}
+        self._upstream: dict[int, tuple[int | None, int | None]] = {}
+        self._mute: frozenset[int] = frozenset()
 
     # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def protocols(self) -> dict[int, MethodProtocol]:
+        """{method id: MethodProtocol}: what each method's replies look like (v0.12 graphs)."""
+        return self._protocols
+
+    @protocols.setter
+    def protocols(self, protocols: dict[int, MethodProtocol]) -> None:
+        self._protocols = protocols
+        self._graphs = {
+            mid: m.downstream for mid, m in protocols.items() if m.downstream is not None
+        }
+        self._upstream = {
+            mid: (m.upstream_id("write"), m.upstream_id("close"))
+            for mid, m in protocols.items() if m.upstream
+        }
+        self._mute = frozenset(mid for mid, m in protocols.items() if m.mute)
 
     @property
     def state(self) -> State:
@@ -326,17 +347,16 @@ class BaseService:
         channel = self._channel
         if channel is None or self._machine.state is not State.CONNECTED:
             raise ConnectionLostError(self.errno or 0, f"service {self.name} is not connected")
-        protocol = self.protocols.get(method_id)
         if waiter is None:
             session = self._calls.next_session()
         else:
-            graph = protocol.downstream if protocol is not None else None
-            session = self._calls.open(graph).session
+            session = self._calls.open(self._graphs.get(method_id)).session
             self._waiters[session] = waiter
         call = self.dialect.call
         channel.send(session, call(session, method_id, args))
-        if protocol is not None and protocol.upstream:
-            write, close = protocol.upstream_id("write"), protocol.upstream_id("close")
+        ids = self._upstream.get(method_id)
+        if ids is not None:
+            write, close = ids
             if write is not None:
                 for chunk in upstream:
                     channel.send(session, call(session, write, chunk))
@@ -346,8 +366,7 @@ class BaseService:
 
     def mute(self, method_id: int) -> bool:
         """Whether the method never answers (its downstream protocol is empty)."""
-        protocol = self.protocols.get(method_id)
-        return protocol is not None and protocol.mute
+        return method_id in self._mute
 
     def notify(self, method_id: int, args: Sequence[Any]) -> bool:
         """Send a call whose reply nobody waits for (logging.emit); False if not connected."""

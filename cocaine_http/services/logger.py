@@ -84,6 +84,9 @@ class Logger:
         self._lost: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
         self._closed = False
+        # the dialect's logging rules, looked up once (emit is a hot path)
+        self._enabled = client.dialect.log_enabled
+        self._emit_args = client.dialect.emit_args
 
     # -- public API (any thread, never raises) -------------------------------------------------
 
@@ -94,7 +97,7 @@ class Logger:
         """Send one message at library `level` (ERROR .. DEBUG), or buffer it; safe from any
         thread. `attributes` go with it where the protocol has them (v0.12)."""
         try:
-            item = (level, source, message, _attributes(attributes))
+            item = (level, source, message, _attributes(attributes) if attributes else ())
             loop = self.client.loop
             if loop is None or loop.is_closed():
                 loop = _running_loop()
@@ -161,17 +164,18 @@ class Logger:
     # -- on the loop ---------------------------------------------------------------------------
 
     def _emit(self, item: _Message) -> None:
-        if not self.enabled(item[0]):
-            return
-        svc = self._svc
-        if svc is not None and self.verbosity is not None and self._send(svc, item):
-            return
+        svc, verbosity = self._svc, self.verbosity
+        if verbosity is not None:
+            if not self._enabled(item[0], verbosity):
+                return
+            if svc is not None and svc.notify(self._emit_id, self._emit_args(*item)):
+                return
         self._buffer_add(item)
         if not self._closed:
             self._start()
 
     def _send(self, svc: Service, item: _Message) -> bool:
-        return svc.notify(self._emit_id, self.client.dialect.emit_args(*item))
+        return svc.notify(self._emit_id, self._emit_args(*item))
 
     def _buffer_add(self, item: _Message) -> None:
         if not self.enabled(item[0]):
