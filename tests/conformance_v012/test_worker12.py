@@ -55,17 +55,29 @@ async def test_heartbeats_keep_the_worker_alive(runtime12, client12):
 
 async def test_pause_app_terminate_is_answered(runtime12, client12):
     """node.pause_app: the runtime sends terminate (code 11, "overseer is shutting down"), our
-    worker answers it and the runtime processes the answer. (It then SIGKILLs the process
-    within milliseconds, so the exit status is never seen.)"""
-    app_dir = runtime12.slave_script("pause12", OUR_SLAVE.format(target=TARGET))
-    await runtime12.deploy(client12, "pause12", app_dir)
-    assert await get(client12, "pause12") == 200
-
+    worker answers it and the runtime processes the answer (then SIGKILLs the process within
+    milliseconds, so the exit status is never seen). The runtime sometimes loses its own
+    terminate (it removes the app's handshake endpoint first and the frame never leaves: no
+    "after send", then "unable to terminate slave: timeout"); another app is then
+    deployed and paused, up to three times."""
     node = await client12.service("node")
-    await node.pause_app("pause12")
+    asked = "engine asks to terminate (11): overseer is shutting down"
+    for attempt in range(3):
+        name = f"pause12-{attempt}"  # a fresh app each time: nothing cached from the last
+        app_dir = runtime12.slave_script(name, OUR_SLAVE.format(target=TARGET))
+        await runtime12.deploy(client12, name, app_dir)
+        assert await get(client12, name) == 200
+        before = runtime12.log().count(asked)
+        await node.pause_app(name)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and runtime12.log().count(asked) == before:
+            await asyncio.sleep(0.05)
+        if runtime12.log().count(asked) > before:
+            break
+    else:
+        raise AssertionError(f"no terminate reached the worker:\n{runtime12.log()[-3000:]}")
 
     log = await runtime12.wait_log("processing terminate message: overseer is shutting down")
-    assert "engine asks to terminate (11): overseer is shutting down" in log
     assert "slave has committed suicide" in log
 
 
