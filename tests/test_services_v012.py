@@ -49,7 +49,7 @@ class Runtime12Stub:
         self.ports: dict[str, int] = {}
 
     async def start(self) -> Runtime12Stub:
-        for name in ("locator", "storage", "echo"):
+        for name in ("locator", "storage", "echo", "logging"):
             server = await serve(("127.0.0.1", 0), lambda ch, n=name: self._accept(n, ch),
                                  dialect=V0_12, raw=True)
             self.servers.append(server)
@@ -67,6 +67,8 @@ class Runtime12Stub:
                 graph = {0: ["read", {}, VALUE], 1: ["write", {}, VALUE]}
             elif target == "echo":
                 graph = {0: ["enqueue", STREAM, STREAM]}
+            elif target == "logging":
+                graph = {0: ["emit", {}, {}], 1: ["verbosity", {}, VALUE]}
             else:
                 channel.send(ch, frame(ch, 1, [[10, 1], "service is not available"]))
                 return
@@ -80,6 +82,8 @@ class Runtime12Stub:
         elif name == "storage" and mid == 1:
             self.store[args[1].decode()] = args[2]
             channel.send(ch, frame(ch, 0, []))
+        elif name == "logging" and mid == 1:
+            channel.send(ch, frame(ch, 0, [1]))  # info
         elif name == "echo" and mid == 2:  # close: answer what was written, in two writes
             data = b"".join(a[0] for n, c, m, a in self.seen if n == "echo" and c == ch and m == 0
                             and len(a) == 1 and isinstance(a[0], bytes) and a[0] != b"ping")
@@ -229,3 +233,26 @@ class TestClient:
 
         assert "closed the connection without answering resolve('storage')" in str(info.value)
         assert "this client speaks v0.11" in str(info.value)
+
+
+class TestLogger:
+    async def test_levels_and_attributes(self, stub):
+        """Verbosity 1 (info): debug is dropped locally, info goes out as priority 1 with its
+        attributes, error as 3; emit gets no reply and needs none."""
+        async with Client(f"127.0.0.1:{stub.ports['locator']}", protocol=V0_12, timeout=5) as client:
+            logger = client.logger("app/t")
+            assert await logger.wait_ready(5)
+            logger.debug("hidden")
+            logger.info("shown %d", 1, attributes={"k": "v", "n": 2, "o": object})
+            logger.error("bad")
+            for _ in range(100):
+                if len([x for x in stub.seen if x[0] == "logging" and x[2] == 0]) == 2:
+                    break
+                await asyncio.sleep(0.01)
+
+        emits = [args for n, _, mid, args in stub.seen if n == "logging" and mid == 0]
+        assert logger.verbosity == 1
+        assert emits[0][:3] == [1, b"app/t", b"shown 1"]
+        assert emits[0][3][:2] == [[b"k", b"v"], [b"n", 2]]
+        assert emits[0][3][2][1].startswith(b"<class")
+        assert emits[1] == [3, b"app/t", b"bad", []]
