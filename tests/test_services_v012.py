@@ -256,3 +256,17 @@ class TestLogger:
         assert emits[0][3][:2] == [[b"k", b"v"], [b"n", 2]]
         assert emits[0][3][2][1].startswith(b"<class")
         assert emits[1] == [3, b"app/t", b"bad", []]
+
+
+async def test_service_with_a_plain_table_on_v012(stub):
+    """Service(..., dialect=V0_12) given endpoint and a plain {id: name} table: methods
+    without a graph answer one value or an error, the common v0.12 shape."""
+    from cocaine_http.services import Service
+
+    svc = Service("storage", endpoint=("127.0.0.1", stub.ports["storage"]),
+                  table={0: "read", 1: "write"}, dialect=V0_12, timeout=5)
+    try:
+        await svc.write("ns", "plain", b"v")
+        assert await svc.read("ns", "plain") == b"v"
+    finally:
+        svc.close()

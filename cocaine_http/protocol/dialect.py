@@ -214,6 +214,8 @@ class Dialect:
     graph_replies: bool
     #: the locator's fixed methods (the locator itself is never resolved)
     locator: dict[int, MethodProtocol]
+    #: the downstream graph of a method given without one (a plain {id: name} table)
+    default_downstream: Graph | None = None
 
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         """A service call (v0.11) or a message on a channel (v0.12: the first opens it)."""
@@ -451,6 +453,7 @@ class V12(Dialect):
 _VALUE: Graph = {0: ("value", {}), 1: ("error", {})}
 _STREAM: Graph = {0: ("write", None), 1: ("error", {}), 2: ("close", {})}
 V11.locator = table_methods({0: "resolve", 1: "synchronize", 2: "reports", 3: "refresh"})
+V12.default_downstream = _VALUE  # most v0.12 methods answer one value or an error
 V12.locator = {
     0: MethodProtocol("resolve", {}, _VALUE),
     1: MethodProtocol("connect", {}, _STREAM),

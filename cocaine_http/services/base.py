@@ -350,7 +350,8 @@ class BaseService:
         if waiter is None:
             session = self._calls.next_session()
         else:
-            session = self._calls.open(self._graphs.get(method_id)).session
+            graph = self._graphs.get(method_id, self.dialect.default_downstream)
+            session = self._calls.open(graph).session
             self._waiters[session] = waiter
         call = self.dialect.call
         channel.send(session, call(session, method_id, args))
