@@ -18,6 +18,9 @@ from .conftest import OUR_SLAVE
 APPS = {
     "flask12": "examples.flask_app.app:app",
     "fastapi12": "examples.fastapi_app:app",
+    # a Flask app whose views call storage through Client() and its sync facade: inside the
+    # worker the client takes its dialect and locators from --protocol 1 and --locator
+    "demo12": "examples.services_demo:app",
 }
 
 
@@ -87,3 +90,28 @@ class TestFastAPI:
             await svc.enqueue("nosuch", b"")
 
         assert info.value.category == 42
+
+
+class TestServicesInsideTheWorker:
+    async def test_views_call_storage_with_the_workers_dialect(self, deployed, client12):
+        """put/get/keys through the app: the app's own Client speaks v0.12 to the runtime."""
+        status, _, body = await http(client12, "demo12", "POST", "/put/greeting", body=b"hello")
+        assert (status, body) == (200, b"stored\n")
+
+        status, _, body = await http(client12, "demo12", "GET", "/get/greeting")
+        assert (status, body) == (200, b"hello")
+        status, _, body = await http(client12, "demo12", "GET", "/keys")
+        assert json.loads(body) == ["greeting"]
+        storage = await client12.service("storage")
+        assert await storage.read("demo", "greeting") == b"hello"
+
+    def test_sync_facade_drives_an_app(self, deployed):
+        """The blocking facade (a WSGI view's way) enqueues the HTTP envelope as well."""
+        client = Client(deployed.locator, protocol=V0_12, timeout=15.0)
+        try:
+            chunks = client.sync.service("flask12").enqueue("http", envelope("GET", "/json"))
+        finally:
+            client.sync.close()
+
+        assert msgpack.unpackb(chunks[0], raw=False)[0] == 200
+        assert json.loads(b"".join(chunks[1:]))["message"] == "hello"
