@@ -9,8 +9,12 @@ BUILD_INPUTS := pyproject.toml setup.py build_decoder.py $(wildcard csrc/*.c csr
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+# The conformance suite's real peers: build scripts and sources (docs/conformance.md), and the
+# cache the build goes to (outside the checkout, so reruns take a second).
+COCAINE_SHARED ?= ../shared/cocaine-runtime
+COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
 
-.PHONY: all venv test typecheck run bench clean conformance12
+.PHONY: all venv test conformance conformance12 typecheck run bench clean
 
 all: test
 
@@ -25,15 +29,18 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+conformance: $(STAMP)
+	@test -x "$(COCAINE_SHARED)/build.sh" || { echo "make conformance: no $(COCAINE_SHARED)/build.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
+	"$(COCAINE_SHARED)/build.sh" "$(COCAINE_CACHE)/v0.11"
+	. "$(COCAINE_CACHE)/v0.11/env.sh" && $(BIN)/python -m pytest tests/conformance $(PYTEST_ARGS)
+
 # The real cocaine-runtime v0.12 (built once into the cache, about 14 minutes from nothing) and
-# the tests that run our services client, worker and example apps under it.
-RUNTIME_SRC ?= ../shared/cocaine-runtime
-COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
+# the tests that run our services client, worker and example apps under it (docs/v012.md).
 conformance12: $(STAMP)
-	@test -x $(RUNTIME_SRC)/build12.sh || { echo "conformance12: $(RUNTIME_SRC)/build12.sh is missing (set RUNTIME_SRC)"; exit 1; }
-	$(RUNTIME_SRC)/build12.sh "$(COCAINE_CACHE)/v0.12"
+	@test -x "$(COCAINE_SHARED)/build12.sh" || { echo "make conformance12: no $(COCAINE_SHARED)/build12.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
+	"$(COCAINE_SHARED)/build12.sh" "$(COCAINE_CACHE)/v0.12"
 	. "$(COCAINE_CACHE)/v0.12/env.sh" && COCAINE_CONFORMANCE12=1 COCAINE_CACHE="$(COCAINE_CACHE)" \
-		$(BIN)/python -m pytest -p no:cacheprovider tests/conformance_v012 $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests/conformance_v012 $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
