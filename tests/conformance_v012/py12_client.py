@@ -11,6 +11,7 @@ collections.MutableMapping = collections.abc.MutableMapping  # cocaine 0.12 pred
 import msgpack  # noqa: E402
 from tornado import gen, ioloop  # noqa: E402
 
+from cocaine.detail.channel import EmptyResponse  # noqa: E402
 from cocaine.exceptions import ServiceError  # noqa: E402
 from cocaine.services import Locator, Service  # noqa: E402
 
@@ -49,9 +50,9 @@ def main(host, port, app):
     yield channel.tx.write(msgpack.packb(["GET", "/x?q=1", "1.1", [["X-A", "b"]], b""]))
     yield channel.tx.close()
     chunks = []
-    while True:
+    while True:  # write chunks, then close (EmptyResponse)
         chunk = yield channel.rx.get()
-        if channel.rx.closed():
+        if isinstance(chunk, EmptyResponse):
             break
         chunks.append(list(chunk))
     out["enqueue"] = chunks
