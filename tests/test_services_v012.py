@@ -138,6 +138,7 @@ class TestDialectRules:
         v12 = V0_12.resolution([[["h", 1], ["h2", 2]], 3, {0: [b"read", {}, VALUE]}])
 
         assert tuple(v11) == tuple(v12) == (("h", 1), 3, {0: "read"})
+        assert (v12[0], v12[2], len(v12)) == (("h", 1), {0: "read"}, 3)
         assert v12.endpoints == (("h", 1), ("h2", 2))
         with pytest.raises(RemoteProtocolError, match="v0.12 resolve answer"):
             V0_12.resolution([["h", 1], 3, {0: "read"}])

@@ -239,8 +239,8 @@ class MethodProtocol:
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """What the locator says about a service. Unpacks as `(host, port), version, table`, the
-    v0.11 layout, whatever the dialect.
+    """What the locator says about a service. Unpacks and indexes as `(host, port), version,
+    table`, the v0.11 layout, whatever the dialect.
 
     Attributes:
         endpoints: every (host, port) the service listens on, in the locator's order.
@@ -261,10 +261,18 @@ class Resolution:
         """{method id: name}, the v0.11 method table."""
         return {mid: m.name for mid, m in self.methods.items()}
 
+    def as_tuple(self) -> tuple[tuple[str, int], int, dict[int, str]]:
+        """`((host, port), version, {id: name})`, the v0.11 layout."""
+        return self.endpoint, self.version, self.table
+
     def __iter__(self) -> Iterator[Any]:
-        yield self.endpoint
-        yield self.version
-        yield self.table
+        return iter(self.as_tuple())
+
+    def __getitem__(self, index: int) -> Any:
+        return self.as_tuple()[index]
+
+    def __len__(self) -> int:
+        return 3
 
 
 def table_methods(table: Mapping[int, Any]) -> dict[int, MethodProtocol]:
