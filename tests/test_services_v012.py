@@ -25,7 +25,7 @@ from cocaine_http.protocol.service import (
     follow,
     parse_graph,
 )
-from cocaine_http.services import Client, locators_from_argv
+from cocaine_http.services import Client, dialect_from_argv, locators_from_argv
 from cocaine_http.services.logger import DEBUG, ERROR, INFO
 
 HEADERS = [[False, "trace_id", b"\0" * 8], [False, "span_id", b"\0" * 8],
@@ -165,6 +165,20 @@ class TestDialectRules:
 
         assert locators_from_argv(argv) == ["[::1]:10053", "127.0.0.1:10054"]
         assert locators_from_argv(["x"]) == ["127.0.0.1:10053"]
+
+    def test_client_dialect_from_argv_or_argument(self, monkeypatch):
+        """Client() inside a worker takes --protocol and every --locator entry; an explicit
+        protocol wins."""
+        monkeypatch.setattr("sys.argv", ["slave", "--locator", "[::1]:1,127.0.0.1:2",
+                                         "--protocol", "1"])
+        inside = Client()
+        explicit = Client(protocol="v0.11")
+
+        assert inside.dialect is V0_12 and explicit.dialect is V0_11
+        assert [str(e) for e in inside.locator_endpoints] == ["[::1]:1", "127.0.0.1:2"]
+        assert dialect_from_argv(["slave"]) is V0_11
+        with pytest.raises(ValueError, match="unknown protocol"):
+            Client("127.0.0.1:1", protocol=7)
 
 
 class TestClient:

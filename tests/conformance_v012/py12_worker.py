@@ -15,7 +15,8 @@ from cocaine.worker import Worker  # noqa: E402
 def echo(request, response):
     req = yield request.read()
     meta = req.meta
-    body = "%s %s %s" % (meta["method"], meta["query_string"], req.headers.get("X-A"))
+    body = "%s %s %s %s" % (meta["method"], meta["query_string"], req.headers.get("X-A"),
+                            req.body.decode())
     response.write_head(200, [("Content-Type", "text/plain"), ("X-Impl", "same")])
     response.write(body.encode())
     response.close()

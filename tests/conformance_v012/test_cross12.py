@@ -26,10 +26,10 @@ ECHO_APP = '''
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    await receive()
+    message = await receive()
     headers = dict(scope["headers"])
-    body = "%s %s %s" % (scope["method"], scope["query_string"].decode(),
-                         headers.get(b"x-a", b"").decode())
+    body = "%s %s %s %s" % (scope["method"], scope["query_string"].decode(),
+                            headers.get(b"x-a", b"").decode(), message["body"].decode())
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"Content-Type", b"text/plain"), (b"X-Impl", b"same")]})
     await send({"type": "http.response.body", "body": body.encode()})
@@ -58,9 +58,9 @@ def both(runtime12, py12):
     return runtime12
 
 
-async def chunks_of(client: Client, app: str) -> list[bytes]:
+async def chunks_of(client: Client, app: str, envelope: list | None = None) -> list[bytes]:
     svc = await client.service(app)
-    return list(await svc.enqueue("http", pack(ENVELOPE)))
+    return list(await svc.enqueue("http", pack(envelope or ENVELOPE)))
 
 
 class TestAsWorker:
@@ -72,8 +72,18 @@ class TestAsWorker:
 
         assert msgpack.unpackb(ref[0], raw=False) == [
             200, [["Content-Type", "text/plain"], ["X-Impl", "same"]]]
-        assert b"".join(ref[1:]) == b"GET q=1 b"
+        assert b"".join(ref[1:]) == b"GET q=1 b "
         assert ours == ref
+
+    @pytest.mark.parametrize("envelope", [
+        ["POST", "/form?a=1&b=%20x", "1.1",
+         [["X-A", "v"], ["Content-Type", "text/plain"], ["Content-Length", "9"]], b"some body"],
+        ["PUT", "/", "1.1", [["X-A", "\u00e9"], ["Content-Length", "0"]], b""],
+    ], ids=["post-with-body", "put-empty"])
+    async def test_same_reply_bytes_with_bodies_and_queries(self, both, client12, envelope):
+        """Body, query string and a header reach both handlers alike: the same bytes back."""
+        assert await chunks_of(client12, "ours12", envelope) == await chunks_of(
+            client12, "ref12", envelope)
 
     async def test_missing_handler_differs_only_in_the_code(self, both, client12):
         """No handler for the event: both fail the call in category 42; the code is PY12's
