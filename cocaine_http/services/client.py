@@ -208,7 +208,9 @@ class Client:
             return (f"{where} closed the connection without answering resolve({name!r}): "
                     f"{exc}; a runtime of another version does that, and {speaks}")
         if isinstance(exc, ServiceTimeoutError):
-            return f"{where} did not answer resolve({name!r}) in time ({speaks}): {exc}"
+            return (f"{where} did not answer resolve({name!r}) in time: {exc}; a runtime of "
+                    f"another version drops requests it cannot read (v0.11 does so silently), "
+                    f"and {speaks}")
         if isinstance(exc, RemoteProtocolError):
             return f"{where} answered resolve({name!r}) in another layout ({speaks}): {exc}"
         return f"{where} is unreachable: {exc}"
