@@ -18,6 +18,7 @@ from .conftest import OUR_SLAVE
 APPS = {
     "flask12": "examples.flask_app.app:app",
     "fastapi12": "examples.fastapi_app:app",
+    "django12": "examples.django_project.wsgi:application",
     # a Flask app whose views call storage through Client() and its sync facade: inside the
     # worker the client takes its dialect and locators from --protocol 1 and --locator
     "demo12": "examples.services_demo:app",
@@ -90,6 +91,18 @@ class TestFastAPI:
             await svc.enqueue("nosuch", b"")
 
         assert info.value.category == 42
+
+
+class TestDjango:
+    async def test_json_view_and_streaming(self, deployed, client12):
+        """A Django view with a path parameter, and a streamed response gathered whole."""
+        status, _, body = await http(client12, "django12", "GET", "/api/items/5/?q=z",
+                                     headers=[["Host", "localhost"]])
+        assert status == 200 and json.loads(body) == {"id": 5, "q": "z", "method": "GET"}
+
+        status, _, body = await http(client12, "django12", "GET", "/stream/",
+                                     headers=[["Host", "localhost"]])
+        assert status == 200 and body.startswith(b"row 0\n")
 
 
 class TestServicesInsideTheWorker:
