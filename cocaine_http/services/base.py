@@ -144,6 +144,7 @@ class BaseService:
         self._graphs: dict[int, Graph] = {}
         self._upstream: dict[int, tuple[int | None, int | None]] = {}
         self._mute: frozenset[int] = frozenset()
+        self._default_graph = dialect.default_downstream
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -350,12 +351,14 @@ class BaseService:
         if waiter is None:
             session = self._calls.next_session()
         else:
-            graph = self._graphs.get(method_id, self.dialect.default_downstream)
+            graphs = self._graphs  # empty for v0.11 tables: no lookup on that hot path
+            default = self._default_graph
+            graph = graphs.get(method_id, default) if graphs else default
             session = self._calls.open(graph).session
             self._waiters[session] = waiter
         call = self.dialect.call
         channel.send(session, call(session, method_id, args))
-        ids = self._upstream.get(method_id)
+        ids = self._upstream.get(method_id) if self._upstream else None
         if ids is not None:
             write, close = ids
             if write is not None:
@@ -392,7 +395,7 @@ class BaseService:
         deadline = loop.time() + limit
         if self._machine.state is not State.CONNECTED:
             await self._connect_within(method, limit)
-        if self.mute(method_id):
+        if self._mute and method_id in self._mute:
             self._send(method_id, args, None)
             return []
         waiter = _Unary(loop.create_future(), method)
