@@ -5,7 +5,6 @@ runtime does (frames carry the headers element; resolve returns graphs; errors a
 from __future__ import annotations
 
 import asyncio
-import io
 from typing import Any
 
 import pytest

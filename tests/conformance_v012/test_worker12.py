@@ -1,11 +1,10 @@
-"""Our worker's life under the real v0.12 runtime: heartbeats, idle terminate, the runtime's
-stop (SIGTERM: no terminate, the socket just closes)."""
+"""Our worker's life under the real v0.12 runtime: heartbeats (and no idle terminate: node::v2
+has no idle timer), terminate from pause_app, the runtime's stop (SIGTERM)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import msgpack
 
@@ -21,18 +20,6 @@ async def get(client: Client, app: str, uri: str = "/") -> int:
     svc = await client.service(app)
     chunks = await svc.enqueue("http", pack(["GET", uri, "1.1", [], b""]))
     return int(msgpack.unpackb(chunks[0], raw=False)[0])
-
-
-async def exits(runtime: Runtime12, count: int = 1, timeout: float = 30.0) -> list[str]:
-    """The exit statuses our workers recorded, once there are `count` of them."""
-    folder = Path(runtime.root / "exits")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = sorted(folder.iterdir())
-        if len(found) >= count:
-            return [p.read_text() for p in found]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no worker exit recorded:\n{runtime.log()[-3000:]}")
 
 
 async def test_heartbeats_keep_the_worker_alive(runtime12, client12):
