@@ -120,7 +120,7 @@ def test_ext_fails_when_its_payload_is_complete(decoder_cls: Any) -> None:
 
 class TestLimits:
     def test_defaults(self, decoder_cls: Any) -> None:
-        """The defaults come from codec.limits: a 72 MiB message, 32 levels."""
+        """The defaults come from codec.records: a 72 MiB message, 32 levels."""
         decoder = decoder_cls()
 
         assert decoder.feed(nested(DEFAULT_MAX_DEPTH - 2)) != []

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocaine_http.codec import _python
-from cocaine_http.codec.limits import messages_of
+from cocaine_http.codec.records import messages_of
 from cocaine_http.errors import DecodeError
 
 from tests.plugins.codec import load_decoder

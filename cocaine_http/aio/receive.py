@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..codec import DecodeError
-from ..codec.limits import (
+from ..codec.records import (
     REC_ARGS,
     REC_EMPTY,
     REC_RAW,

@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
-from .limits import DIALECTS, Message, Records, check_limits, cut_list, records_of
+from .records import DIALECTS, Message, Records, check_limits, cut_list, records_of
 
 _HARD_BUFFER = 2**31 - 1
 
@@ -148,7 +148,7 @@ class Decoder:
         """Like `feed`, but as records for a dispatch loop: `(records, buf)`.
 
         `records` is a flat list, four items per message (kind, session, a, b) with kind =
-        id * 8 + shape (see `cocaine_http.codec.limits`): no arguments, one raw string
+        id * 8 + shape (see `cocaine_http.codec.records`): no arguments, one raw string
         `buf[a:b]`, or the decoded argument list in `a`. The spans stay valid until the next
         call. Same errors as `feed` (their `messages` are ordinary messages).
         """

@@ -1,6 +1,6 @@
-# Strategy: the limits, the message shape and the record layout (feed_records) shared by both
-# decoders, declared once so that the C and Python implementations cannot drift apart on
-# defaults, validation or what a record means; the record helpers are plain functions over them.
+# Strategy: what both decoders give and take, declared once so that the C and Python
+# implementations cannot drift apart: the record layout of feed_records and its helpers (plain
+# functions over it), the message shape of feed, and the constructor's limits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
