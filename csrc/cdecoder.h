@@ -66,6 +66,7 @@ typedef struct cdec cdec;
 #define CDEC_E_LAYOUT 11
 #define CDEC_E_IDS 12
 #define CDEC_E_ARGS 13
+#define CDEC_E_DECLARED_SIZE 14 /* a payload header announces a message over the size limit */
 
 cdec *cdec_new(int v12, int64_t max_size, int max_depth);
 void cdec_free(cdec *d);

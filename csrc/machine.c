@@ -131,7 +131,9 @@ static enum step payload_done(cdec *d, const uint8_t *m, int64_t hp, int64_t sta
     return value_done(d, &e);
 }
 
-/* Begin skipping a payload of `len` bytes at `start`; completes it at once if present. */
+/* Begin skipping a payload of `len` bytes at `start`; completes it at once if present. A
+ * payload that has not arrived and would end past the size limit fails at its header: the
+ * message cannot fit, so there is nothing to wait for. */
 static enum step payload(cdec *d, const uint8_t *m, int64_t n, int64_t hp, int64_t start,
                          uint64_t len, int is_ext, int type)
 {
@@ -139,6 +141,8 @@ static enum step payload(cdec *d, const uint8_t *m, int64_t n, int64_t hp, int64
         d->pos = start + (int64_t)len;
         return payload_done(d, m, hp, start, start + (int64_t)len, is_ext, type);
     }
+    if (start + (int64_t)len > d->max_size) /* len < 2**32: no overflow */
+        return cd_fail(d, CDEC_LIMIT, CDEC_E_DECLARED_SIZE);
     d->skip_hdr = hp;
     d->skip_start = start;
     d->skip_end = start + (int64_t)len; /* len < 2**32, so no overflow */
@@ -210,6 +214,10 @@ enum step cd_parse(cdec *d, const uint8_t *m, int64_t n)
         int extra = cd_header_extra(m[hp]);
         if (extra < 0)
             return cd_fail(d, CDEC_FRAME, CDEC_E_BYTE);
+        /* msgpack adds the type byte to an ext32 length in 32 bits: 2**32-1 wraps to 0 and it
+         * rejects the header as soon as the length is there, type byte or not */
+        if (m[hp] == 0xc9 && n - hp > 4 && cd_be(m + hp + 1, 4) == 0xffffffffu)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_EXT);
         if (n - hp - 1 < extra)
             return S_NEED;
         enum step s = object(d, m, n, hp, extra);
@@ -267,6 +275,8 @@ enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
 
 int cdec_pending_raw(const cdec *d, int64_t *out)
 {
+    /* (skip_end > max_size cannot happen, the header failed: kept as the guard of the
+     * caller's allocation) */
     if (d->error || d->skip_end == 0 || d->skip_ext || !d->root_array || d->top != 2 ||
         d->args_open != 1 || d->skip_end > d->max_size)
         return 0;

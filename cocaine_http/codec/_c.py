@@ -78,6 +78,8 @@ _REASONS = {
     lib.CDEC_E_LAYOUT: "a {dialect} frame has the wrong number of elements",
     lib.CDEC_E_IDS: "message id and session must be non-negative integers",
     lib.CDEC_E_ARGS: "message arguments must be an array",
+    lib.CDEC_E_DECLARED_SIZE: "message exceeds the size limit of {size} bytes: a string or ext"
+    " header announces more",
 }
 
 
