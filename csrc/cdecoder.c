@@ -219,8 +219,10 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
 {
     if (d->rec == NULL || d->patch_cap < 2 || d->rec_cap < 1)
         return CDEC_UNBOUND;
-    if (d->error)
+    if (d->error) {
+        d->patch[0] = d->last_count = 0;
         return ~(d->error_status + (start << CDEC_STOP_SHIFT));
+    }
     output o = {d->rec, 0, d->rec_cap, d->patch, 0, d->patch_cap - 1};
     int64_t first = start;
     int status = parse_all(d, (const uint8_t *)data, &start, len, &o);

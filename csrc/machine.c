@@ -23,6 +23,7 @@ void cd_reset_message(cdec *d)
         d->el[i].kind = K_OTHER;
     d->arg0.kind = K_OTHER;
     d->arg_count = 0;
+    d->stack[0].count = 0; /* an empty root array pushes no frame: its length is this 0 */
 }
 
 enum step cd_fail(cdec *d, int status, int reason)

@@ -82,6 +82,17 @@ def test_wrong_frame_shape_is_frame_error(decoder_cls: Any, dialect: str, data: 
     assert len(info.value.messages) == 2
 
 
+def test_empty_array_after_a_split_message_is_a_layout_error(self, decoder_cls: Any) -> None:
+    """`[]` as a message breaks the frame layout, whatever the message before it was
+    parsed like (split in two, it leaves the parser's state behind)."""
+    decoder = decoder_cls()
+    decoder.feed(GOOD[:3])
+
+    with pytest.raises(FrameError) as info:
+        decoder.feed(GOOD[3:] + b"\x90")
+
+    assert "v0.11 frame" in info.value.reason and info.value.offset == len(GOOD)
+
 def test_v12_frame_with_headers_is_accepted(decoder_cls: Any) -> None:
     """A v0.12 frame with a fourth (headers) element decodes, the headers dropped."""
     decoder = decoder_cls("v0.12")
