@@ -82,7 +82,7 @@ def test_wrong_frame_shape_is_frame_error(decoder_cls: Any, dialect: str, data: 
     assert len(info.value.messages) == 2
 
 
-def test_empty_array_after_a_split_message_is_a_layout_error(self, decoder_cls: Any) -> None:
+def test_empty_array_after_a_split_message_is_a_layout_error(decoder_cls: Any) -> None:
     """`[]` as a message breaks the frame layout, whatever the message before it was
     parsed like (split in two, it leaves the parser's state behind)."""
     decoder = decoder_cls()
