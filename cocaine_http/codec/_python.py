@@ -174,7 +174,7 @@ class Decoder:
     def feed_records(self, data: bytes | bytearray | memoryview) -> Records:
         """Like `feed`, but as records for a dispatch loop: `(records, buf)`.
 
-        `records` is a flat list, four items per message (kind, session, a, b) with kind =
+        `records` yields one tuple per message, (kind, session, a, b) with kind =
         id * 8 + shape (see `cocaine_http.codec.records`): no arguments, one raw string
         `buf[a:b]`, or the decoded argument list in `a`. The spans stay valid until the next
         call. Same errors as `feed` (their `messages` are ordinary messages).
