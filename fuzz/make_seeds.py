@@ -33,7 +33,8 @@ def frames(v12: bool) -> list[bytes]:
     """Messages of every shape the rules name, as the dialect frames them."""
     def frame(mid: int, session: int, args: object, *extra: object) -> bytes:
         items = [session, mid, args, *extra] if v12 else [mid, session, args]
-        return msgpack.packb(items, use_bin_type=False)
+        packed: bytes = msgpack.packb(items, use_bin_type=False)
+        return packed
 
     out = [
         frame(1, 0, []), frame(3, 7, [b"ev"]), frame(4, 7, [b"p" * 9]), frame(6, 7, []),
