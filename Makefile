@@ -9,6 +9,10 @@ BUILD_INPUTS := pyproject.toml setup.py build_decoder.py $(wildcard csrc/*.c csr
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+# The conformance suite's real peers: build scripts and sources (docs/conformance.md), and the
+# cache the build goes to (outside the checkout, so reruns take a second).
+COCAINE_SHARED ?= ../shared/cocaine-runtime
+COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
 
 # The decoder's fuzz harness (fuzz/fuzz_records.c): clang's libFuzzer with ASan and UBSan,
 # installed from Debian when missing. FUZZ_FLAGS bounds the run; the inputs it finds go to
@@ -21,7 +25,7 @@ FUZZ_SRC := fuzz/fuzz_records.c csrc/cdecoder.c csrc/machine.c
 FUZZ_CFLAGS := -g -O1 -std=c99 -Wall -Wextra -Icsrc \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 
-.PHONY: all venv test typecheck run bench clean fuzz fuzz-toolchain
+.PHONY: all venv test conformance typecheck run bench clean fuzz fuzz-toolchain
 
 all: test
 
@@ -35,6 +39,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+conformance: $(STAMP)
+	@test -x "$(COCAINE_SHARED)/build.sh" || { echo "make conformance: no $(COCAINE_SHARED)/build.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
+	"$(COCAINE_SHARED)/build.sh" "$(COCAINE_CACHE)/v0.11"
+	. "$(COCAINE_CACHE)/v0.11/env.sh" && $(BIN)/python -m pytest tests/conformance $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
