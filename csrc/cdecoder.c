@@ -220,7 +220,7 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
     if (d->rec == NULL || d->patch_cap < 2 || d->rec_cap < 1)
         return CDEC_UNBOUND;
     if (d->error) {
-        d->patch[0] = d->last_count = 0;
+        d->patch[0] = 0;
         return ~(d->error_status + (start << CDEC_STOP_SHIFT));
     }
     output o = {d->rec, 0, d->rec_cap, d->patch, 0, d->patch_cap - 1};
@@ -228,7 +228,6 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
     int status = parse_all(d, (const uint8_t *)data, &start, len, &o);
     d->offset += start - first;
     d->patch[0] = o.npatch;
-    d->last_count = o.count;
     if (d->error)
         status = d->error_status;
     if (status == CDEC_OK && o.npatch == 0 && start == len)
@@ -240,11 +239,6 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
 int64_t cdec_offset(const cdec *d)
 {
     return d->offset;
-}
-
-int64_t cdec_last_count(const cdec *d)
-{
-    return d->last_count;
 }
 
 /* The loop of cdec_records: messages from data[*start:len] until the data, the output room or

@@ -82,8 +82,6 @@ int cdec_error(const cdec *d);
 /* Stream offset (bytes consumed since creation) of the first message not yet
  * returned: the offending message's offset after an error. */
 int64_t cdec_offset(const cdec *d);
-/* Records written by the last cdec_records call (they are at the start of rec). */
-int64_t cdec_last_count(const cdec *d);
 /* Big payloads without assembly: when the unfinished message is waiting for the rest of a
  * raw payload that is its last byte and its only argument (a chunk: [id, session, [payload]]),
  * returns 1 and sets out[0], out[1] to the payload's span relative to the message's first byte

@@ -31,7 +31,6 @@ typedef struct {       /* what one element of the frame or of its argument array
 struct cdec {
     int64_t *rec, rec_cap, *patch, patch_cap; /* owned by the caller (cdec_bind_records) */
     int64_t offset;     /* stream offset of the first unfinished message */
-    int64_t last_count; /* records written by the last cdec_records call */
     int v12;
     int64_t max_size;
     int max_depth;

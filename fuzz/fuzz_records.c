@@ -150,7 +150,6 @@ static int64_t call(cdec *d, const uint8_t *buf, int64_t start, int64_t len, con
         CHECK(*status != CDEC_OK || patched || stop < len);
     }
     CHECK(count <= rec_cap && start <= stop && stop <= len);
-    CHECK(count == cdec_last_count(d));
     CHECK(patch[0] >= 0 && patch[0] <= patch_cap - 1 && patched == (patch[0] > 0));
     CHECK(*status != CDEC_MORE || count == rec_cap || patch[0] == patch_cap - 1);
     take_records(rec, count, patch, stop, start, copy, log);

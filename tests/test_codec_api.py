@@ -228,24 +228,6 @@ def test_records_of_big_messages_in_many_reads(decoder_cls: Any, read: int) -> N
     assert out == [m for i, p in enumerate(payloads) for m in ((4, i, [p]), (6, i, []))]
 
 
-@pytest.mark.parametrize("patched", [False, True])
-def test_cut_records_stops_the_iteration_and_returns_the_rest(
-    decoder_cls: Any, patched: bool
-) -> None:
-    """cut_records hands back what an iteration has not reached, which then yields one STOP
-    record and ends (patched: a read whose records come back as a list)."""
-    messages = [(4, s, [b"d" * 30]) for s in range(5)]
-    if patched:
-        messages[4] = (5, 4, [1, b"m"])
-    decoder = decoder_cls()
-    records, buf = decoder.feed_records(b"".join(pack(list(m)) for m in messages))
-    first = [next(records), next(records)]
-    rest = decoder.cut_records(records)
-
-    assert codec.records.messages_of(first + rest, buf) == messages
-    assert next(records)[0] == codec.records.REC_STOP
-
-
 #: Run in a fresh interpreter: a read's records iterator left in a frame that an exception's
 #: traceback keeps, the exception kept by the decoder's owner (as a Channel's last_error
 #: does), the records buffers made old by a collection first (so that the collector meets
@@ -259,15 +241,12 @@ READS = {
     "big": V0_11.choke(1) * 100,
     "unfinished": V0_11.heartbeat() * 2 + V0_11.choke(1)[:2],
     "patched": V0_11.error(1, 5, "e"),
-    "cut": V0_11.heartbeat() * 3,
 }
 data = READS[sys.argv[1]]
 
 def read(decoder):
     records, buf = decoder.feed_records(data)
     next(records)
-    if sys.argv[1] == "cut":
-        decoder.cut_records(records)
     try:
         raise ValueError("bad arguments")
     except ValueError as exc:
@@ -285,7 +264,7 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("read", ["small", "big", "unfinished", "patched", "cut"])
+@pytest.mark.parametrize("read", ["small", "big", "unfinished", "patched"])
 def test_records_iterator_in_a_collected_cycle_is_safe(read: str) -> None:
     """The garbage collector may clear a cycle holding a live records iterator in any order:
     the process neither crashes nor reports a buffer error (the records are never read

@@ -27,9 +27,7 @@
 # place. The C side resumes where it stopped, so a message is parsed once however it is split.
 from __future__ import annotations
 
-import operator
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -39,11 +37,9 @@ from ._cdecoder import ffi, lib
 from .records import (
     DIALECTS,
     REC_ARGS,
-    REC_STOP,
     Message,
     Records,
     check_limits,
-    cut_list,
     messages_of,
 )
 
@@ -62,7 +58,6 @@ _RECORD = struct.Struct("=4q")
 #: Reads of fewer records than this many bytes' worth reuse cached buffers of the array.
 _VIEWS = 32 * 32
 _iter_records = _RECORD.iter_unpack
-_UNPACK_ITERATOR = type(_iter_records(b""))
 assert lib.CDEC_COUNT_SHIFT == 4 and lib.CDEC_REC_BYTES == _RECORD.size == 32
 _REASONS = {
     lib.CDEC_E_BYTE: "malformed msgpack: byte 0xc1 is not a type",
@@ -170,20 +165,6 @@ class Decoder:
             with ffi.from_buffer(buf) as ptr:
                 r = _records(self._d, ptr, 0, len(buf))
         return self._records_rest(buf, r)
-
-    def cut_records(self, records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Stop an iteration of `feed_records`'s records early: returns those not yielded
-        yet, and `records` yields one STOP record (kind REC_STOP) next (then it is dropped)."""
-        if type(records) is not _UNPACK_ITERATOR:  # a list's (patched reads)
-            return cut_list(records)
-        left = operator.length_hint(records)
-        if not left:
-            return []
-        count = lib.cdec_last_count(self._d)  # the records array holds this read's records
-        first = count - left
-        rest = list(_iter_records(ffi.buffer(self._rec + first * 4, (count - first) * 32)))
-        self._rec[first * 4] = REC_STOP  # the iterator reads the array lazily
-        return rest
 
     def _first(self, count: int) -> Any:
         """The array's first `count` records, as a buffer (never a memoryview: see the top)."""

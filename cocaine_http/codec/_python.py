@@ -25,13 +25,12 @@
 # decoder is broken: each later feed raises the same error again.
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
-from .records import DIALECTS, Message, Records, check_limits, cut_list, records_of
+from .records import DIALECTS, Message, Records, check_limits, records_of
 
 _HARD_BUFFER = 2**31 - 1
 
@@ -181,11 +180,6 @@ class Decoder:
         """
         records, buf = records_of(self.feed(data))
         return iter(records), buf
-
-    def cut_records(self, records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Stop an iteration of `feed_records`'s records early: returns those not yielded
-        yet, and `records` yields one STOP record (kind REC_STOP) next, then nothing."""
-        return cut_list(records)
 
     def _feed(self, data: bytes | bytearray | memoryview, out: list[Message]) -> None:
         unpacker = self._unpacker
