@@ -39,3 +39,17 @@ def test_split_points_cover_the_stream() -> None:
     pieces = list(case.pieces())
     assert b"".join(pieces) == case.stream and all(1 <= len(p) <= 1024 for p in pieces)
     assert len({len(p) for p in pieces}) > 3
+
+
+def test_replay_reports_a_disagreement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replay can fail: a reference that loses messages is caught."""
+
+    class Lossy(replay._python.Decoder):  # type: ignore[name-defined]
+        def feed(self, data: bytes) -> list[object]:
+            return super().feed(data)[1:]
+
+    case = layout.parse(layout.build(b"\x93\x01\x00\x90" * 3))
+    assert case is not None and replay.disagreement(case) is None
+    monkeypatch.setattr(replay._python, "Decoder", Lossy)
+
+    assert replay.disagreement(case) is not None
