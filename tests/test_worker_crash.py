@@ -22,12 +22,13 @@ import pytest
 from tests.plugins.worker import ROOT, WAIT, Engine, worker_argv
 
 BAD = [
-    pytest.param([3, 7, []], 0, id="invoke-without-event"),
-    pytest.param([2, 0, []], 0, id="terminate-without-arguments"),
-    pytest.param([2, 0, [b"x"]], 0, id="terminate-short"),
-    pytest.param([5, 7, []], 0, id="error-without-arguments"),
-    pytest.param([4, 7, []], 0, id="chunk-without-payload"),
-    pytest.param([3, 7, []], 3, id="invoke-without-event-after-three-sessions"),
+    pytest.param(msgpack.packb([3, 7, []]), 0, id="invoke-without-event"),
+    pytest.param(msgpack.packb([2, 0, []]), 0, id="terminate-without-arguments"),
+    pytest.param(msgpack.packb([2, 0, [b"x"]]), 0, id="terminate-short"),
+    pytest.param(msgpack.packb([5, 7, []]), 0, id="error-without-arguments"),
+    pytest.param(msgpack.packb([4, 7, []]), 0, id="chunk-without-payload"),
+    pytest.param(msgpack.packb([3, 7, []]), 3, id="invoke-without-event-after-three-sessions"),
+    pytest.param(msgpack.packb([3, 7, []]) + b"\xc1", 1, id="bad-invoke-then-broken-stream"),
 ]
 
 DECODERS = {
@@ -36,10 +37,12 @@ DECODERS = {
 }
 
 
-async def run_worker(path: str, decoder: str, message: list[Any], sessions: int) -> tuple[Any, ...]:
-    """Serve `sessions` pings, send `message`, then one more ping. Returns what became of the
-    worker: ("served", body) if it answered that ping, or ("exited", returncode), with its
-    output."""
+async def run_worker(
+    path: str, decoder: str, message: bytes, sessions: int
+) -> tuple[Any, ...]:
+    """Serve `sessions` pings, send `message` (wire bytes), then one more ping. Returns what
+    became of the worker: ("served", body) if it answered that ping, or ("exited",
+    returncode); then its exit code and its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COCAINE_HTTP_")}
     env.update(DECODERS[decoder], PYTHONUNBUFFERED="1")
     engine = await Engine(path).start()
@@ -53,7 +56,7 @@ async def run_worker(path: str, decoder: str, message: list[Any], sessions: int)
             reply = await engine.reply(engine.invoke("ping", b"warm %d" % i))
             assert reply.chunks == [b"warm %d" % i]
         assert engine.channel is not None
-        engine.channel.send(7, msgpack.packb(message))
+        engine.channel.send(7, message)
         ping = engine.invoke("ping", b"after")
         exited = asyncio.ensure_future(proc.wait())
         answered = asyncio.ensure_future(engine.reply(ping))
@@ -77,7 +80,7 @@ async def run_worker(path: str, decoder: str, message: list[Any], sessions: int)
 
 @pytest.mark.parametrize(("message", "sessions"), BAD)
 async def test_bad_message_never_kills_the_worker_by_a_signal(
-    tmp_path: Path, message: list[Any], sessions: int
+    tmp_path: Path, message: bytes, sessions: int
 ) -> None:
     """Each message, on each decoder: the worker exits with a code (never a signal) or goes
     on serving, the C decoder's worker exactly as the reference's, and no buffer error is
