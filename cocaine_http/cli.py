@@ -7,18 +7,16 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
-from .config import FIELDS, Config, env_name, field_type, option_name
+from . import __version__
+from .config import RUNTIME_ARGS, Config, OptionParser, runtime_argv, split_runtime_args
 from .errors import ConfigError, LifespanError
 
 PROG = "cocaine-http"
-RUNTIME_ARGS = ("app", "endpoint", "locator", "uuid", "protocol")
 
 EXIT_USAGE = 2
 EXIT_STARTUP = 3
@@ -28,44 +26,32 @@ NOT_SPAWNED = (
     "--endpoint --locator --uuid); to run the app locally use `cocaine-http dev {target}`"
 )
 
+#: Subcommands: name -> module with a `main(argv) -> int`.
+SUBCOMMANDS = {
+    "dev": "cocaine_http.dev.cli",
+    "init": "cocaine_http.dev.deploy",
+    "pack": "cocaine_http.dev.deploy",
+    "deploy": "cocaine_http.dev.deploy",
+}
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
 
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OptionParser:
     """The parser: app target, every Config field, and the runtime's arguments."""
-    parser = _Parser(
+    parser = OptionParser(
         prog=PROG,
+        usage=f"{PROG} [options] module:attr\n       {PROG} {{dev,init,pack,deploy}} ... "
+              "(see `cocaine-http dev --help`)",
         description="Serve a WSGI or ASGI app as a Cocaine worker. Every option can also be "
         "set with a COCAINE_HTTP_<OPTION> environment variable (e.g. COCAINE_HTTP_THREADS=4).",
         epilog="To run an app locally behind an HTTP front: cocaine-http dev module:app",
-        allow_abbrev=False,
     )
     parser.add_argument("target", nargs="?", metavar="module:attr", help="the app to serve")
-    for name, field in FIELDS.items():
-        _add_option(parser, name, field.metadata)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_table(Config, "worker options", env=True)
     runtime = parser.add_argument_group("runtime arguments (passed by cocaine-runtime)")
     for name in RUNTIME_ARGS:
-        runtime.add_argument(f"--{name}", dest=f"runtime_{name}", default=None)
+        runtime.add_argument(f"--{name}", default=None)
     return parser
-
-
-def _add_option(parser: argparse.ArgumentParser, name: str, meta: Any) -> None:
-    kind = field_type(name)
-    default = FIELDS[name].default
-    help_text = f"{meta['help']} (default: {default!r}; env {env_name(name)})"
-    flag = option_name(name)
-    if kind is bool:
-        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                            default=None, help=help_text)
-    elif meta["choices"]:
-        parser.add_argument(flag, dest=name, choices=meta["choices"], default=None,
-                            help=help_text)
-    else:
-        parser.add_argument(flag, dest=name, default=None, metavar=kind.__name__.upper(),
-                            help=help_text)
 
 
 def parse(argv: Sequence[str]) -> tuple[str | None, Config, list[str]]:
@@ -74,15 +60,10 @@ def parse(argv: Sequence[str]) -> tuple[str | None, Config, list[str]]:
     Raises:
         ConfigError: a bad option or value, in the variable's or option's own words.
     """
-    ns = build_parser().parse_args(list(argv))
-    given = {name: getattr(ns, name) for name in FIELDS if getattr(ns, name) is not None}
-    config = Config.from_sources(given, os.environ)
-    runtime: list[str] = []
-    for name in RUNTIME_ARGS:
-        value = getattr(ns, f"runtime_{name}")
-        if value is not None:
-            runtime += [f"--{name}", value]
-    return ns.target, config, runtime
+    found, rest = split_runtime_args(argv)
+    ns = build_parser().parse_args(rest)
+    config = Config.from_sources(OptionParser.values(ns, Config), os.environ)
+    return ns.target, config, runtime_argv(found)
 
 
 def setup_logging(level: str) -> None:
@@ -107,10 +88,13 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `cocaine-http` and `python -m cocaine_http`; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "dev":
-        from .dev.cli import main as dev_main
+    if args and args[0] in SUBCOMMANDS:
+        import importlib
 
-        return int(dev_main(args[1:]))
+        module = importlib.import_module(SUBCOMMANDS[args[0]])
+        if args[0] == "dev":
+            return int(module.main(args[1:]))
+        return int(module.main(args))
     try:
         target, config, runtime = parse(args)
     except SystemExit as exc:  # --help and --version print and stop here

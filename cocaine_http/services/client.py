@@ -18,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio.endpoint import Endpoint, parse_endpoint
+from ..config import split_runtime_args
 from ..errors import (
     ChannelError,
+    ConfigError,
     ServiceError,
     ServiceNotFoundError,
     ServiceUnavailableError,
@@ -40,13 +42,11 @@ DEFAULT_LOCATOR = "127.0.0.1:10053"
 
 def locator_from_argv(argv: Sequence[str] | None = None) -> str:
     """The `--locator` value of a worker's argv (first of a comma list), else the default."""
-    args = list(sys.argv if argv is None else argv)
-    for i, arg in enumerate(args):
-        if arg == "--locator" and i + 1 < len(args):
-            return args[i + 1].split(",")[0]
-        if arg.startswith("--locator="):
-            return arg.split("=", 1)[1].split(",")[0]
-    return DEFAULT_LOCATOR
+    try:
+        found, _ = split_runtime_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError:  # a trailing --locator without a value names no locator
+        found = {}
+    return found["locator"].split(",")[0] if "locator" in found else DEFAULT_LOCATOR
 
 
 class Client:
