@@ -67,6 +67,17 @@ class TestWire:
         assert info["cwd"] == str(tmp_path / "spool" / "raw")
         assert info["mark"] == "m1"
 
+    async def test_slave_file_is_executed_itself_with_its_path_as_argv0(
+        self, dev_runtime_factory: Any, raw_worker_command: list[str]
+    ) -> None:
+        """fork + execve of the slave file: argv[0] is its absolute path, no interpreter."""
+        engine = await start(dev_runtime_factory, raw_worker_command)
+
+        info = json.loads((await enqueue(engine, "info").wait()).body)
+
+        assert info["mark"] == raw_worker_command[0]
+        assert os.path.isabs(info["mark"])
+
     async def test_unknown_handshake_is_closed_silently(
         self, dev_runtime_factory: Any, raw_worker_command: list[str]
     ) -> None:

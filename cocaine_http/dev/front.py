@@ -17,6 +17,7 @@ import asyncio
 import http
 import logging
 import re
+from collections.abc import Container
 from typing import Any
 
 import h11
@@ -44,12 +45,14 @@ def status_for_error(message: str) -> int:
 
 
 def route(target: bytes, headers: list[tuple[bytes, bytes]], app: str,
-          root_route: bool) -> tuple[str, str, bytes] | None:
+          root_route: bool, others: Container[str] = ()) -> tuple[str, str, bytes] | None:
     """(service, event, uri) for a request, as Cocaine's proxy routes it, or None (404).
 
     `X-Cocaine-Service` and `X-Cocaine-Event` together win, with the full target as uri; else
     `/<app>/<event><rest>` with `<rest>` as uri (a `/` prepended when missing, as the tornado
-    and v0.12 proxies do); else, in dev mode, any path goes to the app's `http` event unchanged.
+    and v0.12 proxies do), `<app>` being the front's app or one of `others` (apps started
+    through the node service); else, in dev mode, any path goes to the app's `http` event
+    unchanged.
     """
     lowered = {name.lower(): value for name, value in headers}
     service = lowered.get(b"x-cocaine-service")
@@ -57,11 +60,12 @@ def route(target: bytes, headers: list[tuple[bytes, bytes]], app: str,
     if service and event:
         return service.decode("latin-1"), event.decode("latin-1"), target
     match = _ROUTE.match(target)
-    if match is not None and match.group(1).decode("latin-1") == app and match.group(2):
+    name = match.group(1).decode("latin-1") if match is not None else ""
+    if match is not None and (name == app or name in others) and match.group(2):
         rest = match.group(3)
         if not rest.startswith(b"/"):
             rest = b"/" + rest
-        return app, match.group(2).decode("latin-1"), rest
+        return name, match.group(2).decode("latin-1"), rest
     if root_route:
         return app, "http", target
     return None
@@ -71,19 +75,23 @@ class Front:
     """The HTTP front of one engine.
 
     Args:
-        engine: where requests are enqueued.
+        engine: where requests are enqueued (None: only the apps of `apps`).
         host: bind address (loopback by default).
         port: TCP port; 0 picks a free one (read it back from `port`).
-        request_timeout: seconds until the response head must arrive / the response must end;
-            past it the client gets 504 (or a closed connection after the head).
+        request_timeout: seconds the app may stay silent: until the response head, then between
+            body chunks; past it the client gets 504 (or a closed connection after the head).
+            0 means no limit. A response that keeps streaming is never cut.
         max_body_size: larger request bodies get 413.
         root_route: route paths that do not name the app to its `http` event (dev mode).
     """
 
-    def __init__(self, engine: Engine, *, host: str = "127.0.0.1", port: int = 8080,
+    def __init__(self, engine: Engine | None, *, host: str = "127.0.0.1", port: int = 8080,
                  request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
-                 root_route: bool = True) -> None:
+                 root_route: bool = True, apps: dict[str, Engine] | None = None) -> None:
         self.engine = engine
+        #: The other apps the front routes to by name (started through the node service); the
+        #: runtime adds and removes them in this dict.
+        self.apps: dict[str, Engine] = {} if apps is None else apps
         self.host = host
         self.port = port
         self.request_timeout = request_timeout
@@ -194,8 +202,13 @@ class HTTPConnection(asyncio.Protocol):
         request = self.request
         assert request is not None and self.transport is not None
         headers = list(request.headers.raw_items())
-        where = route(request.target, headers, self.front.engine.name, self.front.root_route)
-        if where is None or where[0] != self.front.engine.name:
+        front, own = self.front, self.front.engine
+        where = route(request.target, headers, own.name if own else "",
+                      front.root_route and own is not None, front.apps)
+        engine = None
+        if where is not None:
+            engine = own if own is not None and where[0] == own.name else front.apps.get(where[0])
+        if where is None or engine is None:
             self.send_simple(404, "no such app")
             return
         _, event, uri = where
@@ -204,7 +217,7 @@ class HTTPConnection(asyncio.Protocol):
         self.body = bytearray()
         self.transport.pause_reading()
         self.reply = Reply(self, head_only=request.method == b"HEAD")
-        self.front.engine.enqueue(event, frame, self.reply)
+        engine.enqueue(event, frame, self.reply)
 
     # -- responses -------------------------------------------------------------------------------
 
@@ -270,18 +283,28 @@ class Reply:
         self.no_body = head_only
         self.remaining: int | None = None
         self.excess = False
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(connection.front.request_timeout, self._timed_out)
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        """(Re)start the silence timer: each chunk from the app shows it is still working."""
+        if self._timer is not None:
+            self._timer.cancel()
+        timeout = self.connection.front.request_timeout
+        if timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
 
     def cancel(self) -> None:
         self.finished = True
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
     # -- ReplySink -------------------------------------------------------------------------------
 
     def on_chunk(self, data: bytes) -> None:
         if self.finished:
             return
+        self._arm()
         try:
             if not self.head_sent:
                 self._send_head(data)
