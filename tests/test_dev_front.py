@@ -303,3 +303,57 @@ class TestErrors:
 
         assert argv[argv.index("--locator") + 1] == f"{host}:{port}"
         assert port != 0
+
+
+class PacedEngine:
+    """A stand-in engine that answers each request with a head, then `chunks` body chunks
+    `interval` seconds apart (after `delay` seconds of silence), then choke."""
+
+    name = "app"
+
+    def __init__(self, *, delay: float = 0.0, chunks: int = 0, interval: float = 0.0) -> None:
+        self.delay, self.chunks, self.interval = delay, chunks, interval
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(sink))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, sink: Any) -> None:
+        await asyncio.sleep(self.delay)
+        sink.on_chunk(pack([200, [["Content-Type", "text/plain"]]]))
+        for i in range(self.chunks):
+            await asyncio.sleep(self.interval)
+            sink.on_chunk(pack(b"%d;" % i))
+        sink.on_choke()
+
+
+class TestRequestTimeout:
+    async def test_zero_means_no_limit(self, scripted_front: Any) -> None:
+        """request_timeout=0: an app that takes its time still answers (no instant 504)."""
+        front = await scripted_front(PacedEngine(delay=0.3), request_timeout=0)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert response.status_code == 200
+
+    async def test_a_streaming_response_is_not_cut(self, scripted_front: Any) -> None:
+        """A body that keeps flowing for longer than request_timeout arrives whole: the
+        timeout counts the app's silence, not the response's length."""
+        engine = PacedEngine(chunks=15, interval=0.1)
+        front = await scripted_front(engine, request_timeout=1.0)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert response.status_code == 200
+        assert response.text == "".join(f"{i};" for i in range(15))
+
+    async def test_silence_after_the_head_closes_the_connection(
+        self, scripted_front: Any
+    ) -> None:
+        """After the head, silence longer than request_timeout drops the connection."""
+        front = await scripted_front(PacedEngine(chunks=1, interval=5.0), request_timeout=0.3)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/")
