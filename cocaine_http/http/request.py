@@ -23,6 +23,10 @@ import msgpack
 from cocaine_http.errors import BadRequestError
 from cocaine_http.http import validate as _v
 
+#: Why a WebSocket handshake gets 400: the app would see a plain GET and answer it wrongly.
+WEBSOCKET_REFUSED = ("WebSocket upgrade refused: a Cocaine session carries one request and "
+                     "its response, not a WebSocket")
+
 #: Frames larger than this are split without copying the body.
 LARGE_FRAME = 65536
 
@@ -270,6 +274,9 @@ def _apply_special(
         if kind == _v.CONTENT_TYPE:
             if req.content_type is None:
                 req.content_type = value
+        elif kind == _v.UPGRADE:
+            if b"websocket" in value.lower():
+                raise BadRequestError(400, WEBSOCKET_REFUSED)
         elif kind > _v.CONTENT_TYPE and config.proxy_headers:
             proxy.append((kind, value))
     if proxy:
