@@ -73,6 +73,25 @@ class TestOneOptionTable:
         assert parse(["--log-level", "trace", "m:a"]).config.log_level == "trace"
         assert cli.parse(["--log-level", "trace", "m:a"])[1].log_level == "trace"
 
+    def test_env_file_fills_the_worker_environment_and_env_wins(self, tmp_path: Path) -> None:
+        """--env-file: NAME=VALUE lines, comments, quotes, `export`; --env overrides."""
+        env_file = tmp_path / ".env"
+        env_file.write_text("# settings\nA=1\nexport B='two words'\n\nC=\"x\"\n")
+
+        runtime, _ = build_runtime(["--env-file", str(env_file), "--env", "A=9", "m:a"])
+
+        env = runtime.profile.environment
+        assert (env["A"], env["B"], env["C"]) == ("9", "two words", "x")
+
+    def test_a_bad_env_file_line_is_named(self, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+        """A line that is not NAME=VALUE is reported with its file and line number."""
+        env_file = tmp_path / ".env"
+        env_file.write_text("A=1\nnot a pair\n")
+
+        assert main(["--env-file", str(env_file), "m:a"]) == 2
+        assert f"{env_file}:2: expected NAME=VALUE" in capsys.readouterr().err
+
     def test_help_shows_every_option_of_both_tables_with_its_default(self) -> None:
         """Every field of DevOptions and Config is in --help, each with a default."""
         text = " ".join(build_parser().format_help().split())

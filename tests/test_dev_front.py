@@ -357,3 +357,16 @@ class TestRequestTimeout:
         async with httpx.AsyncClient(base_url=front.url) as client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get("/")
+
+
+async def test_powered_by_header_can_be_switched_off(scripted_front: Any) -> None:
+    """powered_by=False: no X-Powered-By on app responses nor on the front's own."""
+    engine = PacedEngine()
+    front = await scripted_front(engine, powered_by=False)
+    async with httpx.AsyncClient(base_url=front.url) as client:
+        app = await client.get("/")
+        own = await client.get("/other/x", headers={"X-Cocaine-Service": "other",
+                                                   "X-Cocaine-Event": "http"})
+
+    assert (app.status_code, own.status_code) == (200, 404)
+    assert "x-powered-by" not in app.headers and "x-powered-by" not in own.headers

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
 from ..config import Config, OptionParser, argv_for, env_for
 from ..errors import ConfigError
 from .deploy import check_slave, pack_dir, read_json, read_manifest, unpack
@@ -55,6 +56,7 @@ def build_parser() -> OptionParser:
                     "are checked here and passed to every worker.")
     parser.add_argument("target", nargs="?", metavar="module:attr",
                         help="the app to serve, run as `python -m cocaine_http module:attr`")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_table(DevOptions, "dev runtime options")
     parser.add_table(Config, "worker options (passed to every worker)", env=True)
     return parser
@@ -138,7 +140,7 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
         worker, app=derive_app_name(command), profile=profile, host=dev.host, port=dev.port,
         locator_port=dev.locator_port, storage_dir=dev.storage, workdir=workdir,
         request_timeout=dev.request_timeout, max_body_size=command.config.max_body_size,
-        services=_services_available(), workers=dev.workers,
+        services=_services_available(), workers=dev.workers, powered_by=dev.powered_by,
     )
     return runtime, command
 

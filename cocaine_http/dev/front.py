@@ -83,12 +83,17 @@ class Front:
             0 means no limit. A response that keeps streaming is never cut.
         max_body_size: larger request bodies get 413.
         root_route: route paths that do not name the app to its `http` event (dev mode).
+        powered_by: add `X-Powered-By: Cocaine` to every response, as Cocaine's native proxy
+            does (the tornado proxy does not).
     """
 
     def __init__(self, engine: Engine | None, *, host: str = "127.0.0.1", port: int = 8080,
                  request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
-                 root_route: bool = True, apps: dict[str, Engine] | None = None) -> None:
+                 root_route: bool = True, apps: dict[str, Engine] | None = None,
+                 powered_by: bool = True) -> None:
         self.engine = engine
+        #: Headers the front adds to every response.
+        self.extra_headers: list[tuple[bytes, bytes]] = [POWERED_BY] if powered_by else []
         #: The other apps the front routes to by name (started through the node service); the
         #: runtime adds and removes them in this dict.
         self.apps: dict[str, Engine] = {} if apps is None else apps
@@ -229,7 +234,7 @@ class HTTPConnection(asyncio.Protocol):
         """A short text/plain response made by the front itself."""
         body = (text + "\n").encode("utf-8")
         headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
-                   (b"Content-Length", str(len(body)).encode()), POWERED_BY]
+                   (b"Content-Length", str(len(body)).encode()), *self.front.extra_headers]
         if close:
             headers.append((b"Connection", b"close"))
         try:
@@ -356,7 +361,7 @@ class Reply:
             headers.append((b"Content-Length", str(self.remaining).encode()))
         if self.no_body:
             self.remaining = None  # h11 sends no body; nothing to count
-        headers.append(POWERED_BY)
+        headers.extend(self.connection.front.extra_headers)
         self.connection.write(self.connection.conn.send(
             h11.Response(status_code=status, headers=headers, reason=_reason(status))))
         self.head_sent = True

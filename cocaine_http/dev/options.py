@@ -69,6 +69,11 @@ class DevOptions:
     env: tuple[str, ...] = option(
         (), "worker environment, as the manifest's `environment`; repeatable", kind=str,
         repeat=True, metavar="NAME=VALUE", shown="the manifest's")
+    env_file: str | None = option(
+        None, "read worker environment from this file of NAME=VALUE lines (# comments; "
+        "--env wins)", kind=str, metavar="FILE")
+    powered_by: bool = option(True, "HTTP front: add X-Powered-By: Cocaine to responses, as "
+                              "Cocaine's native proxy does")
     reload: bool = option(False, "restart the workers when a watched file changes")
     reload_dir: tuple[str, ...] = option(
         (), "directory to watch; repeatable", kind=str, repeat=True, metavar="DIR",
@@ -95,8 +100,12 @@ class DevOptions:
             raise ConfigError("give either --slave or --manifest, not both")
 
     def environment(self) -> dict[str, str]:
-        """--env pairs as a dict."""
-        env: dict[str, str] = {}
+        """--env-file, then --env pairs, as a dict.
+
+        Raises:
+            ConfigError: a line or pair that is not NAME=VALUE, or an unreadable file.
+        """
+        env = read_env_file(self.env_file) if self.env_file else {}
         for item in self.env:
             name, sep, value = item.partition("=")
             if not sep or not name:
@@ -107,3 +116,30 @@ class DevOptions:
     def profile_overrides(self) -> dict[str, Any]:
         """The profile options given on the command line."""
         return {n: getattr(self, n) for n in PROFILE_FIELDS if getattr(self, n) is not None}
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """NAME=VALUE lines (as uvicorn's --env-file reads a .env file): blank lines and `#`
+    comments skipped, an `export ` prefix allowed, a value in matching quotes unquoted.
+
+    Raises:
+        ConfigError: the file cannot be read, or a line is not NAME=VALUE.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --env-file {path!r}: {exc.strerror}") from None
+    env: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, sep, value = text.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not name.replace("_", "a").isalnum():
+            raise ConfigError(f"{path}:{number}: expected NAME=VALUE, got {line!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[name] = value
+    return env

@@ -51,6 +51,7 @@ class DevRuntime:
         on_wire: optional tap of every read from a worker socket (tests).
         workers: workers of the own app started (and waited for) before the front opens;
             a worker that fails to start makes `start()` raise StartupError.
+        powered_by: the front adds `X-Powered-By: Cocaine` to every response.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class DevRuntime:
         services: bool = True,
         on_wire: Callable[[Channel, bytes], None] | None = None,
         workers: int = 0,
+        powered_by: bool = True,
     ) -> None:
         self.command = command
         self.app = app
@@ -85,6 +87,7 @@ class DevRuntime:
         self.use_services = services
         self.on_wire = on_wire
         self.workers = workers
+        self.powered_by = powered_by
         self.services: Any = None
         self.engine: Engine | None = None
         self.front: Front | None = None
@@ -132,7 +135,8 @@ class DevRuntime:
                 await self.engine.warm(self.workers)
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
-                           max_body_size=self.max_body_size, apps=self.apps)
+                           max_body_size=self.max_body_size, apps=self.apps,
+                           powered_by=self.powered_by)
         await self.front.start()
 
     async def _start_engine(self, name: str, command: list[str], profile: Profile,
