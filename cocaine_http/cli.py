@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .config import RUNTIME_ARGS, Config, OptionParser, runtime_argv, split_runtime_args
@@ -66,18 +68,82 @@ def parse(argv: Sequence[str]) -> tuple[str | None, Config, list[str]]:
     return ns.target, config, runtime_argv(found)
 
 
-def setup_logging(level: str) -> None:
-    """Log lines to stderr (cocaine-runtime keeps a worker's stderr as its crashlog)."""
-    logging.addLevelName(5, "TRACE")
-    numeric = 5 if level == "trace" else getattr(logging, level.upper())
-    root = logging.getLogger()
-    if not root.handlers:
+#: The logger tree the worker configures; the app's own loggers are the app's (or --log-config's).
+OWN_LOGGER = "cocaine_http"
+TEXT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+TRACE = 5
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, pid, level, logger, message (and exc_info, a traceback
+    kept inside the line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": self.formatTime(record), "pid": record.process,
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str = "text", config_file: str = "") -> None:
+    """Log our own records (`cocaine_http.*`) to stderr, which cocaine-runtime keeps as the
+    crashlog; the root logger and the app's loggers are left alone, so an app's own logging
+    configuration (Django's LOGGING) is not doubled. `config_file` is applied last.
+
+    Raises:
+        ConfigError: the logging configuration file cannot be read or applied.
+    """
+    logging.addLevelName(TRACE, "TRACE")
+    logger = logging.getLogger(OWN_LOGGER)
+    handler = next((h for h in logger.handlers if getattr(h, "cocaine_http", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-        ))
-        root.addHandler(handler)
-    root.setLevel(numeric)
+        handler.cocaine_http = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logger.setLevel(TRACE if level == "trace" else getattr(logging, level.upper()))
+    logger.propagate = False
+    if config_file:
+        apply_log_config(config_file)
+
+
+def apply_log_config(path: str) -> None:
+    """A dictConfig file (.json, .yaml/.yml) or a fileConfig file (anything else, e.g. .ini),
+    keeping the loggers that already exist (as uvicorn's --log-config does).
+
+    Raises:
+        ConfigError: the file is missing, malformed, or names what logging cannot build.
+    """
+    import logging.config
+
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise ConfigError(f"--log-config {path}: YAML needs PyYAML installed") from None
+            with open(path, encoding="utf-8") as f:
+                config = yaml.safe_load(f)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+            return
+        if not isinstance(config, dict):
+            raise ConfigError(f"--log-config {path}: expected a dictConfig mapping")
+        config.setdefault("version", 1)
+        config.setdefault("disable_existing_loggers", False)
+        logging.config.dictConfig(config)
+    except ConfigError:
+        raise
+    except Exception as exc:  # OSError, JSON/YAML/ini parse errors, dictConfig's ValueError
+        raise ConfigError(f"--log-config {path}: {' '.join(str(exc).split())}") from None
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -110,8 +176,8 @@ def _serve(target: str, config: Config, runtime: list[str]) -> int:
     from .adapters import app as app_module
     from .adapters.importer import load_app
 
-    setup_logging(config.log_level)
     try:
+        setup_logging(config.log_level, config.log_format, config.log_config)
         application = load_app(target, factory=config.factory)
     except ConfigError as exc:
         return _fail(str(exc))

@@ -78,6 +78,11 @@ class Config:
         "info", "logging level",
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     )
+    log_format: str = _opt("text", "format of the worker's log lines: text, or one JSON object "
+                           "a line", choices=("text", "json"))
+    log_config: str = _opt(
+        "", "logging configuration applied after ours: a dictConfig .json/.yaml file or a "
+        "fileConfig .ini file (for the app's own loggers)", metavar="FILE", shown="none")
     access_log: bool = _opt(True, "log one line per request to cocaine_http.access")
     max_body_size: int = _opt(64 * 1024 * 1024, "largest request body in bytes (413 above)",
                               shown="64M")

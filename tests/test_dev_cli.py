@@ -252,9 +252,13 @@ class TestRun:
         assert response.status_code == 200 and "Flask" in response.text
         assert code == 0
 
-    async def test_app_tracebacks_keep_their_level_and_logger(self, app_dir: Path) -> None:
-        """Under --log-level warning the app's traceback is relayed at ERROR, by its logger."""
-        process, url, _ = await start_dev("--log-level", "warning", "wsgiapp:app", cwd=app_dir)
+    @pytest.mark.parametrize("log_format", ["text", "json"])
+    async def test_app_tracebacks_keep_their_level_and_logger(self, app_dir: Path,
+                                                              log_format: str) -> None:
+        """Under --log-level warning the app's traceback is relayed at ERROR, by its logger,
+        from text lines as from JSON ones."""
+        process, url, _ = await start_dev("--log-level", "warning", "--log-format", log_format,
+                                          "wsgiapp:app", cwd=app_dir)
         try:
             async with httpx.AsyncClient(base_url=url) as client:
                 response = await client.get("/boom")
@@ -262,8 +266,13 @@ class TestRun:
             code, output = await interrupt(process)
 
         assert response.status_code == 500
-        lines = [line for line in output.splitlines() if "boom from the app" in line]
-        assert lines and all(" ERROR   cocaine_http.wsgi: [" in line for line in lines)
+        lines = output.splitlines()
+        record = next(i for i, line in enumerate(lines) if "exception in WSGI app" in line)
+        assert " ERROR   cocaine_http.wsgi: [" in lines[record]
+        assert any(line.endswith("ValueError: boom from the app") for line in lines[record:])
+        if log_format == "text":  # each traceback line is relayed by the record's logger
+            assert all(" ERROR   cocaine_http.wsgi: [" in line
+                       for line in lines if "boom from the app" in line)
         assert " INFO " not in output
         assert code == 0
 

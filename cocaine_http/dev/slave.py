@@ -17,6 +17,7 @@ import asyncio
 import collections
 import enum
 import errno
+import json
 import logging
 import os
 import re
@@ -195,6 +196,11 @@ class Slave:
         """The logger and level a worker's output line is relayed at: a log record keeps its
         logger name and level, the lines of its traceback follow it, anything else is the
         worker's plain output (INFO on cocaine_http.dev.worker)."""
+        if text.startswith("{"):
+            record = _json_record(text)
+            if record is not None:
+                self._record, self._in_traceback = None, False
+                return record
         match = _RECORD.match(text)
         if match is not None:
             label = match.group(1)
@@ -359,6 +365,24 @@ class Slave:
         self._timers.pop("idle", None)
         log.info("slave %s is idle, terminating it", self.uuid)
         self.terminate(IDLE)
+
+
+def _json_record(text: str) -> tuple[logging.Logger, int, str] | None:
+    """A line of `--log-format json` (cli.py `JsonFormatter`) as (logger, level, message)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not {"level", "logger", "message"} <= doc.keys():
+        return None
+    label = str(doc["level"])
+    level = int(label.split()[-1]) if label.startswith("Level") else _LEVELS.get(label)
+    if level is None:
+        return None
+    message = str(doc["message"])
+    if doc.get("exc_info"):
+        message += "\n" + str(doc["exc_info"])
+    return logging.getLogger(str(doc["logger"])), level, message
 
 
 def _text(value: Any) -> str:
