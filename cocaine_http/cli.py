@@ -1,8 +1,8 @@
 # Strategy: the command line is generated from the fields of `Config` (one option per field,
 # booleans as --x/--no-x), plus the runtime's own arguments (--app --endpoint --locator --uuid
 # --protocol), which cocaine-runtime appends and which may appear anywhere. argparse is told to
-# raise instead of exiting, so every user mistake becomes one line on stderr and exit code 2;
-# this module is the only place in the package that decides an exit status.
+# raise instead of exiting, so every user mistake becomes one line on stderr and exit code 2.
+# The subcommands (dev, init, pack, deploy) live in cocaine_http.dev and follow the same rules.
 """`cocaine-http [options] module:attr`: serve a WSGI or ASGI app as a Cocaine worker."""
 
 from __future__ import annotations

@@ -50,9 +50,6 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-_opt = option
-
-
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything that changes how an app is served; every field has a safe default.
@@ -61,44 +58,44 @@ class Config:
     `COCAINE_HTTP_<UPPER_SNAKE>` environment variable of the same name.
     """
 
-    factory: bool = _opt(False, "treat module:attr as a callable that returns the app")
-    interface: str = _opt(
+    factory: bool = option(False, "treat module:attr as a callable that returns the app")
+    interface: str = option(
         "auto", "app interface; auto: coroutine callables are ASGI, others WSGI",
         choices=("auto", "asgi", "wsgi"),
     )
-    event: str = _opt("http", "Cocaine event name that carries HTTP requests")
-    threads: int = _opt(
+    event: str = option("http", "Cocaine event name that carries HTTP requests")
+    threads: int = option(
         10, "WSGI thread pool size (the runtime's concurrency); 0 runs the app inline"
     )
-    lifespan: str = _opt(
+    lifespan: str = option(
         "auto", "ASGI lifespan: auto tolerates apps without it", choices=("auto", "on", "off")
     )
-    root_path: str = _opt("", "mount point of the app (ASGI root_path, WSGI SCRIPT_NAME)")
-    log_level: str = _opt(
+    root_path: str = option("", "mount point of the app (ASGI root_path, WSGI SCRIPT_NAME)")
+    log_level: str = option(
         "info", "logging level",
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     )
-    log_format: str = _opt("text", "format of the worker's log lines: text, or one JSON object "
+    log_format: str = option("text", "format of the worker's log lines: text, or one JSON object "
                            "a line", choices=("text", "json"))
-    log_config: str = _opt(
+    log_config: str = option(
         "", "logging configuration applied after ours: a dictConfig .json/.yaml file or a "
         "fileConfig .ini file (for the app's own loggers)", metavar="FILE", shown="none")
-    access_log: bool = _opt(True, "log one line per request to cocaine_http.access")
-    max_body_size: int = _opt(64 * 1024 * 1024, "largest request body in bytes (413 above)",
+    access_log: bool = option(True, "log one line per request to cocaine_http.access")
+    max_body_size: int = option(64 * 1024 * 1024, "largest request body in bytes (413 above)",
                               shown="64M")
-    max_header_size: int = _opt(
+    max_header_size: int = option(
         64 * 1024, "largest total size of request line and headers in bytes (431 above)",
         shown="64K",
     )
-    max_headers: int = _opt(100, "most request header fields (431 above)")
-    timeout: float = _opt(
+    max_headers: int = option(100, "most request header fields (431 above)")
+    timeout: float = option(
         0.0, "seconds a request may take before its session fails; 0 means no limit"
     )
-    loop: str = _opt("auto", "event loop", choices=("auto", "asyncio", "uvloop"))
-    proxy_headers: bool = _opt(
+    loop: str = option("auto", "event loop", choices=("auto", "asyncio", "uvloop"))
+    proxy_headers: bool = option(
         True, "trust X-Forwarded-Proto/-For and X-Real-IP (the Cocaine proxy is the only peer)"
     )
-    keep_memory: bool = _opt(
+    keep_memory: bool = option(
         True, "keep freed body memory in the process (glibc malloc thresholds) instead of "
         "faulting fresh pages in for every large request"
     )

@@ -171,8 +171,9 @@ def unpack(archive: bytes, dest: str) -> None:
                 if os.path.commonpath([root, target]) != root or member.issym() \
                         or member.islnk() or member.isdev():
                     raise ConfigError(f"unsafe archive member {member.name!r}")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             for member in tar.getmembers():
-                tar.extract(member, root, set_attrs=False)
+                tar.extract(member, root, set_attrs=False, **safe)  # type: ignore[arg-type]
                 if member.isfile():
                     os.chmod(os.path.join(root, member.name), member.mode & 0o755 | 0o600)
     except tarfile.TarError as exc:
