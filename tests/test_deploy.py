@@ -225,3 +225,24 @@ class TestDevManifest:
         assert cwd != str(app)
         assert "Serving shop on " in before
         assert code == 0
+
+
+async def test_the_user_path_init_dev_bare_deploy(tmp_path: Path) -> None:
+    """init, then `cocaine-http dev --bare` as the runtime and `cocaine-http deploy` to it, all
+    as commands: the app answers through the front."""
+    app = make_app(tmp_path / "shop")
+    process, url, before = await start_dev("--bare", cwd=tmp_path)
+    try:
+        locator = before.split("--locator ")[1].split("`")[0]
+        deploy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cocaine_http", "deploy", str(app), "--locator", locator,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(deploy.communicate(), 60)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            response = await client.get("/shop/http/x")
+    finally:
+        code, _ = await interrupt(process)
+
+    assert deploy.returncode == 0, out.decode()
+    assert response.status_code == 200 and response.text.startswith("v1 /x ")
+    assert code == 0

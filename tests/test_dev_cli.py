@@ -22,7 +22,7 @@ from cocaine_http.dev.options import DevOptions
 from tests.plugins.devruntime import RAW_SLAVE, write_slave
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVING = re.compile(r"Serving (\S+) on (http://127\.0\.0\.1:\d+)")
+SERVING = re.compile(r"Serving (.+?) on (http://127\.0\.0\.1:\d+)")
 
 
 def run_dev_to_exit(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -38,7 +38,8 @@ log = logging.getLogger("cocaine_http.dev")
 
 PROG = "cocaine-http dev"
 USAGE = (f"{PROG} [options] module:attr\n       {PROG} [options] --slave FILE\n"
-         f"       {PROG} [options] --manifest manifest.json [--profile profile.json]")
+         f"       {PROG} [options] --manifest manifest.json [--profile profile.json]\n"
+         f"       {PROG} [options] --bare")
 EXIT_USAGE = 2
 EXIT_STARTUP = 1
 EXIT_FORCED = 130
@@ -85,7 +86,9 @@ def parse(argv: Sequence[str]) -> DevCommand:
     worker = OptionParser.values(ns, Config)
     config = Config.from_sources(worker, os.environ)
     given = sum(x is not None for x in (ns.target, dev.slave, dev.manifest))
-    if given != 1:
+    if dev.bare and given:
+        raise ConfigError("--bare runs no app: give no module:attr, --slave or --manifest")
+    if given != 1 and not dev.bare:
         raise ConfigError("give one app to run: module:attr, --slave FILE or --manifest FILE"
                           if given == 0 else "give module:attr, --slave or --manifest, not two")
     if dev.workdir is not None and not os.path.isdir(dev.workdir):
@@ -117,7 +120,10 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
     settings: dict[str, Any] = {}
     if dev.profile is not None:
         settings = read_json(dev.profile, "profile")
-    if dev.manifest is not None:
+    worker: list[str] | None = None
+    if dev.bare:
+        pass
+    elif dev.manifest is not None:
         manifest = read_manifest(dev.manifest)
         spool = tempfile.mkdtemp(prefix="cocaine-http-spool-")
         command.cleanup.append(spool)
@@ -129,8 +135,7 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
     elif dev.slave is not None:
         worker = [check_slave(workdir, dev.slave)]
         env = {**env, **env_for(command.worker_options)}
-    else:
-        assert command.target is not None
+    elif command.target is not None:
         worker = [sys.executable, "-m", "cocaine_http", command.target,
                   *argv_for(command.worker_options)]
     env.setdefault("PYTHONUNBUFFERED", "1")  # worker output reaches the console line by line
@@ -196,7 +201,11 @@ async def serve(runtime: DevRuntime, command: DevCommand | None = None) -> int:
         return exc.returncode if exc.returncode and exc.returncode > 0 else EXIT_STARTUP
     reloader = None
     try:
-        print(f"Serving {runtime.app} on {runtime.url}", flush=True)
+        if runtime.command is None:
+            print(f"Serving no app yet on {runtime.url}: deploy with `cocaine-http deploy "
+                  f"--locator {runtime.locator}`", flush=True)
+        else:
+            print(f"Serving {runtime.app} on {runtime.url}", flush=True)
         if command is not None and command.dev.reload:
             reloader = asyncio.get_running_loop().create_task(
                 watch(runtime, command, signals.stop))

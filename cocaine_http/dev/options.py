@@ -44,7 +44,12 @@ class DevOptions:
     profile: str | None = option(
         None, "read profile settings from this profile.json (options given here win)",
         kind=str, metavar="FILE")
-    workers: int = option(1, "workers started before serving (the pool grows on demand)")
+    workers: int = option(
+        1, "workers started before serving; 0 starts them on the first request, as the "
+        "runtime does (the pool grows on demand either way)")
+    bare: bool = option(
+        False, "run no app of its own: only the services, the node and the front, for apps "
+        "deployed with `cocaine-http deploy` or cocaine-tool")
     pool_limit: int | None = _profile(_DEFAULTS.pool_limit, "most worker processes")
     concurrency: int | None = _profile(_DEFAULTS.concurrency, "sessions in flight per worker")
     queue_limit: int | None = _profile(_DEFAULTS.queue_limit,
