@@ -75,3 +75,27 @@ async def test_a_code_change_restarts_the_workers_after_requests_in_flight(
     assert (slow.status_code, slow.text) == (200, "v1/slow")
     assert "reloadapp.py changed: restarting the workers" in output
     assert code == 0
+
+
+async def test_manifest_mode_reload_runs_a_fresh_archive(tmp_path: Path) -> None:
+    """--manifest --reload: an edit is packed and unpacked again before the new workers start;
+    they run from the new spool, not from the source folder."""
+    from tests.test_deploy import make_app
+
+    app = make_app(tmp_path / "shop")
+    process, url, _ = await start_dev("--manifest", str(app / "manifest.json"), "--reload",
+                                      cwd=tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            first = (await client.get("/")).text.split(" ")
+            (app / "webapp.py").write_text((app / "webapp.py").read_text().replace("v1", "v2"))
+            deadline = asyncio.get_running_loop().time() + 30
+            while (second := (await client.get("/")).text.split(" "))[0] != "v2":
+                assert asyncio.get_running_loop().time() < deadline, "no reload"
+                await asyncio.sleep(0.1)
+    finally:
+        code, _ = await interrupt(process)
+
+    assert first[0] == "v1"
+    assert first[2] != second[2] and str(app) not in (first[2], second[2])
+    assert code == 0

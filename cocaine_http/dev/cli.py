@@ -265,16 +265,27 @@ async def watch(runtime: DevRuntime, command: DevCommand, stop: asyncio.Event) -
     async for changes in watchfiles.awatch(*dirs, watch_filter=accept, stop_event=stop):
         names = sorted({os.path.relpath(path, dirs[0]) for _, path in changes})
         log.warning("%s changed: restarting the workers", ", ".join(names))
-        if dev.manifest is not None and runtime.workdir is not None:
+        if dev.manifest is not None and runtime.engine is not None:
             try:
-                archive, _ = pack_dir(source)
-                shutil.rmtree(runtime.workdir, ignore_errors=True)
-                unpack(archive, runtime.workdir)
+                _respool(runtime.engine, command, source)
             except ConfigError as exc:
-                log.error("cannot unpack the app again: %s", exc)
+                log.error("cannot run the app again: %s", exc)
                 continue
         if runtime.engine is not None:
             runtime.engine.restart()
+
+
+def _respool(engine: Any, command: DevCommand, source: str) -> None:
+    """Pack and unpack the app again into a fresh spool folder for the next workers (the old
+    ones keep theirs until they leave; every spool is removed when dev exits)."""
+    assert command.dev.manifest is not None
+    manifest = read_manifest(command.dev.manifest)
+    spool = tempfile.mkdtemp(prefix="cocaine-http-spool-")
+    command.cleanup.append(spool)
+    archive, _ = pack_dir(source)
+    unpack(archive, spool)
+    engine.command = [check_slave(spool, manifest.slave)]
+    engine.workdir = spool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
