@@ -42,7 +42,7 @@ def build_parser() -> OptionParser:
     parser = OptionParser(
         prog=PROG,
         usage=f"{PROG} [options] module:attr\n       {PROG} {{dev,init,pack,deploy}} ... "
-              "(see `cocaine-http dev --help`)",
+              "(each with its own --help)",
         description="Serve a WSGI or ASGI app as a Cocaine worker. Every option can also be "
         "set with a COCAINE_HTTP_<OPTION> environment variable (e.g. COCAINE_HTTP_THREADS=4).",
         epilog="To run an app locally behind an HTTP front: cocaine-http dev module:app",
