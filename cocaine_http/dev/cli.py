@@ -125,12 +125,7 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
         pass
     elif dev.manifest is not None:
         manifest = read_manifest(dev.manifest)
-        spool = tempfile.mkdtemp(prefix="cocaine-http-spool-")
-        command.cleanup.append(spool)
-        archive, _ = pack_dir(os.path.dirname(os.path.abspath(dev.manifest)))
-        unpack(archive, spool)
-        workdir = spool
-        worker = [check_slave(spool, manifest.slave)]
+        worker, workdir = _spool(command, os.path.dirname(os.path.abspath(dev.manifest)))
         env = {**manifest.environment, **env, **env_for(command.worker_options)}
     elif dev.slave is not None:
         worker = [check_slave(workdir, dev.slave)]
@@ -275,17 +270,26 @@ async def watch(runtime: DevRuntime, command: DevCommand, stop: asyncio.Event) -
             runtime.engine.restart()
 
 
-def _respool(engine: Any, command: DevCommand, source: str) -> None:
-    """Pack and unpack the app again into a fresh spool folder for the next workers (the old
-    ones keep theirs until they leave; every spool is removed when dev exits)."""
+def _spool(command: DevCommand, source: str) -> tuple[list[str], str]:
+    """Pack the app folder and unpack it into a fresh spool folder, as deploy and the runtime
+    would; returns (slave command, spool). Every spool is removed when dev exits."""
     assert command.dev.manifest is not None
     manifest = read_manifest(command.dev.manifest)
     spool = tempfile.mkdtemp(prefix="cocaine-http-spool-")
+    try:
+        archive, _ = pack_dir(source)
+        unpack(archive, spool)
+        slave = check_slave(spool, manifest.slave)
+    except BaseException:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
     command.cleanup.append(spool)
-    archive, _ = pack_dir(source)
-    unpack(archive, spool)
-    engine.command = [check_slave(spool, manifest.slave)]
-    engine.workdir = spool
+    return [slave], spool
+
+
+def _respool(engine: Any, command: DevCommand, source: str) -> None:
+    """A fresh spool for the next workers; the old ones keep theirs until they leave."""
+    engine.command, engine.workdir = _spool(command, source)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
