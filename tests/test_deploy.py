@@ -246,3 +246,24 @@ async def test_the_user_path_init_dev_bare_deploy(tmp_path: Path) -> None:
     assert deploy.returncode == 0, out.decode()
     assert response.status_code == 200 and response.text.startswith("v1 /x ")
     assert code == 0
+
+
+async def test_the_runtimes_own_app_is_paused_and_started_by_the_node(
+    dev_runtime_factory: Any, raw_worker_command: list[str]
+) -> None:
+    """pause_app of the dev runtime's own app stops its engine (503), start_app resumes it."""
+    runtime = await dev_runtime_factory(raw_worker_command, app="raw")
+    async with Client(locator_of(runtime), timeout=10) as client, \
+            httpx.AsyncClient(base_url=runtime.url, timeout=30) as http:
+        node = await client.service("node")
+        listed = await node.list()
+        paused = await node.pause_app(["raw"])
+        while_paused = await http.get("/length")
+        started = await node.start_app({"raw": "any"})
+        after = await http.get("/length")
+
+    assert listed == ["raw"]
+    assert paused == {"raw": "the app has been stopped"}
+    assert while_paused.status_code == 503
+    assert started == {"raw": "the app has been started"}
+    assert (after.status_code, after.content) == (200, b"hello world")
