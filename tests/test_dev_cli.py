@@ -276,6 +276,18 @@ class TestRun:
         assert " INFO " not in output
         assert code == 0
 
+    async def test_plain_output_is_shown_whatever_the_level(self, tmp_path: Path) -> None:
+        """print() and a framework's own log lines are not our records: shown even under
+        --log-level error, as in a terminal."""
+        write_slave(tmp_path / "raw_slave", "print('plain words from the slave')\n" + RAW_SLAVE)
+        process, _, before = await start_dev("--slave", "raw_slave", "--workdir",
+                                             str(tmp_path), "--log-level", "error")
+        code, _ = await interrupt(process)
+
+        assert "cocaine_http.dev.worker: [" in before
+        assert "plain words from the slave" in before
+        assert code == 0
+
     async def test_second_ctrl_c_forces_the_exit(self, tmp_path: Path) -> None:
         """A worker that ignores terminate is killed by a second Ctrl-C; exit status 130."""
         write_slave(tmp_path / "raw_slave", RAW_SLAVE)

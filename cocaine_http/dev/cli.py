@@ -33,6 +33,7 @@ from .engine import StartupError
 from .options import DevOptions
 from .profile import Profile
 from .runtime import DevRuntime
+from .slave import OUTPUT_LOGGER
 
 log = logging.getLogger("cocaine_http.dev")
 
@@ -156,10 +157,13 @@ def _services_available() -> bool:
 
 
 def setup_logging(level: str) -> None:
-    """The dev runtime's console log (relayed worker records keep their logger and level)."""
+    """The dev runtime's console log. Relayed worker records keep their logger and level and
+    are filtered by `level`; a worker's other output (print, a framework's own log format) is
+    always shown, as it would be in a terminal."""
     logging.addLevelName(5, "TRACE")
     logging.basicConfig(level=5 if level == "trace" else level.upper(),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger(OUTPUT_LOGGER).setLevel(logging.DEBUG)
 
 
 class _Signals:

@@ -31,7 +31,9 @@ from ..protocol.dialect import V0_11
 from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev.engine")
-output_log = logging.getLogger("cocaine_http.dev.worker")
+#: Where a worker's output that is not a log record of ours goes (at INFO).
+OUTPUT_LOGGER = "cocaine_http.dev.worker"
+output_log = logging.getLogger(OUTPUT_LOGGER)
 
 #: Reasons given to sessions, verbatim from cocaine-runtime v0.11 (PROTOCOL.md §3.6).
 TIMED_OUT = "slave has timed out"
