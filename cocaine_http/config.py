@@ -17,6 +17,7 @@ tables and the one reader of the runtime's arguments."""
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,9 @@ from typing import Any, NoReturn
 from .errors import ConfigError
 
 ENV_PREFIX = "COCAINE_HTTP_"
+
+#: gunicorn's default access_log_format, plus the duration in milliseconds.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -81,6 +85,9 @@ class Config:
         "", "logging configuration applied after ours: a dictConfig .json/.yaml file or a "
         "fileConfig .ini file (for the app's own loggers)", metavar="FILE", shown="none")
     access_log: bool = option(True, "log one line per request to cocaine_http.access")
+    access_log_format: str = option(
+        ACCESS_LOG_FORMAT, "gunicorn-style access log format: h client, t time, r request "
+        "line, s status, b size, f referer, a user agent, M milliseconds, ...", metavar="FMT")
     max_body_size: int = option(64 * 1024 * 1024, "largest request body in bytes (413 above)",
                               shown="64M")
     max_header_size: int = option(
@@ -109,6 +116,10 @@ class Config:
                     f"invalid {option_name(field.name)} {value!r}; "
                     f"choose from {', '.join(choices)}"
                 )
+        try:  # unknown atoms print "-", as gunicorn's do; a broken % format is refused
+            self.access_log_format % collections.defaultdict(str)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"invalid --access-log-format: {exc}") from None
         for name in ("threads", "max_body_size", "max_header_size", "max_headers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{option_name(name)} must not be negative")

@@ -4,9 +4,17 @@ record a line, `--log-config` configures the rest; errors in it are one line."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cocaine_http.dev.profile import Profile
+from tests.plugins.devruntime import wait_for
 
 SCRIPT = """
 import logging, sys
@@ -93,3 +101,31 @@ def test_a_bad_log_config_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cocaine-http: error: --log-config bad.json")
+
+
+def test_access_log_format_is_the_workers_option(tmp_path: Path) -> None:
+    """--access-log-format is checked at start: a broken format is one line, exit 2."""
+    (tmp_path / "app.py").write_text("def app(environ, start_response):\n    return []\n")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cocaine_http", "--access-log-format", "%(h", "app:app"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "cocaine-http: error: invalid --access-log-format: incomplete format key")
+
+
+async def test_access_log_format_shapes_the_access_lines(
+    dev_app_runtime: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker given --access-log-format writes its access lines in it."""
+    caplog.set_level(logging.INFO)
+    runtime = await dev_app_runtime("examples.flask_app.app:app", "--access-log-format",
+                                    "ACCESS %(m)s %(U)s %(s)s", profile=Profile(log_output=True))
+    async with httpx.AsyncClient(base_url=runtime.url, timeout=30) as client:
+        assert (await client.get("/")).status_code == 200
+
+    await wait_for(lambda: any(r.name == "cocaine_http.access"
+                               and r.getMessage().endswith("] ACCESS GET / 200")
+                               for r in caplog.records))

@@ -320,5 +320,6 @@ class _Cycle:
         if self.adapter.access:
             duration = time.perf_counter() - self.started
             access_log.info(access_log_line(
-                self.request, status, size, started=self.wall, duration=duration
+                self.request, status, size, started=self.wall, duration=duration,
+                fmt=self.adapter.config.access_log_format,
             ))

@@ -7,10 +7,8 @@ from __future__ import annotations
 import datetime
 import re
 
+from cocaine_http.config import ACCESS_LOG_FORMAT as ACCESS_LOG_FORMAT
 from cocaine_http.http.request import Request
-
-#: gunicorn's default access_log_format, plus the duration in milliseconds.
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 
 _ATOM = re.compile(r"%\((\w+)\)s")
 _last_second: list[object] = [None, ""]
