@@ -79,8 +79,10 @@ class Config:
         "info", "logging level",
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     )
-    log_format: str = option("text", "format of the worker's log lines: text, or one JSON object "
-                           "a line", choices=("text", "json"))
+    log_format: str = option(
+        "text", "format of the worker's log lines: text, or one JSON object a line",
+        choices=("text", "json"),
+    )
     log_config: str = option(
         "", "logging configuration applied after ours: a dictConfig .json/.yaml file or a "
         "fileConfig .ini file (for the app's own loggers)", metavar="FILE", shown="none")
@@ -88,8 +90,9 @@ class Config:
     access_log_format: str = option(
         ACCESS_LOG_FORMAT, "gunicorn-style access log format: h client, t time, r request "
         "line, s status, b size, f referer, a user agent, M milliseconds, ...", metavar="FMT")
-    max_body_size: int = option(64 * 1024 * 1024, "largest request body in bytes (413 above)",
-                              shown="64M")
+    max_body_size: int = option(
+        64 * 1024 * 1024, "largest request body in bytes (413 above)", shown="64M"
+    )
     max_header_size: int = option(
         64 * 1024, "largest total size of request line and headers in bytes (431 above)",
         shown="64K",
