@@ -267,3 +267,27 @@ async def test_the_runtimes_own_app_is_paused_and_started_by_the_node(
     assert while_paused.status_code == 503
     assert started == {"raw": "the app has been started"}
     assert (after.status_code, after.content) == (200, b"hello world")
+
+
+async def test_a_runlist_app_starts_when_the_runtime_boots(
+    dev_runtime_factory: Any, tmp_path: Path
+) -> None:
+    """deploy --runlist default --no-start, then a runtime booting on the same storage starts
+    the app from it, as the node reads `runlists/default` at boot."""
+    storage = tmp_path / "storage"
+    first = await dev_runtime_factory(None, app="none", storage_dir=str(storage))
+    progress: list[str] = []
+    await upload(str(make_app(tmp_path / "shop")), DeployOptions(
+        locator=locator_of(first), runlist="default", start=False), say=progress.append)
+    assert first.running_apps() == []
+    await first.close()
+
+    second = await dev_runtime_factory(None, app="none", storage_dir=str(storage))
+    async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
+        response = await client.get("/shop/http/")
+
+    assert "adding shop to runlist default" in progress
+    assert msgpack.unpackb((storage / "runlists" / "default").read_bytes(), raw=False) == {
+        "shop": "shop"}
+    assert second.running_apps() == ["shop"]
+    assert response.text.startswith("v1 / ")

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config, OptionParser, env_for, option
-from ..errors import CocaineError, ConfigError
+from ..errors import CocaineError, ConfigError, ServiceError
 from ..protocol.dialect import pack as msgpack_value
+from ..services.definitions import unpack_value
 
 MANIFEST = "manifest.json"
 PROFILE = "profile.json"
@@ -37,6 +38,7 @@ DEFAULT_EXCLUDE = (".git", ".hg", ".svn", "__pycache__", "*.py[cod]", ".pytest_c
 #: Storage tags, as cocaine-tool writes them (its `tags.py`).
 APP_TAGS = ["app"]
 PROFILE_TAGS = ["profile"]
+RUNLIST_TAGS = ["runlist"]
 #: The profile `init` writes: the runtime's defaults, spelled out so they are easy to change.
 INIT_PROFILE: dict[str, Any] = {
     "isolate": {"type": "process", "args": {}},
@@ -309,6 +311,9 @@ class DeployOptions:
     timeout: float = option(30.0, "seconds each step may take")
     exclude: tuple[str, ...] = _exclude_option()
     start: bool = option(True, "start (or restart) the app through the node service")
+    runlist: str | None = option(
+        None, "also add the app to this runlist, which the runtime starts at boot", kind=str,
+        metavar="NAME")
 
 
 async def upload(app_dir: str, opts: DeployOptions, say: Any = print) -> dict[str, Any]:
@@ -336,6 +341,8 @@ async def upload(app_dir: str, opts: DeployOptions, say: Any = print) -> dict[st
         ):
             say(f"uploading the {label} to {namespace}/{key}")
             await _step(f"upload the {label}", storage.write(namespace, key, value, tags))
+        if opts.runlist is not None:
+            await _add_to_runlist(storage, opts.runlist, name, profile_name, say)
         if not opts.start:
             return {}
         node = await _step("reach the node service", client.service("node"))
@@ -350,6 +357,23 @@ async def upload(app_dir: str, opts: DeployOptions, say: Any = print) -> dict[st
         raise DeployError(f"the node did not start {name}: {result}")
     say(f"{name}: {result}")
     return {name: result}
+
+
+async def _add_to_runlist(storage: Any, runlist: str, name: str, profile: str,
+                          say: Any) -> None:
+    """Read `runlists/<runlist>` (a missing one is empty), add {name: profile}, write it back."""
+    try:
+        current = unpack_value(await storage.read("runlists", runlist))
+    except ServiceError:  # not found
+        current = {}
+    except (CocaineError, OSError, asyncio.TimeoutError) as exc:
+        raise DeployError(f"cannot read runlist {runlist}: {exc}") from None
+    if not isinstance(current, dict):
+        raise DeployError(f"runlist {runlist} is not a map of apps to profiles")
+    current[name] = profile
+    say(f"adding {name} to runlist {runlist}")
+    await _step(f"write runlist {runlist}",
+                storage.write("runlists", runlist, msgpack_value(current), RUNLIST_TAGS))
 
 
 async def _step(what: str, pending: Any) -> Any:

@@ -30,6 +30,9 @@ from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev")
 
+#: The runlist the node starts at boot (the v0.11 node's `runlist` argument, "default").
+RUNLIST = "default"
+
 
 class DevRuntime:
     """A cocaine-runtime look-alike for one app.
@@ -133,6 +136,8 @@ class DevRuntime:
                                                    self.workdir)
             if self.workers:
                 await self.engine.warm(self.workers)
+        if self.services is not None:
+            await self._start_runlist(RUNLIST)
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
                            max_body_size=self.max_body_size, apps=self.apps,
@@ -155,6 +160,19 @@ class DevRuntime:
         self.services.storage.write("crashlogs", key, pack(lines), [app])
 
     # -- NodeHost: apps started through the node service ----------------------------------------
+
+    async def _start_runlist(self, name: str) -> None:
+        """Start the apps of `runlists/<name>` ({app: profile}), as the node does at boot."""
+        try:
+            runlist = self._stored("runlists", name)
+        except Exception:  # no runlist: nothing to start, as the runtime says at info level
+            return
+        if not isinstance(runlist, dict):
+            log.warning("runlist %s is not a map of apps to profiles; ignored", name)
+            return
+        for app, profile in runlist.items():
+            outcome = await self.start_app(str(app), str(profile))
+            log.info("runlist %s: %s: %s", name, app, outcome)
 
     def running_apps(self) -> list[str]:
         """The running apps, as the node's `list` answers."""
