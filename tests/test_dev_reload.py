@@ -42,6 +42,13 @@ class TestFilter:
 
         assert accept(None, path) is expected
 
+    def test_excludes_apply_below_the_watched_folder_only(self) -> None:
+        """A project under a hidden folder (~/.local/app) is still watched."""
+        accept = reload_filter(["*.py"], [".*"], ["/home/u/.local/app"])
+
+        assert accept(None, "/home/u/.local/app/views.py") is True
+        assert accept(None, "/home/u/.local/app/.venv/x.py") is False
+
 
 async def test_a_code_change_restarts_the_workers_after_requests_in_flight(
     tmp_path: Path,

@@ -233,11 +233,13 @@ def _report_startup(exc: StartupError) -> None:
 # -- reload ------------------------------------------------------------------------------------
 
 
-def reload_filter(include: Sequence[str], exclude: Sequence[str]) -> Callable[[Any, str], bool]:
+def reload_filter(include: Sequence[str], exclude: Sequence[str],
+                  roots: Sequence[str] = ()) -> Callable[[Any, str], bool]:
     """A watchfiles filter: a path counts when its name matches an include glob and no part of
-    it matches an exclude glob."""
+    it below the watched folder (`roots`) matches an exclude glob."""
     def accept(change: Any, path: str) -> bool:
-        parts = path.split(os.sep)
+        root = next((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), None)
+        parts = (os.path.relpath(path, root) if root else path).split(os.sep)
         if any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in exclude):
             return False
         return any(fnmatch.fnmatch(parts[-1], pattern) for pattern in include)
@@ -259,7 +261,7 @@ async def watch(runtime: DevRuntime, command: DevCommand, stop: asyncio.Event) -
     include = dev.reload_include or RELOAD_INCLUDE
     if dev.manifest:
         include = (*include, "*.json", os.path.basename(read_manifest(dev.manifest).slave))
-    accept = reload_filter(include, (*RELOAD_EXCLUDE, *dev.reload_exclude))
+    accept = reload_filter(include, (*RELOAD_EXCLUDE, *dev.reload_exclude), dirs)
     log.info("watching %s for changes to %s", ", ".join(dirs), ", ".join(include))
     async for changes in watchfiles.awatch(*dirs, watch_filter=accept, stop_event=stop):
         names = sorted({os.path.relpath(path, dirs[0]) for _, path in changes})
