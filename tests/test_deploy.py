@@ -58,6 +58,13 @@ class TestInit:
         assert profile["isolate"]["type"] == "process"
         assert profile["pool-limit"] == 10
 
+    def test_venv_names_the_interpreter_of_the_slave(self, tmp_path: Path) -> None:
+        """--venv /srv/venvs/shop: the slave runs that venv's Python on the nodes."""
+        assert main(["init", "webapp:app", "--dir", str(tmp_path), "--venv",
+                     "/srv/venvs/shop"]) == 0
+
+        assert (tmp_path / "worker").read_text().startswith("#!/srv/venvs/shop/bin/python\n")
+
     def test_refuses_to_overwrite(self, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
         """A second init without --force changes nothing and says why."""

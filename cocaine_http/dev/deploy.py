@@ -203,6 +203,9 @@ class InitOptions:
     python: str = option(
         "/usr/bin/env python3", "the slave's interpreter on the nodes: a path to the Python "
         "(of a venv) that has cocaine-http and the app's dependencies", metavar="PATH")
+    venv: str | None = option(
+        None, "the venv on the nodes that has cocaine-http and the app's dependencies: the "
+        "slave's interpreter is its bin/python (instead of --python)", kind=str, metavar="DIR")
     slave: str = option(SLAVE, "name of the slave script", metavar="FILE")
     force: bool = option(False, "overwrite existing files")
 
@@ -222,8 +225,11 @@ def init(argv: Sequence[str]) -> int:
     Config(**worker)  # checked now, not on the nodes
     if ":" not in ns.target:
         raise ConfigError(f'app must be given as "module:attribute", got {ns.target!r}')
+    python = os.path.join(opts.venv, "bin", "python") if opts.venv else opts.python
+    if not python.startswith("/"):
+        raise ConfigError(f"the #! line needs an absolute path, got {python!r}")
     files = {
-        opts.slave: SLAVE_SCRIPT.format(python=opts.python, target=ns.target),
+        opts.slave: SLAVE_SCRIPT.format(python=python, target=ns.target),
         MANIFEST: _json({"slave": opts.slave, "environment": env_for(worker)}),
         PROFILE: _json(INIT_PROFILE),
     }
