@@ -9,8 +9,12 @@ BUILD_INPUTS := pyproject.toml setup.py build_decoder.py $(wildcard csrc/*.c csr
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+# The conformance suite's real peers: build scripts and sources (docs/conformance.md), and the
+# cache the build goes to (outside the checkout, so reruns take a second).
+COCAINE_SHARED ?= ../shared/cocaine-runtime
+COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
 
-.PHONY: all venv test typecheck run bench clean
+.PHONY: all venv test conformance typecheck run bench clean
 
 all: test
 
@@ -24,6 +28,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+conformance: $(STAMP)
+	@test -x "$(COCAINE_SHARED)/build.sh" || { echo "make conformance: no $(COCAINE_SHARED)/build.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
+	"$(COCAINE_SHARED)/build.sh" "$(COCAINE_CACHE)/v0.11"
+	. "$(COCAINE_CACHE)/v0.11/env.sh" && $(BIN)/python -m pytest tests/conformance $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

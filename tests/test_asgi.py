@@ -104,7 +104,8 @@ class TestResponse:
         session = await serve(app, frame())
 
         assert session.status == 200
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"part"]
         assert not session.ended
 
     async def test_returning_without_response_gives_500(self) -> None:
@@ -124,7 +125,8 @@ class TestResponse:
 
         session = await serve(app, frame())
 
-        assert session.failure is not None
+        assert session.failure == (1, "application returned without completing the response")
+        assert session.body_chunks == [b"x"]
 
     async def test_out_of_order_message_raises_into_app(self) -> None:
         """A body before the start raises inside the app's send()."""
@@ -170,7 +172,8 @@ class TestResponse:
 
         session = await serve(app, frame())
 
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"ab"]
 
 
 class TestRequest:
@@ -333,6 +336,24 @@ class TestLifespan:
 
         with pytest.raises(LifespanError, match="no lifespan here"):
             await Lifespan(app, "on").startup()
+
+    async def test_on_mode_failure_says_what_to_change(self) -> None:
+        """The startup error of an app without lifespan names the setting to change."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+        with pytest.raises(LifespanError, match="set lifespan='auto' or 'off'"):
+            await Lifespan(app, "on").startup()
+
+    async def test_explicit_startup_failure_keeps_the_app_message_alone(self) -> None:
+        """lifespan.startup.failed is the app's own message, without the hint."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+        with pytest.raises(LifespanError) as failed:
+            await Lifespan(app, "on").startup()
+        assert str(failed.value) == "no database"
 
     async def test_off_never_calls_app(self) -> None:
         """--lifespan off does not call the app for lifespan."""

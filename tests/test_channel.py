@@ -14,8 +14,8 @@ import pytest
 
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel, serve
-from cocaine_http.codec import CDecoder, DecodeError, PythonDecoder
-from cocaine_http.protocol.dialect import V0_11, pack
+from cocaine_http.codec import CDecoder, DecodeError, FrameError, PythonDecoder
+from cocaine_http.protocol.dialect import V0_11, V11, Kind, pack
 from tests.plugins.worker import LOOP_KINDS, run_on
 
 WAIT = 10.0
@@ -52,7 +52,8 @@ class Recorder:
         self.calls: list[tuple[Any, ...]] = []
         self._changed = asyncio.Event()
         for name in ("on_connect", "on_invoke", "on_chunk", "on_choke", "on_error",
-                     "on_terminate", "on_heartbeat", "on_message", "on_socket_error"):  # fmt: skip
+                     "on_terminate", "on_heartbeat", "on_message", "on_bad_message",
+                     "on_socket_error"):  # fmt: skip
             setattr(channel, name, self._recorder(name))
 
     def _recorder(self, name: str) -> Callable[..., None]:
@@ -367,16 +368,42 @@ class TestDelivery:
 
         assert got == [b"1", b"2", 1] and client.connected
 
-    async def test_bad_arguments_close_with_eproto(self, tmp_path: Path, closing) -> None:
-        """A chunk whose payload is not a raw string is the peer's fault: EPROTO, and nothing
-        after it is delivered."""
+    async def test_bad_arguments_are_reported_and_the_stream_goes_on(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Well-framed messages whose arguments do not fit (the stream is still in sync) go to
+        on_bad_message with the kind and what was wrong; the messages after them arrive, and
+        the channel stays open."""
         client, peer = await _pair(tmp_path, closing)
         mine = Recorder(client)
-        peer.send(1, [V0_11.chunk(1, b"ok"), pack([4, 1, [5]]), V0_11.choke(1)])
+        peer.send(1, [
+            V0_11.chunk(1, b"ok"), pack([4, 1, [5]]), pack([3, 2, []]),
+            pack([3, 3, [b"a", b"b"]]), pack([5, 1, [b"x", b"m"]]), pack([2, 0, []]),
+            V0_11.choke(1),
+        ])  # fmt: skip
+        await mine.until(lambda calls: ("on_choke", 1) in calls)
+
+        bad = mine.named("on_bad_message")
+        assert [(kind, session) for kind, session, _ in bad] == [
+            (Kind.CHUNK, 1), (Kind.INVOKE, 2), (Kind.INVOKE, 3), (Kind.ERROR, 1),
+            (Kind.TERMINATE, 0),
+        ]  # fmt: skip
+        assert "chunk takes one raw string, got [5]" in bad[0][2]
+        assert "invoke takes one event name" in bad[1][2]
+        assert "integer code" in bad[3][2]
+        assert mine.named("on_chunk") == [(1, b"ok")] and client.connected
+        assert mine.named("on_socket_error") == []
+
+    async def test_broken_stream_closes_with_eproto(self, tmp_path: Path, closing) -> None:
+        """A frame that is not [id, session, args] breaks the stream: EPROTO, and nothing after
+        it is delivered."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        peer.send(1, [V0_11.chunk(1, b"ok"), pack([4, 1]), V0_11.choke(1)])
         await mine.until(lambda calls: any(c[0] == "on_socket_error" for c in calls))
 
         assert mine.calls == [("on_chunk", 1, b"ok"), ("on_socket_error", errno.EPROTO)]
-        assert isinstance(client.last_error, TypeError)
+        assert isinstance(client.last_error, FrameError) and client.closed
 
     async def test_big_chunks_split_across_reads_arrive_whole(
         self, tmp_path: Path, closing
@@ -394,6 +421,40 @@ class TestDelivery:
         assert [data for _, data in chunks] == payloads
         assert all(type(data) is bytes for _, data in chunks)
         assert mine.named("on_choke") == [(0,), (1,), (2,), (3,)]
+
+
+class _RoutedV11(V11):
+    """v0.11 without the fast ids: every message takes the general path (router + arguments)."""
+
+    fast_ids = False
+
+
+#: Argument lists of every shape a record can have (empty, short and long raw strings, a
+#: non-UTF-8 one, decoded lists that fit or do not fit a kind).
+ARGUMENT_SHAPES: list[list[Any]] = [
+    [], [b"ev"], [b"a-much-longer-event-name"], [b"\xff\xfe"], [b"x" * 300], [5], [b"a", b"b"],
+    [7, b"reason"], [[42, 9], b"cat"], [b"x", b"m"],
+]  # fmt: skip
+
+
+class TestFastPath:
+    async def test_fast_path_agrees_with_the_general_rule(self) -> None:
+        """The fast-id loop (record kinds read straight, SHORT event names cached) delivers
+        every message id 0..8 with every argument shape exactly as the general path (the
+        dialect's router and argument rules) does, callback for callback."""
+        messages = [pack([mid, 5, args]) for mid in range(9) for args in ARGUMENT_SHAPES]
+        data = b"".join(messages) + V0_11.heartbeat()
+        seen = []
+        for dialect in (V0_11, _RoutedV11()):
+            channel = Channel(dialect)
+            recorder = Recorder(channel)
+            channel.data_received(data)
+            seen.append(recorder.calls)
+
+        assert seen[0] == seen[1]
+        assert len(seen[0]) == len(messages) + 1 and not channel.closed
+        assert ("on_invoke", 5, "a-much-longer-event-name") in seen[0]
+        assert [c for c in seen[0] if c[0] == "on_socket_error"] == []
 
 
 class TestBackpressure:

@@ -19,7 +19,7 @@ from tests.plugins.codec import load_decoder
 CDecoder = load_decoder("c")
 PythonDecoder = _python.Decoder
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (
     st.none()

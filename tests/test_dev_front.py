@@ -109,6 +109,23 @@ class TestFrame:
         assert engine.frames == [("http", bytes.fromhex(FRAME_HEX))]
         assert events[0].status_code == 200
 
+    async def test_hop_by_hop_headers_from_a_worker_are_dropped(
+        self, scripted_front: Any
+    ) -> None:
+        """A worker's Connection, Keep-Alive, Upgrade, Proxy-* and Transfer-Encoding never
+        reach the client; its Content-Length frames the body, once."""
+        head = [200, [[b"Connection", b"close"], [b"Keep-Alive", b"timeout=1"],
+                      [b"Upgrade", b"h2c"], [b"Proxy-Authenticate", b"Basic"],
+                      [b"Transfer-Encoding", b"chunked"], [b"Content-Length", b"2"],
+                      [b"X-Kept", b"1"]]]
+        engine = ScriptedEngine(("chunk", pack(head)), ("chunk", pack(b"ok")), ("choke",))
+        front = await scripted_front(engine)
+
+        events = await raw_exchange(front.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+
+        names = [name for name, _ in events[0].headers]
+        assert names == [b"x-kept", b"content-length", b"x-powered-by"]
+
     async def test_http_1_0_version_and_body_are_packed(self, scripted_front: Any) -> None:
         """The frame carries the client's version and the whole body."""
         engine = ScriptedEngine(("chunk", pack([204, []])), ("choke",))

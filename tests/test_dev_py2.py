@@ -12,13 +12,12 @@ import msgpack
 
 from cocaine_http.dev.profile import Profile
 from tests.plugins.devruntime import enqueue
-from tests.test_services_py2 import py2_cocaine  # noqa: F401  (fixture: installs the framework)
 
 PY2_WORKER = Path(__file__).resolve().parent / "workers" / "py2_worker.py"
 
 
 async def test_reference_v011_worker_answers_an_enqueue_and_http(
-    py2_cocaine: tuple[str, str],  # noqa: F811
+    py2_cocaine: tuple[str, str],
     dev_runtime_factory: Any,
 ) -> None:
     """The PY11 Worker handshakes, heartbeats, answers `ping` and an HTTP request via @http."""

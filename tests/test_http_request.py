@@ -7,7 +7,7 @@ import pytest
 
 from cocaine_http.errors import BadRequestError
 from cocaine_http.http import HttpConfig, parse_request
-from cocaine_http.http.request import LARGE_FRAME
+from cocaine_http.http.request import LARGE_FRAME, cookie_copies
 from tests.plugins.http import build_frame
 
 VECTOR = bytes.fromhex("95a3474554aa2f68656c6c6f3f783d31a3312e319192a4486f7374a168a0")
@@ -262,3 +262,64 @@ class TestProxyHeaders:
     def test_server_comes_from_host(self, host, server):
         """server is (host, port) from the Host header."""
         assert parse_request(build_frame(headers=[(b"Host", host)])).server == server
+
+
+class TestTornadoCookieCopies:
+    """The tornado proxy's `name: value` copies of request cookies, ahead of the real headers,
+    are dropped; nothing else is."""
+
+    REAL = [(b"Host", b"example.com"), (b"Cookie", b'host=evil; x-forwarded-for=6.6.6.6; q="a b"')]
+    COPIES = [(b"x-forwarded-for", b"6.6.6.6"), (b"host", b"evil"), (b"q", b"a b")]
+
+    def test_copies_are_dropped_before_anything_reads_the_headers(self):
+        """A cookie named host or x-forwarded-for does not become that header."""
+        req = parse_request(build_frame(headers=self.COPIES + self.REAL, version=b"HTTP/1.1"))
+
+        assert req.headers == [(b"host", b"example.com"), (b"cookie", self.REAL[1][1])]
+        assert req.server == ("example.com", 80)
+        assert req.client is None
+
+    def test_only_the_tornado_spelling_is_touched(self):
+        """Other fronts send "1.1" and no copies: a header equal to a cookie stays."""
+        headers = [(b"host", b"evil"), (b"Cookie", b"host=evil")]
+
+        req = parse_request(build_frame(headers=headers, version=b"1.1"))
+
+        assert req.headers == [(b"host", b"evil"), (b"cookie", b"host=evil")]
+
+    def test_the_run_stops_at_the_first_real_header(self):
+        """A later header that equals a cookie is a real header."""
+        headers = [(b"a", b"1"), (b"Host", b"h"), (b"b", b"2"), (b"Cookie", b"a=1; b=2")]
+
+        req = parse_request(build_frame(headers=headers, version=b"HTTP/1.1"))
+
+        assert req.headers == [(b"host", b"h"), (b"b", b"2"), (b"cookie", b"a=1; b=2")]
+
+    def test_a_value_that_differs_is_not_a_copy(self):
+        headers = [(b"a", b"2"), (b"Cookie", b"a=1")]
+
+        assert parse_request(build_frame(headers=headers, version=b"HTTP/1.1")).headers[0] == (
+            b"a", b"2")
+
+    def test_copies_that_are_not_valid_headers_do_not_fail_the_request(self):
+        """tornado copies cookie names with `:` and quoted values with spaces verbatim."""
+        headers = [(b"a:b", b"1"), (b"s", b" x "), (b"Cookie", b'a:b=1; s=" x "')]
+
+        req = parse_request(build_frame(headers=headers, version=b"HTTP/1.1"))
+
+        assert req.headers == [(b"cookie", b'a:b=1; s=" x "')]
+
+    def test_each_cookie_is_matched_once_and_cookie_never(self):
+        headers = [(b"a", b"1"), (b"a", b"1"), (b"Cookie", b"a=1")]
+
+        req = parse_request(build_frame(headers=headers, version=b"HTTP/1.1"))
+
+        assert req.headers == [(b"a", b"1"), (b"cookie", b"a=1")]
+
+    def test_escaped_quoted_values_are_unquoted_as_python_does(self):
+        headers = [(b"e", b'x"y\n'), (b"Cookie", b'e="x\\"y\\012"')]
+
+        assert cookie_copies(tuple(headers)) == 1
+
+    def test_without_cookie_header_nothing_is_dropped(self):
+        assert cookie_copies(((b"host", b"h"),)) == 0

@@ -7,6 +7,7 @@ import pytest
 
 from cocaine_http.errors import LocalProtocolError
 from cocaine_http.http import Response, ResponseState, error_response
+from cocaine_http.http.response import is_front_owned
 from tests.plugins.http import decode_payloads
 
 HEAD_VECTOR = bytes.fromhex("92ccc89192ac436f6e74656e742d54797065aa746578742f706c61696e")
@@ -191,6 +192,51 @@ class TestContentLength:
             Response().start(200, [(b"content-length", b"1"), (b"Content-Length", b"2")])
 
 
+class TestFrontOwnedHeaders:
+    """Framing and hop-by-hop headers never leave the worker: the front frames the body."""
+
+    @pytest.mark.parametrize("name", [
+        b"Content-Length", b"Transfer-Encoding", b"Connection", b"Keep-Alive", b"TE",
+        b"Trailer", b"Upgrade", b"Proxy-Authenticate", b"proxy-connection",
+    ])
+    def test_dropped_from_the_head(self, name):
+        value = b"5" if name.lower() == b"content-length" else b"x"
+        resp = Response()
+        resp.start(200, [(b"Content-Type", b"text/plain"), (name, value), (b"X-Kept", b"1")])
+
+        (_, headers), body = decode_payloads(resp.body(b"hello", more=False))
+
+        assert headers == [[b"Content-Type", b"text/plain"], [b"X-Kept", b"1"]]
+        assert body == b"hello"
+
+    def test_dropped_from_a_cached_head_too(self):
+        """The second identical head (served from the caches) is the same, still without it."""
+        pairs = [(b"Content-Length", b"2"), (b"Connection", b"close")]
+        first, second = Response(), Response()
+        first.start(200, list(pairs))
+        second.start(200, list(pairs))
+
+        heads = [first.body(b"ok", more=False)[0], second.body(b"ok", more=False)[0]]
+
+        assert heads[0] == heads[1]
+        assert msgpack.unpackb(heads[1]) == [200, []]
+
+    def test_dropped_content_length_is_still_enforced(self):
+        """The app's declared length is checked against its body although it is not sent."""
+        resp = Response()
+        resp.start(200, [(b"Content-Length", b"3")])
+
+        with pytest.raises(LocalProtocolError, match="exceeds"):
+            resp.body(b"abcd")
+
+    @pytest.mark.parametrize("name", [b"X-Connection", b"Content-Type", b"Trailers-X", b"Tea"])
+    def test_similar_names_are_kept(self, name):
+        assert not is_front_owned(name)
+
+    def test_the_rule_is_one_function(self):
+        assert is_front_owned(b"PROXY-Foo") and is_front_owned(b"content-length")
+
+
 class TestHeaderValidation:
     @pytest.mark.parametrize(
         "headers",
@@ -254,12 +300,12 @@ class TestFailure:
 
 class TestErrorResponse:
     def test_error_response_is_head_and_text_body(self):
-        """error_response gives a plain-text head and body with a matching Content-Length."""
+        """error_response gives a plain-text head and body; the front frames it."""
         (status, headers), body = decode_payloads(error_response(431, "too many headers"))
 
         assert status == 431
         assert body == b"431 Request Header Fields Too Large: too many headers\n"
-        assert [b"content-length", str(len(body)).encode()] in headers
+        assert headers == [[b"content-type", b"text/plain; charset=utf-8"]]
 
     def test_error_response_to_head_has_no_body(self):
         """A HEAD request's error response is the head alone."""

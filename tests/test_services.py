@@ -174,6 +174,28 @@ class TestFailures:
         assert len(svc._calls) == 0 and svc.state is State.CONNECTED
         svc.close()
 
+    async def test_bad_reply_fails_its_call_and_the_connection_goes_on(self, raw_server):
+        """A well-framed reply whose arguments do not fit (a chunk of an int) fails only the
+        call it answers, with ServiceError(1, what was wrong); the connection serves the next
+        call."""
+        def on_call(ch, mid, session, args):
+            if session == 1:
+                ch.send(session, [pack([4, session, [5]]), V0_11.choke(session)])
+            else:
+                ch.send(session, [V0_11.chunk(session, pack("ok")), V0_11.choke(session)])
+
+        server = await raw_server(on_call)
+        svc = Service("odd", endpoint=("127.0.0.1", server.port), table={0: "get"})
+
+        with pytest.raises(ServiceError) as info:
+            await svc.get()
+        again = await svc.get()
+
+        assert info.value.code == 1
+        assert info.value.message == "bad chunk message: chunk takes one raw string, got [5]"
+        assert again == "ok" and server.connections == 1 and svc.state is State.CONNECTED
+        svc.close()
+
     async def test_reset_mid_call_fails_pending_then_next_call_reconnects(self, raw_server):
         """Pending calls get ConnectionLostError(errno); the next call reconnects (backoff)."""
         def on_call(ch, mid, session, args):

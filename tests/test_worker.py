@@ -11,9 +11,20 @@ from typing import Any
 import pytest
 
 from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_DISOWNED, Session, Worker
+from cocaine_http.codec import CDecoder, PythonDecoder
 from cocaine_http.errors import SessionClosedError, SessionError
-from cocaine_http.protocol.dialect import V0_12, raw_header
-from tests.plugins.worker import LOOP_KINDS, UUID, WAIT, Engine, run_on, worker_argv
+from cocaine_http.protocol.dialect import V0_12, pack, raw_header
+from cocaine_http.protocol.session import SessionMachine
+from cocaine_http.protocol.worker import Refusal, WorkerConnection, WorkerState
+from tests.plugins.worker import (
+    LOOP_KINDS,
+    UUID,
+    WAIT,
+    Engine,
+    RecordingChannel,
+    run_on,
+    worker_argv,
+)
 
 HANDSHAKE_HEX = "93000091da0024" + UUID.encode().hex()
 
@@ -246,7 +257,8 @@ class TestSessions:
             await engine.close()
 
         assert await engine.handshake == UUID
-        assert reply.chunks == [b"v12"] and bad.error is not None
+        assert reply.chunks == [b"v12"]
+        assert bad.error == (-100, "there is no handler for event nope") and bad.chunks == []
         assert code == 0
 
 
@@ -404,3 +416,181 @@ def test_scenarios_hold_on_asyncio_debug_and_uvloop(loop_kind: str, tmp_path) ->
                 await engine.close()
 
     run_on(loop_kind, run_all)
+
+
+#: The decoder a spawned worker runs on, chosen by its environment.
+DECODER_ENVS = [pytest.param({"COCAINE_HTTP_PUREPYTHON": "1"}, id="python")]
+if CDecoder is not None:
+    DECODER_ENVS.append(pytest.param({"COCAINE_HTTP_REQUIRE_C": "1"}, id="c"))
+
+#: A victim session of the echo worker, open when the bad message arrives.
+VICTIM = -1
+#: Well-framed messages whose arguments do not fit, keyed by case: (message with VICTIM or a
+#: fresh session id, the error the session then gets, or None when the message is dropped).
+BAD_MESSAGES: dict[str, tuple[list[Any], tuple[int, str] | None]] = {
+    "invoke-without-event": (
+        [3, 50, []], (1, "bad invoke message: invoke takes one event name, got []")),
+    "invoke-with-two-args": (
+        [3, 51, [b"ping", b"x"]],
+        (1, "bad invoke message: invoke takes one event name, got [b'ping', b'x']")),
+    "chunk-of-an-int": (
+        [4, VICTIM, [5]], (1, "bad chunk message: chunk takes one raw string, got [5]")),
+    "error-with-a-text-code": (
+        [5, VICTIM, [b"x", b"gone"]],
+        (1, "bad error message: error takes an integer code and a message, "
+            "got [b'x', b'gone']")),
+    "chunk-without-payload": (
+        [4, VICTIM, []], (1, "bad chunk message: chunk takes one raw string, got []")),
+    "error-without-args": (
+        [5, VICTIM, []],
+        (1, "bad error message: error takes an integer code and a message, got []")),
+    "terminate-without-code": ([2, 0, []], None),
+    "terminate-with-a-text-code": ([2, 0, [b"x"]], None),
+    "chunk-for-no-session": ([4, 999, [5]], None),
+}  # fmt: skip
+
+
+class TestBadMessages:
+    """A well-framed message with arguments that do not fit fails its own session (or is
+    dropped), on a spawned worker, while other sessions are in flight and complete."""
+
+    @pytest.mark.parametrize("decoder_env", DECODER_ENVS)
+    @pytest.mark.parametrize("case", list(BAD_MESSAGES))
+    async def test_bad_message_fails_only_its_session(
+        self, case: str, decoder_env: dict[str, str], engine: Engine,
+        spawn_worker: Callable[..., Any],
+    ) -> None:  # fmt: skip
+        message, expected = BAD_MESSAGES[case]
+        proc = await spawn_worker("examples/echo_worker.py", worker_argv(engine.path),
+                                  decoder_env)  # fmt: skip
+        await engine.connected()
+        assert engine.channel is not None
+        neighbours = [engine.invoke("ping", b"n1", choke=False) for _ in range(2)]
+        victim = engine.invoke("ping", b"v1", choke=False)
+        first = [await wait_chunks(engine, sid, 1) for sid in (*neighbours, victim)]
+        sid = victim if message[1] == VICTIM else message[1]
+        engine.channel.send(sid, pack([message[0], sid, message[2]]))
+        if sid != victim:  # the bad message hit no open session: the victim is a neighbour too
+            neighbours.append(victim)
+        for neighbour in neighbours:
+            engine.send_chunk(neighbour, b"n2")
+            engine.send_choke(neighbour)
+        replies = [await engine.reply(neighbour) for neighbour in neighbours]
+        if expected is not None:
+            failed = await engine.reply(sid)
+        after = await engine.reply(engine.invoke("upper", b"still here"))
+        engine.terminate("slave is idle")
+        terminated = await wait(engine.terminated)
+        code = await wait(proc.wait())
+        assert proc.stdout is not None
+        output = (await proc.stdout.read()).decode()
+
+        assert first == [[b"n1"], [b"n1"], [b"v1"]]
+        assert [(r.chunks[1:], r.error) for r in replies] == [([b"n2"], None)] * len(neighbours)
+        if expected is not None:
+            assert failed.error == expected
+            assert failed.chunks == ([b"v1"] if sid == victim else [])
+            assert expected[1] in output
+        else:
+            assert "dropped: bad" in output
+        assert after.chunks == [b"STILL HERE"] and after.error is None
+        assert terminated == (1, "slave is idle") and code == 0
+
+
+async def wait_chunks(engine: Engine, sid: int, count: int) -> list[bytes]:
+    """The session's reply chunks once `count` have arrived."""
+
+    async def poll() -> list[bytes]:
+        while len(engine.replies[sid].chunks) < count:
+            await asyncio.sleep(0.01)
+        return engine.replies[sid].chunks
+
+    return list(await asyncio.wait_for(poll(), WAIT))
+
+
+class TestBrokenStream:
+    @pytest.mark.parametrize("decoder_env", DECODER_ENVS)
+    @pytest.mark.parametrize(
+        "data",
+        [pytest.param(b"\xc1", id="bad-msgpack"),
+         pytest.param(pack([4, 1]), id="not-id-session-args")],
+    )  # fmt: skip
+    async def test_broken_stream_closes_the_channel(
+        self, data: bytes, decoder_env: dict[str, str], engine: Engine,
+        spawn_worker: Callable[..., Any],
+    ) -> None:  # fmt: skip
+        """Bytes that are not a well-framed message leave nothing to trust after them: the
+        worker logs a protocol error, fails its open sessions and exits with
+        EXIT_CONNECTION_LOST."""
+        proc = await spawn_worker("examples/echo_worker.py", worker_argv(engine.path),
+                                  decoder_env)  # fmt: skip
+        await engine.connected()
+        assert engine.channel is not None
+        sid = engine.invoke("ping", b"p1", choke=False)
+        await wait_chunks(engine, sid, 1)
+
+        engine.channel.send(sid, data)
+        code = await wait(proc.wait())
+        assert proc.stdout is not None
+        output = (await proc.stdout.read()).decode()
+
+        assert code == EXIT_CONNECTION_LOST
+        assert "protocol error" in output and "EPROTO" in output
+
+
+class TestFastPaths:
+    @pytest.mark.parametrize("state", list(WorkerState))
+    @pytest.mark.parametrize("known", [True, False], ids=["handler", "no-handler"])
+    @pytest.mark.parametrize("duplicate", [False, True], ids=["new-id", "open-id"])
+    @pytest.mark.parametrize("timeout", [None, 5.0], ids=["no-timeout", "timeout"])
+    async def test_inline_invoke_agrees_with_the_connection(
+        self, state: WorkerState, known: bool, duplicate: bool, timeout: float | None
+    ) -> None:
+        """Worker._on_invoke accepts the common invoke inline; in every worker state, with or
+        without a handler, a fresh or an open id and a session timeout, it does exactly what
+        WorkerConnection.receive_invoke + open_session decide: the same refusal bytes, the
+        same session table, counters and state, or the same error."""
+        worker = Worker(["--uuid", UUID, "--endpoint", "/unused"], session_timeout=timeout)
+        worker.loop = asyncio.get_running_loop()
+        wire = RecordingChannel()
+        worker._channel = wire  # type: ignore[assignment]
+        worker.on("ping", lambda session: None, raw=True)
+        reference = WorkerConnection(UUID, worker.dialect, session_timeout=timeout)
+        handlers = {"ping"} if known else set()
+        event = "ping" if known else "nope"
+        for conn in (worker._conn, reference):
+            if duplicate:
+                conn.state = WorkerState.ACTIVE
+                conn.open_session(SessionMachine(7, "ping"))
+            conn.state = state
+
+        outcome = _attempt(lambda: worker._on_invoke(7, event))
+        expected = _attempt(lambda: reference.receive_invoke(7, event, handlers))
+        if expected is None:
+            reference.open_session(SessionMachine(7, event), 0.0)
+        sent = [(mid, args) for mid, args in wire.messages]
+        refused = [] if not isinstance(expected, Refusal) else decode_v11(
+            reference.refuse(7, expected))
+
+        if isinstance(expected, Exception):
+            assert type(outcome) is type(expected)
+        else:
+            assert outcome is None
+        assert sent == refused
+        assert (worker._conn.state, worker._conn.open_responses, set(worker.sessions)) == (
+            reference.state, reference.open_responses, set(reference.sessions))
+        for session in worker.sessions.values():
+            if isinstance(session, Session) and session._timer is not None:
+                session._timer.cancel()
+
+
+def _attempt(act: Callable[[], Any]) -> Any:
+    """What `act` returned, or the exception it raised."""
+    try:
+        return act()
+    except Exception as exc:  # compared by type with the reference
+        return exc
+
+
+def decode_v11(data: bytes) -> list[tuple[int, list[Any]]]:
+    return [(mid, args) for mid, _, args in PythonDecoder("v0.11").feed(data)]

@@ -6,15 +6,14 @@ import pytest
 
 from cocaine_http.codec import PythonDecoder
 from cocaine_http.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from cocaine_http.protocol.dialect import V0_11, V0_12
+from cocaine_http.protocol.dialect import SMALL_JOIN, V0_11, V0_12, Dialect, Kind, raw_header
 from cocaine_http.protocol.session import (
-    ENGINE_TRANSITIONS as SESSION_ENGINE,
-    WORKER_TRANSITIONS as SESSION_WORKER,
-    Abort,
+    ENGINE as SESSION_ENGINE,
+    WORKER as SESSION_WORKER,
     Choke,
     Chunk,
     Error,
-    Role,
+    SessionEvent,
     SessionMachine,
     SessionState,
     state_diagram,
@@ -191,16 +190,18 @@ class TestWorkerConnection:
         assert conn.sessions == {} and conn.open_responses == 0
 
     @pytest.mark.parametrize(
-        "act",
-        [pytest.param(lambda c: c.receive_heartbeat(0.0), id="heartbeat"),
-         pytest.param(lambda c: c.receive_invoke(1, "ping", {"ping"}), id="invoke"),
-         pytest.param(lambda c: c.finish(), id="terminate")],
+        ("act", "error"),
+        [pytest.param(lambda c: c.receive_heartbeat(0.0), RemoteProtocolError, id="heartbeat"),
+         pytest.param(lambda c: c.receive_invoke(1, "ping", {"ping"}), RemoteProtocolError,
+                      id="invoke"),
+         pytest.param(lambda c: c.finish(), LocalProtocolError, id="terminate")],
     )  # fmt: skip
-    def test_events_before_start_raise(self, act) -> None:  # type: ignore[no-untyped-def]
-        """Nothing but the handshake is allowed before the worker has started."""
+    def test_events_before_start_raise(self, act, error) -> None:  # type: ignore[no-untyped-def]
+        """Nothing but the handshake is allowed before the worker has started: the engine's
+        moves raise RemoteProtocolError, ours LocalProtocolError (as in the session machine)."""
         conn = WorkerConnection(UUID, V0_11)
 
-        with pytest.raises(LocalProtocolError):
+        with pytest.raises(error):
             act(conn)
 
     def test_bad_timer_values_raise(self) -> None:
@@ -214,8 +215,8 @@ class TestSessionMachine:
         """invoke, chunk, choke in; chunk, choke out: OPEN -> REQUEST_DONE -> CLOSED."""
         machine = SessionMachine(8, "http")
 
-        assert machine.process_event(Role.ENGINE, Chunk(8, b"req")) is SessionState.OPEN
-        assert machine.process_event(Role.ENGINE, Choke(8)) is SessionState.REQUEST_DONE
+        assert machine.receive(Chunk) is SessionState.OPEN
+        assert machine.receive(Choke) is SessionState.REQUEST_DONE
         header = machine.send_chunk(6)
         assert machine.send_choke().hex() == "93060890"
 
@@ -273,11 +274,6 @@ class TestSessionMachine:
         assert fresh.finished and ended.finished
         assert fresh.abort() is False
 
-    def test_event_for_other_session_rejected(self) -> None:
-        """process_event checks the session id."""
-        with pytest.raises(LocalProtocolError):
-            SessionMachine(1, "a").process_event(Role.WORKER, Abort(2, 0, ""))
-
     def test_docs_show_the_generated_diagrams(self) -> None:
         """docs/worker.md carries the diagrams generated from the tables (kept true)."""
         from pathlib import Path
@@ -291,7 +287,100 @@ class TestSessionMachine:
     def test_every_state_reachable_and_diagram_lists_every_transition(self) -> None:
         """The docs diagram is generated from the tables and names every edge."""
         diagram = state_diagram()
-        targets = set(SESSION_ENGINE.values()) | set(SESSION_WORKER.values())
+        targets = {new for *_, new in SESSION_ENGINE} | {new for *_, new in SESSION_WORKER}
 
         assert targets | {SessionState.OPEN} == set(SessionState)
         assert diagram.count("-->") == len(SESSION_ENGINE) + len(SESSION_WORKER) + 2
+
+
+class TestDialect:
+    @pytest.mark.parametrize("session", [0, 7, 127, 128, 255, 256, 2**16, 2**32])
+    @pytest.mark.parametrize("end", [False, True])
+    def test_v011_response_framing_agrees_with_its_chunk_and_choke(
+        self, session: int, end: bool
+    ) -> None:
+        """V11.response (the session id packed once) frames exactly what chunk_header() and
+        choke() give, for every raw header size class and both chunk forms."""
+        bodies = [bytes(n) for n in (0, 1, 31, 32, 255, 65535, 65536)]
+        chunks: list = [*bodies, *([raw_header(len(b)), b] for b in bodies), [b"a", b"b", b"c"]]
+
+        fast = V0_11.response(session, chunks, end)
+        general = Dialect.response(V0_11, session, chunks, end)
+
+        assert isinstance(fast, list) and isinstance(general, list)  # large: never joined
+        assert b"".join(fast) == b"".join(general)
+        assert any(part is bodies[-1] for part in fast)  # the payload itself, not a copy
+        expected = b"".join(V0_11.chunk(session, b"".join(c) if isinstance(c, list) else c)
+                            for c in chunks) + (V0_11.choke(session) if end else b"")
+        assert b"".join(fast) == expected
+
+    @pytest.mark.parametrize("dialect", [V0_11, V0_12], ids=["v0.11", "v0.12"])
+    def test_a_small_response_comes_joined(self, dialect: Dialect) -> None:
+        """Up to SMALL_JOIN payload bytes, a response is one bytes (one queue entry)."""
+        body = bytes(SMALL_JOIN - 4)
+        data = dialect.response(3, [b"head", body], True)
+
+        assert data == dialect.chunk(3, b"head") + dialect.chunk(3, body) + dialect.choke(3)
+        assert isinstance(dialect.response(3, [b"head", body + b"x"], True), list)
+
+    @pytest.mark.parametrize("dialect", [V0_11, V0_12], ids=["v0.11", "v0.12"])
+    def test_failure_is_error_then_choke_unless_the_error_ends_the_stream(
+        self, dialect: Dialect
+    ) -> None:
+        """Dialect.failure: v0.11 needs the choke after an error, v0.12's error ends it."""
+        data = dialect.failure(9, 3, "timed out")
+
+        tail = b"" if dialect.error_ends_stream else dialect.choke(9)
+        assert data == dialect.error(9, 3, "timed out") + tail
+        assert (V0_11.error_ends_stream, V0_12.error_ends_stream) == (False, True)
+
+    @pytest.mark.parametrize(
+        ("kind", "args", "values"),
+        [(Kind.INVOKE, [b"http"], ("http",)), (Kind.CHUNK, [b"x"], (b"x",)),
+         (Kind.ERROR, [5, b"m"], (5, "m")), (Kind.ERROR, [[42, 5], b"m"], (5, "m")),
+         (Kind.TERMINATE, [1, b"bye"], (1, "bye")), (Kind.TERMINATE, [1], (1, "")),
+         (Kind.CHOKE, [b"extra"], ()), (Kind.HEARTBEAT, [], ())],
+    )  # fmt: skip
+    def test_arguments_that_fit(self, kind: Kind, args: list, values: tuple) -> None:
+        """What each kind's arguments become."""
+        assert V0_11.arguments(kind, args) == values
+
+    @pytest.mark.parametrize(
+        ("kind", "args"),
+        [(Kind.INVOKE, []), (Kind.INVOKE, [b"a", b"b"]), (Kind.INVOKE, [5]),
+         (Kind.CHUNK, [5]), (Kind.CHUNK, []), (Kind.ERROR, [b"x", b"m"]), (Kind.ERROR, [5]),
+         (Kind.TERMINATE, []), (Kind.TERMINATE, [b"x"])],
+    )  # fmt: skip
+    def test_arguments_that_do_not_fit_raise_remote_protocol_error(
+        self, kind: Kind, args: list
+    ) -> None:
+        """The peer's mistake, named: RemoteProtocolError with the kind and what came."""
+        with pytest.raises(RemoteProtocolError, match=kind.name.lower()):
+            V0_11.arguments(kind, args)
+
+
+class TestTransitions:
+    def test_engine_moves_raise_remote_and_ours_local_in_every_machine(self) -> None:
+        """One idiom: a move a table lacks raises RemoteProtocolError when the engine made it
+        and LocalProtocolError when we did, in the session and the worker machine alike."""
+        session = SessionMachine(1, "ping")
+        session.receive(Choke)
+        conn = WorkerConnection(UUID, V0_11)
+
+        with pytest.raises(RemoteProtocolError, match="engine: no transition"):
+            session.receive(Chunk)
+        with pytest.raises(RemoteProtocolError, match="engine: no transition"):
+            conn.receive_heartbeat(0.0)
+        session.send_choke()
+        with pytest.raises(LocalProtocolError, match="worker: no transition"):
+            session.send_choke()
+        with pytest.raises(LocalProtocolError, match="worker: no transition"):
+            conn.finish()
+
+    def test_rows_are_the_table_read_by_state(self) -> None:
+        """row(event) has the table's next state at each state's index and None elsewhere."""
+        for table in (SESSION_ENGINE, SESSION_WORKER):
+            for event in SessionEvent:
+                row = table.row(event, SessionState)
+                for state in SessionState:
+                    assert row[state] == table.table.get((state, event))

@@ -130,7 +130,8 @@ class TestResponse:
         session = await serve(app, frame(), threads)
 
         assert result.closed.is_set()
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"a"]
         assert session.body == b"a"
 
     async def test_exception_before_head_gives_500(self, threads: int) -> None:
@@ -179,7 +180,8 @@ class TestResponse:
         session = await serve(app, frame(), threads)
 
         assert len(reraised) == 1
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"partial"]
 
     async def test_content_length_shortfall_fails_session(self, threads: int) -> None:
         """Fewer bytes than the declared Content-Length end the session with an error."""
@@ -189,7 +191,8 @@ class TestResponse:
 
         session = await serve(app, frame(), threads)
 
-        assert session.failure is not None
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"short"]
 
     async def test_header_value_whitespace_is_stripped(self, threads: int) -> None:
         """A Set-Cookie value with a leading space (Django's WSGIHandler) is sent stripped."""

@@ -35,7 +35,7 @@ from ..http import (
 )
 from ..http.scope import ASGI_VERSION
 from .lifespan import Lifespan
-from ..aio.session import Session
+from ..aio.session import RawSession
 
 log = logging.getLogger("cocaine_http.asgi")
 access_log = logging.getLogger("cocaine_http.access")
@@ -72,12 +72,6 @@ def http_config(config: Config) -> HttpConfig:
     )
 
 
-def dialect_is_raw(worker: Any) -> bool:
-    """True when body chunks go out as raw bytes (v0.12), False for msgpack raws (v0.11)."""
-    protocol = getattr(getattr(worker, "options", None), "protocol", 0)
-    return str(protocol) in ("1", "v0.12")
-
-
 class ASGIAdapter:
     """Session factory serving an ASGI 3 app; also owns the app's lifespan.
 
@@ -91,7 +85,7 @@ class ASGIAdapter:
         self.app = app
         self.config = config
         self.http = http_config(config)
-        self.raw_body = dialect_is_raw(worker)
+        self.raw_body = worker is not None and worker.dialect.raw_body
         self.lifespan = Lifespan(app, config.lifespan)
         #: The lifespan state each scope gets a copy of (the dict is filled in at startup).
         self.scope_state = self.lifespan.state if self.lifespan.supported else None
@@ -112,7 +106,7 @@ class ASGIAdapter:
     def state(self) -> dict[str, Any] | None:
         return self.lifespan.state if self.lifespan.supported else None
 
-    def __call__(self, session: Any) -> None:
+    def __call__(self, session: RawSession) -> None:
         """Take one HTTP session (called by the worker at invoke time)."""
         _Cycle(self, session)
 
@@ -130,7 +124,7 @@ class _Cycle:
         "disconnected", "finished", "waiter", "started", "wall",
     )  # fmt: skip
 
-    def __init__(self, adapter: ASGIAdapter, session: Any) -> None:
+    def __init__(self, adapter: ASGIAdapter, session: RawSession) -> None:
         self.adapter = adapter
         self.session = session
         self.parts: list[bytes] = []
@@ -269,22 +263,13 @@ class _Cycle:
             write(payload)
 
     def write_last(self, payloads: list[Any]) -> None:
-        """The last payloads and the end of the response: one write when the session is the
-        worker's own (head, body and choke leave as one buffer list)."""
-        session = self.session
-        if type(session) is Session:
-            session.write_chunks(payloads, end=True)
-        else:
-            self.write(payloads)
-            session.end()
+        """The last payloads and the end of the response: one write (head, body and choke
+        leave as one buffer list)."""
+        self.session.write_chunks(payloads, end=True)
 
     def complete(self, payloads: list[Any]) -> None:
         self.finished = self.disconnected = True
-        session = self.session
-        if type(session) is Session:  # write_last(), inlined: this is the hot path
-            session.write_chunks(payloads, end=True)
-        else:
-            self.write_last(payloads)
+        self.session.write_chunks(payloads, end=True)  # write_last(), inlined: the hot path
         if self.adapter.access:
             self.log_access(self.response.status or 0, self.response.bytes_sent)
         if self.waiter is not None:

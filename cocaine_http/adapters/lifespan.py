@@ -20,6 +20,13 @@ from ..errors import LifespanError
 
 log = logging.getLogger("cocaine_http.lifespan")
 
+#: Appended when an app in "on" mode raised or returned at startup instead of answering: such
+#: an app (Django's ASGIHandler, for one) has no lifespan, and this is what to change.
+NO_LIFESPAN_HINT = (
+    "; this app does not speak the ASGI lifespan protocol: set lifespan='auto' or 'off' "
+    "(--lifespan, COCAINE_HTTP_LIFESPAN)"
+)
+
 ASGIApp = Callable[..., Awaitable[None]]
 
 
@@ -98,9 +105,9 @@ class Lifespan:
                 log.debug("app does not support lifespan (%r); serving without it", exc)
                 self._startup.set_result(None)
             else:
-                self._startup.set_exception(
-                    LifespanError(self._failed_message or _describe("startup", exc))
-                )
+                self._startup.set_exception(LifespanError(
+                    self._failed_message or _describe("startup", exc) + NO_LIFESPAN_HINT
+                ))
         elif self._shutdown_requested and not self._shutdown.done():
             self._shutdown.set_exception(LifespanError(_describe("shutdown", exc)))
         elif exc is not None:

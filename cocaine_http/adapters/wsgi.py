@@ -33,7 +33,8 @@ from ..http import (
     parse_request,
     wsgi_environ,
 )
-from .asgi import APP_ERROR, SessionGoneError, dialect_is_raw, http_config
+from ..aio.session import RawSession
+from .asgi import APP_ERROR, SessionGoneError, http_config
 from .wsgi_io import ErrorStream, Pipe
 
 log = logging.getLogger("cocaine_http.wsgi")
@@ -55,7 +56,7 @@ class WSGIAdapter:
         self.app = app
         self.config = config
         self.http = http_config(config)
-        self.raw_body = dialect_is_raw(worker)
+        self.raw_body = worker is not None and worker.dialect.raw_body
         self.app_name = getattr(getattr(worker, "options", None), "app", None)
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
         self.access = config.access_log and access_log.isEnabledFor(logging.INFO)
@@ -76,7 +77,7 @@ class WSGIAdapter:
         if executor is not None:
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
-    def __call__(self, session: Any) -> None:
+    def __call__(self, session: RawSession) -> None:
         """Take one HTTP session (called by the worker at invoke time)."""
         _Cycle(self, session)
 
@@ -86,7 +87,7 @@ class _Cycle:
 
     __slots__ = ("adapter", "session", "parts", "request", "pipe", "started", "wall")
 
-    def __init__(self, adapter: WSGIAdapter, session: Any) -> None:
+    def __init__(self, adapter: WSGIAdapter, session: RawSession) -> None:
         self.adapter = adapter
         self.session = session
         self.parts: list[bytes] = []

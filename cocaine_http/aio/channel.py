@@ -1,10 +1,23 @@
 # Strategy: a Channel is the asyncio Protocol of one connection. Every socket read goes to the
 # decoder in one call (`feed_records`) and comes back as records, one (kind, session, a, b)
-# tuple per message; they are walked once and each message calls its callback. Callbacks are
-# attributes (the seed design's on_* family) that default to no-ops; close() puts the no-ops
-# back, so nothing fires after it.
+# tuple per message (cocaine_http.codec.limits); they are walked once and each message calls
+# its callback. Callbacks are plain attributes (the seed design's on_* family) that default to
+# no-ops; close() puts the no-ops back, so nothing fires after it.
 #
-# The receive side (data_received and the rules for each message) lives in receive.py.
+# Receive hot path (a dialect with `fast_ids`, not raw): the record kind is the message id * 8
+# + shape, so the common messages (invoke, chunk, choke, heartbeat) are told apart by one
+# comparison each, payloads are sliced straight from the read's buffer, and short invoke event
+# names (SHORT records) map to cached str without slicing. Callbacks are read per message, so a
+# callback replaced by a callback takes effect from the very next message, and so does close(),
+# which puts the no-ops back. Every other message goes through one general method
+# (`_other`), which routes it with the dialect and checks its arguments (`Dialect.arguments`).
+# A callback that raises is logged and the loop resumes with the next message.
+#
+# Bad input: a broken stream (bad msgpack, a frame that is not [id, session, args], a message
+# over the size limit: the decoder's DecodeError) closes the channel with EPROTO, because
+# nothing after it can be trusted. A well-framed message whose arguments do not fit leaves the
+# stream in sync: it is logged and reported to on_bad_message(kind, session, reason), and the
+# messages after it are delivered as usual.
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
 # so a tick that answers many sessions costs one syscall, and a large payload goes out as its own
@@ -22,18 +35,37 @@ import errno as errnos
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..codec import Decoder
-from ..errors import ChannelError
-from ..protocol.dialect import V0_11, Dialect
+from ..codec import Decoder, DecodeError
+from ..codec.limits import REC_ARGS, REC_EMPTY, REC_RAW, REC_SHORT, records_of, short_bytes
+from ..errors import ChannelError, RemoteProtocolError
+from ..protocol.dialect import V0_11, Buffer, Dialect, Kind
 from .endpoint import Endpoint, parse_endpoint
-from .receive import Receiver, _Callback
+
+__all__ = ["Buffer", "Channel", "serve"]
 
 log = logging.getLogger("cocaine_http.channel")
 
-Buffer = bytes | bytearray | memoryview
+# record kinds of the hot path, for dialects whose ids are the kinds (Dialect.fast_ids)
+_INVOKE = Kind.INVOKE * 8 + REC_RAW
+_INVOKE_SHORT = Kind.INVOKE * 8 + REC_SHORT
+_CHUNK = Kind.CHUNK * 8 + REC_RAW
+_CHOKE = Kind.CHOKE * 8 + REC_EMPTY
+_HEARTBEAT = Kind.HEARTBEAT * 8 + REC_EMPTY
+
+#: Event names of SHORT invoke records (keyed by the packed name), decoded once: a worker
+#: serves a handful. Bounded, so a peer sending endless new names only loses the cache.
+_EVENTS: dict[int, str] = {}
+_EVENTS_MAX = 1024
+
+
+def _event(packed: int) -> str:
+    text = short_bytes(packed).decode("utf-8", "replace")
+    if len(_EVENTS) < _EVENTS_MAX:
+        _EVENTS[packed] = text
+    return text
 
 
 def _noop(*args: Any) -> None:
@@ -49,11 +81,12 @@ _CALLBACKS = (
     "on_terminate",
     "on_heartbeat",
     "on_message",
+    "on_bad_message",
     "on_socket_error",
 )
 
 
-class Channel(Receiver, asyncio.Protocol):
+class Channel(asyncio.Protocol):
     """A connection to a Cocaine endpoint (tcp or unix), client or accepted.
 
     Args:
@@ -66,24 +99,22 @@ class Channel(Receiver, asyncio.Protocol):
         on_connect(), on_invoke(session, event), on_chunk(session, data), on_choke(session),
         on_error(session, code, message), on_terminate(session, code, reason), on_heartbeat(),
         on_message(id, session, args) for the handshake and any id without a callback of its
-        own, and on_socket_error(errno) for a failed connect, a socket error, the peer's EOF
-        (ESHUTDOWN) or a malformed stream (EPROTO; `last_error` holds the DecodeError).
+        own, on_bad_message(kind, session, reason) for a well-framed message whose arguments
+        do not fit (logged; the stream goes on), and on_socket_error(errno) for a failed
+        connect, a socket error, the peer's EOF (ESHUTDOWN) or a broken stream (EPROTO;
+        `last_error` holds the DecodeError).
     """
 
-    on_connect: _Callback[Callable[[], Any]] = _Callback()
-    on_invoke: _Callback[Callable[[int, str], Any]] = _Callback()
-    on_chunk: _Callback[Callable[[int, bytes], Any]] = _Callback()
-    on_choke: _Callback[Callable[[int], Any]] = _Callback()
-    on_error: _Callback[Callable[[int, int, str], Any]] = _Callback()
-    on_terminate: _Callback[Callable[[int, int, str], Any]] = _Callback()
-    on_heartbeat: _Callback[Callable[[], Any]] = _Callback()
-    on_message: _Callback[Callable[[int, int, list[Any]], Any]] = _Callback()
-    on_socket_error: _Callback[Callable[[int], Any]] = _Callback()
-    # where the descriptors keep the four the hot loop reads
-    _cb_on_invoke: Callable[[int, str], Any]
-    _cb_on_chunk: Callable[[int, bytes], Any]
-    _cb_on_choke: Callable[[int], Any]
-    _cb_on_heartbeat: Callable[[], Any]
+    on_connect: Callable[[], Any]
+    on_invoke: Callable[[int, str], Any]
+    on_chunk: Callable[[int, bytes], Any]
+    on_choke: Callable[[int], Any]
+    on_error: Callable[[int, int, str], Any]
+    on_terminate: Callable[[int, int, str], Any]
+    on_heartbeat: Callable[[], Any]
+    on_message: Callable[[int, int, list[Any]], Any]
+    on_bad_message: Callable[[Kind, int, str], Any]
+    on_socket_error: Callable[[int], Any]
     #: the loop that runs the connection, kept by connection_made: looking it up per send
     #: costs a getpid() on Python 3.11 (None when a test or benchmark drives it by hand)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -100,15 +131,12 @@ class Channel(Receiver, asyncio.Protocol):
         self.raw = raw
         self.last_error: BaseException | None = None
         self.peer: str = ""
-        self._hot: tuple[Any, ...] | None = None  # the hot callbacks; None after any is set
-        self._running: Iterator[tuple[Any, ...]] | None = None  # the hot loop's records
-        self._rest: list[tuple[Any, ...]] = []  # what it had left when a callback was set
         self._decoder = Decoder(
             dialect.name, max_message_size=max_message_size, max_depth=max_depth
         )
         self._feed = self._decoder.feed_records
         self._router = dialect.router()
-        self._fast_v11 = dialect.name == "v0.11" and not raw
+        self._fast_ids = dialect.fast_ids and not raw
         self._transport: asyncio.Transport | None = None
         self._closed = False
         self._pending: list[Buffer] = []
@@ -271,6 +299,97 @@ class Channel(Receiver, asyncio.Protocol):
     def resume_writing(self) -> None:
         self._release_writers()
 
+    # -- receive ------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            records, buf = self._feed(data)
+        except DecodeError as exc:
+            self._dispatch(*records_of(exc.messages))
+            if not self._closed:
+                log.error("protocol error from %s: %s", self.peer, exc)
+                self.last_error = exc
+                self._fail(errnos.EPROTO)
+            return
+        if not self._fast_ids or type(buf) is not bytes:
+            self._dispatch(records, buf)
+            return
+        # the hot path: see the module comment
+        while True:  # again after a callback raised, with the next message
+            try:
+                for kind, session, a, b in records:
+                    if kind == _CHUNK:
+                        self.on_chunk(session, buf[a:b])
+                    elif kind == _CHOKE:
+                        self.on_choke(session)
+                    elif kind == _INVOKE_SHORT:  # a names the event (cached)
+                        self.on_invoke(session, _EVENTS.get(a) or _event(a))
+                    elif kind == _HEARTBEAT:
+                        self.on_heartbeat()
+                    elif kind == _INVOKE:
+                        self.on_invoke(session, buf[a:b].decode("utf-8", "replace"))
+                    else:
+                        self._other(kind, session, a, b, buf)
+                return
+            except Exception:
+                log.exception("a callback raised")
+
+    def _dispatch(self, records: Iterable[tuple[Any, ...]], buf: Any) -> None:
+        """Every message of a read through the general path (v0.12, raw, a bytearray)."""
+        with memoryview(buf) as view:
+            for kind, session, a, b in records:
+                if self._closed:
+                    return
+                self._other(kind, session, a, b, view)
+
+    def _other(self, kind: int, session: int, a: Any, b: int, buf: Any) -> None:
+        """Deliver one message by the general rules (nothing, once the channel is closed)."""
+        if self._closed:
+            return
+        mid, shape = kind >> 3, kind & 7
+        if shape == REC_EMPTY:
+            args: list[Any] = []
+        elif shape == REC_RAW:
+            data = buf[a:b]
+            args = [data if type(data) is bytes else bytes(data)]
+        elif shape == REC_SHORT:
+            args = [short_bytes(a)]
+        else:
+            assert shape == REC_ARGS
+            args = a
+        if self.raw:
+            self._call(self.on_message, mid, session, args)
+            return
+        route = self._router.route(mid, session)
+        try:
+            values = self.dialect.arguments(route, args)
+        except RemoteProtocolError as exc:
+            # Arguments are checked before the callback runs, so a shape error is the peer's
+            # fault and an exception inside the callback is the callback's (logged by _call).
+            log.warning("bad %s message from %s on session %d: %s",
+                        route.name.lower(), self.peer, session, exc)  # fmt: skip
+            self._call(self.on_bad_message, route, session, str(exc))
+            return
+        self._deliver(route, mid, session, values, args)
+
+    def _deliver(
+        self, kind: Kind, mid: int, session: int, values: tuple[Any, ...], args: list[Any]
+    ) -> None:
+        if kind is Kind.CHUNK:
+            self._call(self.on_chunk, session, *values)
+        elif kind is Kind.CHOKE:
+            self._call(self.on_choke, session)
+        elif kind is Kind.INVOKE:
+            self._call(self.on_invoke, session, *values)
+        elif kind is Kind.HEARTBEAT:
+            self._call(self.on_heartbeat)
+        elif kind is Kind.ERROR:
+            self._call(self.on_error, session, *values)
+        elif kind is Kind.TERMINATE:
+            self._call(self.on_terminate, session, *values)
+        else:
+            self._call(self.on_message, mid, session, args)
+
     # -- internals ----------------------------------------------------------------------------
 
     def _detach(self) -> None:
@@ -311,6 +430,7 @@ class Channel(Receiver, asyncio.Protocol):
             callback(*args)
         except Exception:
             log.exception("callback %s raised", getattr(callback, "__name__", callback))
+
 
 async def serve(
     endpoint: str | tuple[str, int] | Endpoint,

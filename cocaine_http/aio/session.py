@@ -1,11 +1,14 @@
 # Strategy: the asyncio Session, one per accepted invoke. It is the sans-IO SessionMachine plus
 # delivery (request chunks to callbacks or to a buffer for `read()`) and the worker's writes.
+# It is handed the one thing it needs, the Channel it writes to (whose dialect frames its
+# messages). `RawSession` is the part of it the HTTP adapters use, as a Protocol, so they can
+# be typed against it and tests can see which calls production makes.
 #
 # Hot path: the state checks read precomputed rows of the transition tables
 # (protocol.session.ENGINE_NEXT / WORKER_NEXT: next state per current state, None where the
 # table has no edge), so a write is a tuple index and an identity test; anything the rows refuse
 # goes through the generic machine, which raises with the table's message. `write_chunks()`
-# frames a whole response (head, body, choke) as one buffer list and one Channel.send.
+# sends a whole response (head, body, choke) framed by the dialect as one Channel.send.
 #
 # Lifetime: a raw session's callbacks are usually bound methods of an adapter object that also
 # holds the session, a reference cycle only the garbage collector could free (it cost about a
@@ -17,27 +20,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol
 
-from ..errors import LocalProtocolError, SessionClosedError, SessionError
+from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
+from ..protocol.dialect import Buffer, Payload
 from ..protocol.session import (
     ENGINE_NEXT,
     NOTABLE,
     WORKER_NEXT,
     Choke,
     Chunk,
+    SessionEvent,
     SessionMachine,
     SessionState,
 )
-from ..protocol.dialect import V0_11, pack_uint, raw_header
-from .channel import Buffer
+from .channel import Channel
 
-if TYPE_CHECKING:
-    from .host import SessionHost
+__all__ = ["Payload", "RawSession", "Session", "delivery"]
 
-#: One chunk: a buffer, or a list of buffers sent back to back as one payload.
-Payload = Buffer | Sequence[Buffer]
+log = logging.getLogger("cocaine_http.worker")
 
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
@@ -46,9 +49,29 @@ _ENGINE_CHOKE = ENGINE_NEXT[Choke]
 _WORKER_CHUNK = WORKER_NEXT[Chunk]
 _WORKER_CHOKE = WORKER_NEXT[Choke]
 _BUFFERS = (bytes, bytearray, memoryview)
-_RAW_HEADERS = [raw_header(n) for n in range(32)]
-#: write_chunks() joins the parts of a response whose payloads total at most this many bytes.
-SMALL_JOIN = 4096
+
+
+class RawSession(Protocol):
+    """What a raw=True session factory (the HTTP adapters) gets and uses."""
+
+    id: int
+    event: str
+    on_chunk: Callable[[bytes], Any]
+    on_end: Callable[[], Any]
+    on_fail: Callable[[int, str], Any]
+
+    @property
+    def closed(self) -> bool: ...
+
+    def write(self, data: Payload) -> None: ...
+
+    def write_chunks(self, chunks: Sequence[Payload], end: bool = False) -> None: ...
+
+    def end(self) -> None: ...
+
+    def error(self, code: int, message: str) -> None: ...
+
+    async def drain(self) -> None: ...
 
 
 def _noop(*args: Any) -> None:
@@ -69,21 +92,20 @@ class Session(SessionMachine):
     """
 
     __slots__ = (
-        "raw", "on_chunk", "on_end", "on_fail", "_worker", "_channel", "_chunks", "_eof",
+        "raw", "on_chunk", "on_end", "on_fail", "_channel", "_chunks", "_eof",
         "_failure", "_waiter", "_task", "_timer", "_failed",
     )  # fmt: skip
 
-    def __init__(self, worker: SessionHost, session: int, event: str, raw: bool) -> None:
+    def __init__(self, channel: Channel, session: int, event: str, raw: bool) -> None:
         # SessionMachine.__init__ inlined: this runs once per request on the hot path.
         self.id = session
         self.event = event
-        self.dialect = worker._dialect
+        self.dialect = channel.dialect
         self.state = _OPEN
         self.deadline = None
         self._on_change = None
         self.raw = raw
-        self._worker = worker
-        self._channel = worker._channel
+        self._channel = channel
         self._chunks: deque[bytes] | None = None if raw else deque()
         self._eof = False
         self._failure: tuple[int, str] | None = None
@@ -94,7 +116,7 @@ class Session(SessionMachine):
         self.on_chunk: Callable[[bytes], Any]
         self.on_end: Callable[[], Any]
         self.on_fail: Callable[[int, str], Any]
-        self.on_chunk = self.on_end = self.on_fail = _noop  # buffered sessions: see _deliver_*
+        self.on_chunk = self.on_end = self.on_fail = _noop  # buffered sessions: see delivery()
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.event!r} {self.state.name}>"
@@ -139,46 +161,13 @@ class Session(SessionMachine):
             self._refuse(Choke)
         if chunks and _WORKER_CHUNK[state] is not state:
             self._refuse(Chunk)
-        sid = self.id
-        out: list[Buffer] = []
-        append = out.append
-        size = 0
-        if self.dialect is V0_11:  # its chunk_header() and choke(), the id packed once
-            packed = pack_uint(sid)
-            prefix = b"\x93\x04" + packed + b"\x91"
-            for chunk in chunks:
-                if isinstance(chunk, _BUFFERS):
-                    n = len(chunk)
-                    append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
-                    append(chunk)
-                else:  # usually [raw header, body]: two lengths, no sum() over a map()
-                    n = len(chunk[0]) + len(chunk[1]) if len(chunk) == 2 else sum(map(len, chunk))
-                    append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
-                    out += chunk
-                size += n
-            choke = b"\x93\x06" + packed + b"\x90"
-        else:
-            header = self.dialect.chunk_header
-            for chunk in chunks:
-                if isinstance(chunk, _BUFFERS):
-                    n = len(chunk)
-                    append(header(sid, n))
-                    append(chunk)
-                else:
-                    n = sum(map(len, chunk))
-                    append(header(sid, n))
-                    out += chunk
-                size += n
-            choke = self.dialect.choke(sid) if end else b""
+        data = self.dialect.response(self.id, chunks, end)
         if end:
-            append(choke)
             if new is not state:  # _enter(), inlined
                 self.state = new
                 if self._on_change is not None and NOTABLE[state][new]:
                     self._on_change(self, state, new)
-        # A small response is copied into one buffer: one queue entry and one writelines item
-        # instead of five or six (a large body is never joined).
-        self._channel.send(sid, b"".join(out) if size <= SMALL_JOIN else out)
+        self._channel.send(self.id, data)
         if end and self.state is _CLOSED:  # _release(), inlined
             self.on_chunk = self.on_end = self.on_fail = _noop
 
@@ -197,7 +186,8 @@ class Session(SessionMachine):
             self._release()
 
     def error(self, code: int, message: str) -> None:
-        """Fail the response: error then choke (the runtime waits for the choke).
+        """Fail the response: the error, framed by the dialect (`Dialect.failure`: in v0.11
+        the choke follows, which the runtime waits for).
 
         Raises:
             SessionClosedError: the response was already ended, failed or aborted.
@@ -210,13 +200,13 @@ class Session(SessionMachine):
         if self.state is _CLOSED:
             self._release()
 
-    def _refuse(self, event_type: type) -> NoReturn:
+    def _refuse(self, event_type: SessionEvent) -> NoReturn:
         """The rows have no edge for a worker `event_type` here: raise the table's error."""
         try:
-            self._local(event_type)
+            self.local(event_type)
         except LocalProtocolError as exc:
             raise SessionClosedError(f"session {self.id} is closed: {exc}") from exc
-        raise AssertionError("the transition rows disagree with WORKER_TRANSITIONS")
+        raise AssertionError("the transition rows disagree with the WORKER table")
 
     async def drain(self) -> None:
         """Wait until the connection's write buffer is below its high-water mark again."""
@@ -241,8 +231,7 @@ class Session(SessionMachine):
                 raise SessionError(*self._failure)
             if self._eof:
                 return None
-            loop = self._worker.loop or asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             await waiter
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -252,33 +241,7 @@ class Session(SessionMachine):
         while (chunk := await self.read()) is not None:
             yield chunk
 
-    # -- delivery (called by the Worker) ----------------------------------------------------------
-
-    def _deliver_chunk(self, data: bytes) -> None:
-        """An engine chunk: advance (the table's self-loop needs no transition) and hand it on."""
-        if _ENGINE_CHUNK[self.state] is not self.state:
-            self.receive(Chunk)  # raises RemoteProtocolError: no chunk edge from here
-        chunks = self._chunks
-        if chunks is None:
-            self.on_chunk(data)
-        else:
-            chunks.append(data)
-            self._wake()
-
-    def _deliver_end(self) -> None:
-        old = self.state
-        new = _ENGINE_CHOKE[old]
-        if new is None or NOTABLE[old][new]:
-            self.receive(Choke)  # raises, or runs the owner's hook
-        else:
-            self.state = new
-        if self._chunks is None:
-            self.on_end()
-        else:
-            self._eof = True
-            self._wake()
-        if self.state is _CLOSED:
-            self._release()
+    # -- delivery (see `delivery()`) ------------------------------------------------------------
 
     def _deliver_fail(self, code: int, message: str) -> None:
         if self._chunks is None:
@@ -295,3 +258,65 @@ class Session(SessionMachine):
     def _release(self) -> None:
         """Closed and done with: drop the callbacks (and the cycles they may close)."""
         self.on_chunk = self.on_end = self.on_fail = _noop
+
+
+Failed = Callable[[Session, BaseException], Any]
+
+
+def delivery(
+    sessions: Mapping[int, SessionMachine], failed: Failed
+) -> tuple[Callable[[int, bytes], None], Callable[[int], None]]:
+    """The engine's chunk and choke, delivered to the sessions in `sessions`: the Channel's
+    on_chunk(session, data) and on_choke(session) for a worker.
+
+    Each advances the session by the ENGINE table (its rows; a move the table lacks is logged
+    as the engine's RemoteProtocolError), then hands the chunk or the end to a raw session's
+    callback or to a buffered session's reader. A callback that raises goes to
+    `failed(session, exc)`. Messages for a session not in `sessions` (one already finished or
+    refused) are dropped, as the engine does. Closures rather than methods: this is the one
+    copy of the rule and it runs twice per request, so it costs no call beyond the Channel's.
+    """
+
+    def on_chunk(sid: int, data: bytes) -> None:
+        session: Any = sessions.get(sid)
+        if session is None:
+            return
+        try:
+            state = session.state
+            if _ENGINE_CHUNK[state] is not state:
+                session.receive(Chunk)  # raises: no chunk edge from here
+            chunks = session._chunks
+            if chunks is None:
+                session.on_chunk(data)
+            else:
+                chunks.append(data)
+                session._wake()
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            failed(session, exc)
+
+    def on_choke(sid: int) -> None:
+        session: Any = sessions.get(sid)
+        if session is None:
+            return
+        try:
+            old = session.state
+            new = _ENGINE_CHOKE[old]
+            if new is None or NOTABLE[old][new]:
+                session.receive(Choke)  # raises, or runs the owner's hook
+            else:
+                session.state = new
+            if session._chunks is None:
+                session.on_end()
+            else:
+                session._eof = True
+                session._wake()
+            if session.state is _CLOSED:
+                session._release()
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+        except Exception as exc:
+            failed(session, exc)
+
+    return on_chunk, on_choke

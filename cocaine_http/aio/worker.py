@@ -4,12 +4,23 @@
 # this module only moves bytes, runs handlers and keeps one timer armed at `get_timer()`
 # (loop.call_at, never polling).
 #
-# Sessions are run by the SessionHost mixin (aio/host.py); two handler forms share one Session
-# class (aio/session.py, which also holds the write path):
+# Sessions: invoke -> Session -> handler, request chunks and choke delivered, engine errors and
+# worker aborts told to the app side, handler failures answered with error+choke. Two handler
+# forms share one Session class (aio/session.py, which also holds the write path):
 #   - default: `async def handler(session)` runs as a Task; request chunks are buffered for
 #     `read()` / `async for`; returning ends the response (choke) if the handler did not.
 #   - raw=True: `factory(session)` is called synchronously at invoke, sets session.on_chunk /
 #     on_end / on_fail, and nothing is buffered and no Task is made (the HTTP layer's fast path).
+#
+# The common invoke (worker ACTIVE, a handler for the event, a new id, no session timeout) is
+# accepted inline, with the same effect as WorkerConnection.receive_invoke + open_session (a
+# test checks the two agree in every state); everything else goes through the connection,
+# which decides. Every path that closes a session (engine error, abort, the last end) releases
+# its callbacks once they have run, so no reference cycle outlives a request.
+#
+# A well-framed engine message whose arguments do not fit (Channel.on_bad_message) fails only
+# its session: an open one is aborted with BAD_MESSAGE and the reason, a bad invoke is answered
+# with an error; messages for no session (control, orphans) are logged and dropped.
 #
 # Exits (serve()'s return value): 0 after a terminate (engine's or ours) was drained and
 # answered; EXIT_CONNECTION_LOST when the engine socket failed or closed; EXIT_DISOWNED when no
@@ -27,8 +38,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import codec
-from ..protocol.session import SessionMachine
+from ..errors import RemoteProtocolError
+from ..protocol.dialect import Dialect, Kind
+from ..protocol.session import Error, SessionMachine, SessionState
 from ..protocol.worker import (
+    BAD_MESSAGE,
+    HANDLER_FAILED,
+    SESSION_TIMEOUT,
     SHUTTING_DOWN,
     Disown,
     GraceExpired,
@@ -40,17 +56,25 @@ from ..protocol.worker import (
 from .channel import Channel
 from .events import EventEmitter
 from .loop import loop_name, new_event_loop
-from .host import EXIT_CONNECTION_LOST, EXIT_DISOWNED, EXIT_OK, Handler, SessionHost
-from .session import Session
+from .session import Session, delivery
 
-__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Session", "Worker"]
+__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Handler", "Session", "Worker"]
 
 log = logging.getLogger("cocaine_http.worker")
 
+EXIT_OK = 0
+EXIT_CONNECTION_LOST = 1
+EXIT_DISOWNED = 2
+
 Hook = Callable[[], Awaitable[Any]]
+Handler = Callable[[Session], Any]
+
+#: Module constants: an enum member looked up on its class costs about 60 ns.
+_ACTIVE = WorkerState.ACTIVE
+_REQUEST_DONE = SessionState.REQUEST_DONE
 
 
-class Worker(SessionHost):
+class Worker:
     """A Cocaine worker: connects to its engine, heartbeats, and runs sessions.
 
     Args:
@@ -125,6 +149,11 @@ class Worker(SessionHost):
         return self._conn.state
 
     @property
+    def dialect(self) -> Dialect:
+        """The wire rules this worker speaks (from `--protocol`)."""
+        return self._dialect
+
+    @property
     def sessions(self) -> dict[int, SessionMachine]:
         """Open sessions by id (read-only view of the connection's table)."""
         return self._conn.sessions
@@ -194,11 +223,11 @@ class Worker(SessionHost):
     def _attach(self) -> None:
         ch = self._channel
         ch.on_invoke = self._on_invoke
-        ch.on_chunk = self._on_chunk
-        ch.on_choke = self._on_choke
+        ch.on_chunk, ch.on_choke = delivery(self._sessions, self._handler_failed)
         ch.on_error = self._on_error
         ch.on_heartbeat = self._on_heartbeat
         ch.on_terminate = self._on_terminate
+        ch.on_bad_message = self._on_bad_message
         ch.on_socket_error = self._on_socket_error
 
     def _on_heartbeat(self) -> None:
@@ -220,6 +249,149 @@ class Worker(SessionHost):
             self._abort(session, errno, "connection to the engine lost", False, False)  # type: ignore[arg-type]
         self.events.emit("error", errno)
         self._complete(EXIT_CONNECTION_LOST)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def _on_invoke(self, sid: int, event: str) -> None:
+        conn = self._conn
+        entry = self._handlers.get(event)
+        # The common case inlines WorkerConnection.receive_invoke/open_session: ACTIVE, a
+        # handler, a new id, no session timeout. Anything else takes the connection's own path.
+        if (entry is None or conn.state is not _ACTIVE or sid in self._sessions
+                or conn.session_timeout is not None):
+            self._invoke_slow(sid, event)
+            return
+        handler, raw = entry
+        session = Session(self._channel, sid, event, raw)
+        session._on_change = self._conn_changed
+        self._sessions[sid] = session
+        conn.open_responses += 1
+        if raw:
+            try:
+                handler(session)
+            except Exception as exc:
+                self._handler_failed(session, exc)
+        else:
+            self._start(session, handler, raw)
+
+    def _invoke_slow(self, sid: int, event: str) -> None:
+        conn = self._conn
+        refusal = conn.receive_invoke(sid, event, self._handlers)
+        if refusal is not None:
+            log.warning("session %d (%s) refused: %s", sid, event, refusal.message)
+            self._channel.send(sid, conn.refuse(sid, refusal))
+            return
+        handler, raw = self._handlers[event]
+        session = Session(self._channel, sid, event, raw)
+        if conn.session_timeout is None:
+            conn.open_session(session)  # the connection's own hook keeps the table
+        else:
+            conn.open_session(session, self._now())
+            assert session.deadline is not None and self.loop is not None
+            session._timer = self.loop.call_at(session.deadline, self._expired, session)
+            session._on_change = self._session_changed
+        self._start(session, handler, raw)
+
+    def _start(self, session: Session, handler: Handler, raw: bool) -> None:
+        if raw:
+            try:
+                handler(session)
+            except Exception as exc:
+                self._handler_failed(session, exc)
+            return
+        task = (self.loop or asyncio.get_running_loop()).create_task(self._run(handler, session))
+        session._task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_error(self, sid: int, code: int, message: str) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        assert isinstance(session, Session)
+        try:
+            session.receive(Error)
+        except RemoteProtocolError as exc:
+            log.warning("%s", exc)
+            return
+        session._failed = True
+        self._notify_fail(session, code, message)
+        session._release()
+
+    def _on_bad_message(self, kind: Kind, sid: int, reason: str) -> None:
+        """A well-framed message with arguments that do not fit: fail its session only."""
+        message = f"bad {kind.name.lower()} message: {reason}"
+        session = self._sessions.get(sid)
+        if isinstance(session, Session):
+            log.error("session %d (%s) failed: %s", sid, session.event, message)
+            self._abort(session, BAD_MESSAGE, message, True)
+        elif kind is Kind.INVOKE:
+            log.error("invoke on session %d refused: %s", sid, message)
+            self._channel.send(sid, self._dialect.failure(sid, BAD_MESSAGE, message))
+        else:
+            log.error("dropped: %s on session %d, which is not open", message, sid)
+
+    async def _run(self, handler: Handler, session: Session) -> None:
+        try:
+            result = handler(session)
+            if result is not None:
+                await result
+        except asyncio.CancelledError:
+            if not session._failed:
+                raise
+            return
+        except Exception as exc:
+            self._handler_failed(session, exc)
+            return
+        if session.response_open:
+            session.end()
+
+    def _handler_failed(self, session: Session, exc: BaseException) -> None:
+        if session._failed:
+            log.debug("handler of failed session %d raised %r", session.id, exc)
+            return
+        log.error(
+            "handler for event %r failed on session %d", session.event, session.id, exc_info=exc
+        )
+        if session.response_open:
+            session.error(HANDLER_FAILED, f"error in event '{session.event}' handler: {exc}")
+
+    def _session_changed(
+        self, machine: SessionMachine, old: SessionState, new: SessionState
+    ) -> None:
+        self._conn._session_changed(machine, old, new)
+        if old <= _REQUEST_DONE < new:
+            timer = machine._timer  # type: ignore[attr-defined]
+            if timer is not None:
+                timer.cancel()
+            if self._draining and self._conn.open_responses == 0:
+                self._complete(EXIT_OK)
+
+    def _expired(self, session: Session) -> None:
+        session._timer = None
+        timeout = self._conn.session_timeout
+        log.warning("session %d (%s) timed out after %s s", session.id, session.event, timeout)
+        self._abort(session, SESSION_TIMEOUT, f"session timed out after {timeout} s", True)
+
+    def _abort(
+        self, session: Session, code: int, message: str, tell_engine: bool, cancel: bool = True
+    ) -> None:
+        """The worker gives a session up: tell the engine (if it can still hear), fail the
+        app side, and cancel the handler (or, with cancel=False, let it see SessionError;
+        wind-down cancels it after the grace)."""
+        session._failed = True
+        if session.abort() and tell_engine:
+            self._channel.send(session.id, self._dialect.failure(session.id, code, message))
+        self._notify_fail(session, code, message)
+        session._release()
+        if cancel and session._task is not None:
+            session._task.cancel()
+
+    def _notify_fail(self, session: Session, code: int, message: str) -> None:
+        try:
+            session._deliver_fail(code, message)
+        except Exception:
+            log.exception("on_fail of session %d raised", session.id)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -23,14 +23,19 @@ from typing import Any
 import h11
 import msgpack
 
+from ..http.response import is_front_owned
 from ..protocol.dialect import pack
 from .engine import BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
 
 log = logging.getLogger("cocaine_http.dev.front")
 
 _ROUTE = re.compile(rb"^/([^/]*)/([^/?]*)(.*)$", re.S)
-_SKIP_HEADERS = {b"transfer-encoding", b"content-length"}
 POWERED_BY = (b"X-Powered-By", b"Cocaine")
+#: The statuses the v0.11 tornado proxy can answer: Python 2's httplib.responses. For any other
+#: status its reply handler raises and the client never gets an answer (docs/deploy.md).
+TORNADO_STATUSES = frozenset(
+    {100, 101, *range(200, 207), *range(300, 308), *range(400, 418), *range(500, 506)}
+)
 
 
 def status_for_error(message: str) -> int:
@@ -349,12 +354,15 @@ class Reply:
         status, pairs = head
         if type(status) is not int or not 200 <= status <= 999:
             raise ValueError(f"bad status {status!r}")
+        if status not in TORNADO_STATUSES:
+            log.warning("the app answered status %d, which the v0.11 tornado proxy cannot send: "
+                        "behind it this request would hang (see docs/deploy.md)", status)
         headers = []
         for pair in pairs:
             name, value = (_bytes(part) for part in pair)
             if name.lower() == b"content-length":
                 self.remaining = int(value)
-            if name.lower() not in _SKIP_HEADERS:
+            if not is_front_owned(name):  # framing and hop-by-hop: this front's own
                 headers.append((name, value))
         self.no_body = self.head_only or status in (204, 304)
         if self.remaining is not None and status != 204:

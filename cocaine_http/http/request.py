@@ -13,8 +13,18 @@
 #   a missing Host on HTTP/1.1 is tolerated (the proxy owns the client connection), an empty
 #   uri is valid, versions other than 1.0/1.1 get 505, and `Expect: 100-continue` is ignored
 #   (the body is already here, so no 100 is ever sent).
+# - The tornado proxy of v0.11 sends every request cookie twice: in the Cookie header and, ahead
+#   of the real headers, as one `name: value` header per cookie. Those copies are dropped before
+#   anything else looks at the headers (`cookie_copies`), so a cookie named `host` or
+#   `x-forwarded-for` never becomes that header. The rule applies only to frames with that
+#   proxy's version spelling ("HTTP/1.1"; the native proxy, the v0.12 proxies and the dev front
+#   send "1.1"), and drops only the leading run of headers that each equal one cookie of the
+#   Cookie header as tornado parses it (its parse_cookie: split on `;`, first `=`, strip,
+#   unquote). The first header that is not such a copy ends the run; Cookie itself never
+#   belongs to it.
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -115,6 +125,8 @@ def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG
             method, uri, version, headers, body = _unpack(frame, config)
         req = Request()
         req.http_version = _VERSIONS_GET(version) or _v.version(version)
+        if version[:5] == b"HTTP/" and type(headers) is tuple:
+            headers = headers[cookie_copies(headers):]
         if type(body) is not bytes and type(body) is not memoryview:
             raise BadRequestError(400, "request body is not a byte string")
         if len(body) > config.max_body_size:
@@ -198,6 +210,51 @@ def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object
     if start + size != len(view):
         raise BadRequestError(400, "malformed request frame: body length does not match")
     return (*head, view[start:])
+
+
+def cookie_copies(headers: tuple[object, ...]) -> int:
+    """How many leading headers are the tornado proxy's copies of the request's cookies.
+
+    Each copy is `(name, value)` of one cookie of the Cookie header(s), as tornado's
+    parse_cookie reads them; the count stops at the first header that is not one (or repeats a
+    cookie already matched), so real headers are never taken for copies.
+    """
+    cookies: dict[bytes, bytes] = {}
+    for pair in headers:
+        if (type(pair) is tuple and len(pair) == 2 and type(pair[0]) is bytes
+                and type(pair[1]) is bytes and pair[0].lower() == b"cookie"):
+            for chunk in pair[1].split(b";"):
+                key, sep, value = chunk.partition(b"=")
+                if not sep:
+                    key, value = b"", chunk
+                key, value = key.strip(), value.strip()
+                if key or value:
+                    cookies[key] = _unquote_cookie(value)
+    if not cookies:
+        return 0
+    count = 0
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not bytes:
+            break
+        name, value = pair
+        if name.lower() == b"cookie" or cookies.get(name) != value:
+            break
+        del cookies[name]
+        count += 1
+    return count
+
+
+_COOKIE_ESCAPE = re.compile(rb"\\(?:([0-7]{3})|(.))", re.S)
+
+
+def _unquote_cookie(value: bytes) -> bytes:
+    """Python's cookie unquoting (what tornado applies): a quoted value loses its quotes and
+    its backslash escapes (octal `\\ooo` or one escaped octet)."""
+    if len(value) < 2 or value[:1] != b'"' or value[-1:] != b'"':
+        return value
+    return _COOKIE_ESCAPE.sub(
+        lambda m: bytes((int(m.group(1), 8),)) if m.group(1) else m.group(2), value[1:-1]
+    )
 
 
 def _split_target(uri: object) -> tuple[bytes, bytes, str]:

@@ -12,6 +12,15 @@
 #
 # Header validation happens in start(), before anything can be sent: names must be tokens,
 # values must not contain CR, LF or NUL (response splitting), Content-Length must be digits.
+#
+# Framing belongs to the front (FRONT_OWNED, the one place of that rule): the head the worker
+# sends never carries Content-Length, Transfer-Encoding or another hop-by-hop header
+# (RFC 9110 §7.6.1: Connection, Keep-Alive, TE, Trailer, Upgrade, Proxy-*). The tornado proxy of
+# v0.11 buffers the whole reply and always appends its own Content-Length, so a forwarded one
+# makes two; the native proxy and the dev front add chunked framing when the head has no
+# Content-Length, so dropping it there costs only the length hint. Either way the client gets
+# exactly one framing header. An app's Content-Length is still checked against the body it
+# sends (a shortfall or excess is the app's bug and fails the session).
 # A validated (name, value) pair is remembered together with its msgpack encoding, so the
 # usual response (the same few headers every time) is validated and encoded by dict lookups;
 # the head is assembled by hand from those fragments instead of going through a Packer. A whole
@@ -49,6 +58,19 @@ ALLOWED: dict[str, tuple[ResponseState, ...]] = {
 _IDLE, _HELD, _SENT, _DONE, _FAILED = tuple(ResponseState)
 _START_OK, _REPLACE_OK = ALLOWED["start"], ALLOWED["replace"]
 _FORBIDDEN = b"\r\n\x00"
+#: Header names (lower case) the front owns: framing and hop-by-hop; never sent by the worker.
+FRONT_OWNED = frozenset({
+    b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te", b"trailer",
+    b"upgrade",
+})
+
+
+def is_front_owned(name: bytes) -> bool:
+    """True for a response header the worker drops from the head: the front frames the body
+    and owns the connection (see the module comment)."""
+    lower = name.lower()
+    return lower in FRONT_OWNED or lower.startswith(b"proxy-")
+
 _pairs: dict[object, tuple[bytes, int | None]] = {}
 _CACHE_SIZE = 4096
 
@@ -102,7 +124,10 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
         if not text.isdigit() or not text.isascii():
             raise LocalProtocolError(f"illegal Content-Length {value!r}")
         length = int(text)
-    hit = (b"\x92" + raw_header(len(name)) + name + raw_header(len(value)) + value, length)
+    encoded = b"" if is_front_owned(name) else (
+        b"\x92" + raw_header(len(name)) + name + raw_header(len(value)) + value
+    )
+    hit = (encoded, length)
     cacheable = type(name_obj) in (bytes, str) and type(value_obj) in (bytes, str)
     if type(pair) is tuple and cacheable and len(value) <= 512:
         if len(_pairs) >= _CACHE_SIZE:
@@ -112,7 +137,11 @@ def _encode_pair(pair: object) -> tuple[bytes, int | None]:
 
 
 def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
-    """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError."""
+    """(msgpack head payload, declared Content-Length or None); raises LocalProtocolError.
+
+    The payload leaves out the headers the front owns (`is_front_owned`); the declared length
+    is still returned so that the body can be checked against it.
+    """
     key: tuple[object, ...] | None
     if type(headers) is list and type(status) is int:
         try:
@@ -150,7 +179,8 @@ def _encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | N
             hit = None
         if hit is None:
             hit = _encode_pair(pair)
-        parts.append(hit[0])
+        if hit[0]:
+            parts.append(hit[0])
         if hit[1] is not None:
             if declared is not None and declared != hit[1]:
                 raise LocalProtocolError("conflicting Content-Length response headers")
@@ -260,20 +290,15 @@ class Response:
 def error_response(
     status: int, message: str = "", *, raw_body: bool = False, head_request: bool = False
 ) -> list[Payload]:
-    """A complete plain-text response: [head, body] (just [head] for HEAD requests)."""
+    """A complete plain-text response: [head, body] (just [head] for HEAD requests); the
+    front frames it, as every response (`is_front_owned`)."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
     text = f"{status} {phrase}: {message}\n" if message else f"{status} {phrase}\n"
     data = text.encode("utf-8", "replace")
-    head, _ = encode_head(
-        status,
-        [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(data)).encode("ascii")),
-        ],
-    )
+    head, _ = encode_head(status, [(b"content-type", b"text/plain; charset=utf-8")])
     if head_request:
         return [head]
     return [head, data if raw_body else [raw_header(len(data)), data]]

@@ -1,19 +1,30 @@
 # Strategy: everything that differs between protocol versions lives here, in one `Dialect`
-# object per version: the message ids, the encoders, and the router that tells what an incoming
-# message means. Nothing else in the library branches on the version.
+# object per version: the message ids, the encoders (a whole response's framing included), the
+# router that tells what an incoming message means, the argument rules of incoming messages,
+# and the flags the hot paths read (`error_ends_stream`, `fast_ids`, `raw_body`). Nothing else
+# in the library branches on the version or writes wire bytes.
 #
 # Encoders pack strings as old-style raw (use_bin_type=False, PROTOCOL.md §1) and are
-# byte-identical to the vectors in PROTOCOL.md §11. The hot ones (chunk, choke, heartbeat) build
-# their bytes by hand: no Packer state, so they are safe to call from any thread, and a chunk's
-# payload is returned separately from its header so a large body is never copied to be framed.
+# byte-identical to the vectors in PROTOCOL.md §11. The hot ones (chunk, choke, heartbeat, a response)
+# build their bytes by hand: no Packer state, so they are safe to call from any thread, and a
+# chunk's payload is kept apart from its header so a large body is never copied to be framed.
 from __future__ import annotations
 
 import enum
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Union
 
 import msgpack
+
+from ..errors import RemoteProtocolError
+
+Buffer = Union[bytes, bytearray, memoryview]
+#: One chunk: a buffer, or a list of buffers sent back to back as one payload.
+Payload = Union[Buffer, Sequence[Buffer]]
+_BUFFERS = (bytes, bytearray, memoryview)
+#: response() joins the parts of a response whose payloads total at most this many bytes.
+SMALL_JOIN = 4096
 
 _BE_U8 = struct.Struct(">B").pack
 _BE_U16 = struct.Struct(">H").pack
@@ -37,11 +48,8 @@ class Kind(enum.IntEnum):
     OTHER = 7
 
 
-class TerminateCode(enum.IntEnum):
-    """Terminate codes of v0.11 (`rpc::terminate::code`)."""
-
-    NORMAL = 1
-    ABNORMAL = 2
+#: Terminate code `normal` (`rpc::terminate::code`), what a worker answers a terminate with.
+TERMINATE_NORMAL = 1
 
 
 def pack_uint(n: int) -> bytes:
@@ -66,10 +74,19 @@ def raw_header(size: int) -> bytes:
     return b"\xdb" + _BE_U32(size)
 
 
+_RAW_HEADERS = tuple(raw_header(n) for n in range(32))
+
+
 def pack(obj: Any) -> bytes:
     """msgpack with every str and bytes packed as old-style raw."""
     packed: bytes = msgpack.packb(obj, use_bin_type=False)
     return packed
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 class Dialect:
@@ -77,11 +94,21 @@ class Dialect:
 
     Attributes:
         name: "v0.11" or "v0.12" (the decoder's dialect name).
+        protocol: the runtime's `--protocol` value for it (0 for v0.11, 1 for v0.12).
         control: session/channel id that carries handshake, heartbeat and terminate.
+        error_ends_stream: a worker error ends its stream by itself (v0.12); in v0.11 the
+            runtime waits for the choke after it.
+        fast_ids: incoming message ids are the `Kind` values and need no routing state (v0.11),
+            so a receive loop may read the kind straight from the id.
+        raw_body: HTTP body chunks go out as raw bytes (v0.12) instead of msgpack raws (v0.11).
     """
 
     name: str
+    protocol: int
     control: int
+    error_ends_stream: bool
+    fast_ids: bool
+    raw_body: bool
 
     # -- worker -> engine ------------------------------------------------------------------
     def handshake(self, uuid: str) -> bytes:
@@ -110,6 +137,72 @@ class Dialect:
     def choke(self, session: int) -> bytes:
         raise NotImplementedError
 
+    def failure(self, session: int, code: int, message: str) -> bytes:
+        """What fails a worker's response: the error, then the choke unless the error ends
+        the stream by itself."""
+        data = self.error(session, code, message)
+        return data if self.error_ends_stream else data + self.choke(session)
+
+    def response(
+        self, session: int, chunks: Sequence[Payload], end: bool
+    ) -> Buffer | list[Buffer]:
+        """A run of response chunks (each a buffer, or buffers sent back to back as one
+        payload) and, with end=True, the choke, as buffers to send in order. A small response
+        (payloads up to SMALL_JOIN bytes) comes back joined into one bytes: one queue entry
+        and one writelines item instead of five or six; a larger one is never copied."""
+        out: list[Buffer] = []
+        append = out.append
+        size = 0
+        header = self.chunk_header
+        for chunk in chunks:
+            if isinstance(chunk, _BUFFERS):
+                n = len(chunk)
+                append(header(session, n))
+                append(chunk)
+            else:
+                n = sum(map(len, chunk))
+                append(header(session, n))
+                out += chunk
+            size += n
+        if end:
+            append(self.choke(session))
+        return b"".join(out) if size <= SMALL_JOIN else out
+
+    # -- what arrives ----------------------------------------------------------------------
+    def arguments(self, kind: Kind, args: list[Any]) -> tuple[Any, ...]:
+        """The checked arguments of an incoming message of `kind`: invoke (event: str),
+        chunk (data: bytes), error (code: int, message: str; the code may come as
+        [category, code]), terminate (code: int, reason: str, which may be missing).
+        Heartbeat and choke ignore their arguments.
+
+        Raises:
+            RemoteProtocolError: the arguments do not fit; the text says how.
+        """
+        if kind is Kind.CHUNK:
+            if len(args) != 1 or type(args[0]) is not bytes:
+                raise RemoteProtocolError(f"chunk takes one raw string, got {args!r:.80}")
+            return (args[0],)
+        if kind is Kind.INVOKE:
+            if len(args) != 1 or not isinstance(args[0], (bytes, str)):
+                raise RemoteProtocolError(f"invoke takes one event name, got {args!r:.80}")
+            return (_text(args[0]),)
+        if kind is Kind.ERROR:
+            code = args[0] if args else None
+            if type(code) is list and len(code) == 2:
+                code = code[1]
+            if len(args) < 2 or type(code) is not int:
+                raise RemoteProtocolError(
+                    f"error takes an integer code and a message, got {args!r:.80}"
+                )
+            return code, _text(args[1])
+        if kind is Kind.TERMINATE:
+            if not args or type(args[0]) is not int:
+                raise RemoteProtocolError(
+                    f"terminate takes an integer code and a reason, got {args!r:.80}"
+                )
+            return args[0], _text(args[1]) if len(args) > 1 else ""
+        return ()
+
     # -- services --------------------------------------------------------------------------
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         """A service call (v0.11) or a new channel's first message (v0.12)."""
@@ -126,14 +219,18 @@ class Router:
     _TABLE = tuple(Kind)
 
     def route(self, mid: int, session: int) -> Kind:
-        return self._TABLE[mid] if mid < 7 else Kind.OTHER
+        return self._TABLE[mid] if mid < Kind.OTHER else Kind.OTHER
 
 
 class V11(Dialect):
     """cocaine-runtime v0.11: `[id, session, args]`, control on session 0 (PROTOCOL.md §3)."""
 
     name = "v0.11"
+    protocol = 0
     control = 0
+    error_ends_stream = False
+    fast_ids = True
+    raw_body = False
     _HEARTBEAT = b"\x93\x01\x00\x90"
 
     def handshake(self, uuid: str) -> bytes:
@@ -156,6 +253,29 @@ class V11(Dialect):
 
     def choke(self, session: int) -> bytes:
         return b"\x93\x06" + pack_uint(session) + b"\x90"
+
+    def response(
+        self, session: int, chunks: Sequence[Payload], end: bool
+    ) -> Buffer | list[Buffer]:
+        # chunk_header() and choke() with the session id packed once per response
+        packed = pack_uint(session)
+        prefix = b"\x93\x04" + packed + b"\x91"
+        out: list[Buffer] = []
+        append = out.append
+        size = 0
+        for chunk in chunks:
+            if isinstance(chunk, _BUFFERS):
+                n = len(chunk)
+                append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
+                append(chunk)
+            else:  # usually [raw header, body]: two lengths, no sum() over a map()
+                n = len(chunk[0]) + len(chunk[1]) if len(chunk) == 2 else sum(map(len, chunk))
+                append(prefix + (_RAW_HEADERS[n] if n < 32 else raw_header(n)))
+                out += chunk
+            size += n
+        if end:
+            append(b"\x93\x06" + packed + b"\x90")
+        return b"".join(out) if size <= SMALL_JOIN else out
 
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         return pack([method, session, list(args)])
@@ -191,13 +311,17 @@ class V12(Dialect):
     """cocaine v0.12 "protocol 1": `[channel, id, args]`, control on channel 1 (PROTOCOL.md §3.8)."""
 
     name = "v0.12"
+    protocol = 1
     control = 1
+    error_ends_stream = True
+    fast_ids = False
+    raw_body = True
 
     def handshake(self, uuid: str) -> bytes:
         return pack([1, 0, [uuid]])
 
     def heartbeat(self) -> bytes:
-        return b"\x93\x01\x00\x90"
+        return b"\x93\x01\x00\x90"  # [1, 0, []]: heartbeat on the control channel
 
     def terminate(self, code: int, reason: str) -> bytes:
         return pack([1, 1, [code, reason]])

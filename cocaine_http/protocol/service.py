@@ -2,8 +2,9 @@
 #
 # - `ServiceMachine`: the connection state of a BaseService (seed design: closed, connecting,
 #   connected, error; "resolving" is a flag over closed kept by Service). Every legal move is a
-#   row of TRANSITIONS; process() is the only way to change state and raises LocalProtocolError
-#   for a missing row, so an impossible move is a bug that shows, never a silent state.
+#   row of TRANSITIONS (protocol.transitions, the idiom of every machine here); process() is
+#   the only way to change state and raises LocalProtocolError for a missing row, so an
+#   impossible move is a bug that shows, never a silent state.
 # - `CallTable`: the per-connection session counter (PY11 numbers from 1) and the reply state of
 #   every call in flight. v0.11 replies are chunk*/error/choke on the call's session
 #   [CORE11 `src/actor.cpp`]; an error ends the call at once because the runtime does not always
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LocalProtocolError
+from .transitions import Transitions
 
 
 class State(enum.Enum):
@@ -42,7 +43,7 @@ class Event(enum.Enum):
 #: Every legal move: (state, event) -> next state. NODE-a `lib/base_service.js`, with two
 #: additions: CLOSE in CLOSED is a no-op (close() is idempotent) and CONNECT from ERROR is a
 #: reconnect (the reconnect policy decides when it happens).
-TRANSITIONS: dict[tuple[State, Event], State] = {
+TRANSITIONS: Transitions[State, Event] = Transitions("service", {
     (State.CLOSED, Event.CONNECT): State.CONNECTING,
     (State.CLOSED, Event.CLOSE): State.CLOSED,
     (State.CONNECTING, Event.CONNECTED): State.CONNECTED,
@@ -52,7 +53,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.CONNECTED, Event.CLOSE): State.CLOSED,
     (State.ERROR, Event.CONNECT): State.CONNECTING,
     (State.ERROR, Event.CLOSE): State.CLOSED,
-}
+})
 
 
 class ServiceMachine:
@@ -77,11 +78,7 @@ class ServiceMachine:
             LocalProtocolError: the table has no row for (state, event).
         """
         old = self.state
-        try:
-            new = TRANSITIONS[(old, event)]
-        except KeyError:
-            raise LocalProtocolError(f"no transition from {old.value} on {event.value}") from None
-        self.state = new
+        new = self.state = TRANSITIONS.next(old, event)
         if self._on_change is not None:
             self._on_change(old, new, event)
         return new

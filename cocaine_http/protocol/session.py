@@ -1,32 +1,29 @@
 # Strategy: one session ("band", PROTOCOL.md §3.4) is two streams: the engine's request (invoke,
 # chunks, choke) and the worker's response (chunks, then choke, or error then choke). The state
-# is the pair of both halves folded into one enum; which side moved picks the table
-# (ENGINE_TRANSITIONS for what arrived, WORKER_TRANSITIONS for what we send), and a missing key is
-# a protocol violation: RemoteProtocolError for the engine, LocalProtocolError for us.
+# is the pair of both halves folded into one enum; which side moved picks the table (ENGINE for
+# what arrived, WORKER for what we send), and a missing row is a protocol violation:
+# RemoteProtocolError for the engine, LocalProtocolError for us (protocol.transitions).
 #
 # Invariants:
 #   - an engine `error` is terminal (PROTOCOL.md §3.6: failed streams get error without choke);
-#   - a worker `error` is always followed by its `choke` in v0.11 (§12: the runtime waits for the
-#     choke), while in v0.12 `error` closes the stream by itself, so `send_error` frames both
-#     messages as one unit per dialect and the machine treats it as the end of the response;
-#   - `Abort` (the worker gives up: disown, timeout, shutdown) closes from any open state.
+#   - a worker `error` ends the response: the dialect frames it (error then choke in v0.11, the
+#     error alone in v0.12, `Dialect.failure`) and the machine treats it as the end;
+#   - `ABORT` (the worker gives up: disown, timeout, shutdown) closes from any open state.
 #
-# The hot path advances by event *type* (`receive(Chunk)`, `send_chunk(size)`) so no event
-# object is allocated per message; `process_event` takes event objects for callers that have
-# them (tests, tools). States are IntEnum, so the tables can also be read as rows
-# (ENGINE_NEXT / WORKER_NEXT: event type -> next state indexed by the current state), derived
-# from the tables at import: a check is one tuple index, and the tables stay the one source.
+# The hot path advances by event token (`receive(Chunk)`, `send_chunk(size)`), never by event
+# object. States are IntEnum, so the tables are also read as rows (ENGINE_NEXT / WORKER_NEXT:
+# event -> next state indexed by the current state), derived from the tables at import: a
+# check is one tuple index, and the tables stay the one source.
 """Sans-IO state machine of one worker session."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Union
 
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import LocalProtocolError
 from .dialect import V0_11, Dialect
+from .transitions import Transitions, diagram
 
 
 class SessionState(enum.IntEnum):
@@ -38,80 +35,24 @@ class SessionState(enum.IntEnum):
     CLOSED = 3  #: nothing more flows in either direction
 
 
-class Role(enum.Enum):
-    """Which side produced an event."""
+class SessionEvent(enum.Enum):
+    """What moves a session (the invoke opens it and is the worker machine's event)."""
 
-    ENGINE = "engine"
-    WORKER = "worker"
-
-
-@dataclass(frozen=True, slots=True)
-class Invoke:
-    """The engine opens a session for `event`."""
-
-    session: int
-    event: str
-
-    def __post_init__(self) -> None:
-        _check_session(self.session)
+    CHUNK = "chunk"  #: one chunk of request (engine) or response (worker) data
+    CHOKE = "choke"  #: the sender's half of the session ends
+    ERROR = "error"  #: the sender fails the session
+    ABORT = "abort"  #: the worker gives the session up (disown, timeout, shutdown)
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """One chunk of request (engine) or response (worker) data."""
-
-    session: int
-    data: bytes = b""
-
-    def __post_init__(self) -> None:
-        _check_session(self.session)
-
-
-@dataclass(frozen=True, slots=True)
-class Choke:
-    """The sender's half of the session ends."""
-
-    session: int
-
-    def __post_init__(self) -> None:
-        _check_session(self.session)
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    """The sender fails the session (from the worker: error then choke on the wire)."""
-
-    session: int
-    code: int
-    message: str
-
-    def __post_init__(self) -> None:
-        _check_session(self.session)
-        if not isinstance(self.code, int):
-            raise TypeError("error code must be an int")
-
-
-@dataclass(frozen=True, slots=True)
-class Abort:
-    """The worker gives the session up (disown, timeout, shutdown); never sent as such."""
-
-    session: int
-    code: int
-    message: str
-
-
-SessionEvent = Union[Invoke, Chunk, Choke, Error, Abort]
-
-
-def _check_session(session: int) -> None:
-    if not isinstance(session, int) or session < 0:
-        raise ValueError(f"session id must be a non-negative int, got {session!r}")
-
+Chunk = SessionEvent.CHUNK
+Choke = SessionEvent.CHOKE
+Error = SessionEvent.ERROR
+Abort = SessionEvent.ABORT
 
 S = SessionState
 
-#: What the engine may send, per state (invoke only opens the session and is not listed).
-ENGINE_TRANSITIONS: dict[tuple[SessionState, type], SessionState] = {
+#: What the engine may send, per state.
+ENGINE = Transitions("engine", {
     (S.OPEN, Chunk): S.OPEN,
     (S.OPEN, Choke): S.REQUEST_DONE,
     (S.OPEN, Error): S.CLOSED,
@@ -119,10 +60,10 @@ ENGINE_TRANSITIONS: dict[tuple[SessionState, type], SessionState] = {
     (S.RESPONSE_DONE, Chunk): S.RESPONSE_DONE,
     (S.RESPONSE_DONE, Choke): S.CLOSED,
     (S.RESPONSE_DONE, Error): S.CLOSED,
-}
+}, remote=True)  # fmt: skip
 
 #: What the worker may do, per state.
-WORKER_TRANSITIONS: dict[tuple[SessionState, type], SessionState] = {
+WORKER = Transitions("worker", {
     (S.OPEN, Chunk): S.OPEN,
     (S.OPEN, Choke): S.RESPONSE_DONE,
     (S.OPEN, Error): S.RESPONSE_DONE,
@@ -132,26 +73,12 @@ WORKER_TRANSITIONS: dict[tuple[SessionState, type], SessionState] = {
     (S.REQUEST_DONE, Error): S.CLOSED,
     (S.REQUEST_DONE, Abort): S.CLOSED,
     (S.RESPONSE_DONE, Abort): S.CLOSED,
-}
+})  # fmt: skip
 
-
-
-def _rows(
-    table: dict[tuple[SessionState, type], SessionState],
-) -> dict[type, tuple[SessionState | None, ...]]:
-    """The table as rows: {event type: next state indexed by the current state's value, None
-    where the table has no edge}. Derived once, so the table stays the single source."""
-    rows: dict[type, list[SessionState | None]] = {}
-    for (state, event_type), new in table.items():
-        rows.setdefault(event_type, [None] * len(SessionState))[state] = new
-    return {event_type: tuple(row) for event_type, row in rows.items()}
-
-
-_NO_EDGE: tuple[SessionState | None, ...] = (None,) * len(SessionState)
-#: ENGINE_TRANSITIONS as rows (hot path: `ENGINE_NEXT[Chunk][state]`).
-ENGINE_NEXT = _rows(ENGINE_TRANSITIONS)
-#: WORKER_TRANSITIONS as rows.
-WORKER_NEXT = _rows(WORKER_TRANSITIONS)
+#: ENGINE as rows (hot path: `ENGINE_NEXT[Chunk][state]`).
+ENGINE_NEXT = {event: ENGINE.row(event, SessionState) for event in SessionEvent}
+#: WORKER as rows.
+WORKER_NEXT = {event: WORKER.row(event, SessionState) for event in SessionEvent}
 
 _RESPONSE_OPEN = (S.OPEN, S.REQUEST_DONE)
 
@@ -161,14 +88,7 @@ NOTABLE: tuple[tuple[bool, ...], ...] = tuple(
     tuple(new is S.CLOSED or (old in _RESPONSE_OPEN and new not in _RESPONSE_OPEN)
           for new in SessionState)
     for old in SessionState
-)
-#: States where a worker chunk is a self-loop, derived from the table for the write fast path.
-_CHUNK_KEEPS_STATE = frozenset(
-    s for (s, event), new in WORKER_TRANSITIONS.items() if event is Chunk and new is s
-)
-
-#: v0.12 `error` ends a stream by itself (streaming protocol); v0.11 needs the choke after it.
-_ERROR_ENDS_STREAM = {"v0.11": False, "v0.12": True}
+)  # fmt: skip
 
 
 class SessionMachine:
@@ -212,37 +132,27 @@ class SessionMachine:
         """True once nothing more flows in either direction."""
         return self.state is S.CLOSED
 
-    def process_event(self, role: Role, event: SessionEvent) -> SessionState:
-        """Apply one event from `role`; returns the new state.
+    def receive(self, event: SessionEvent) -> SessionState:
+        """Advance on a message from the engine.
 
         Raises:
-            RemoteProtocolError: the engine sent something its state forbids.
-            LocalProtocolError: the worker tried something its state forbids.
+            RemoteProtocolError: the engine sent something this state forbids.
         """
-        if event.session != self.id:
-            raise LocalProtocolError(f"event for session {event.session} given to {self.id}")
-        if role is Role.ENGINE:
-            return self.receive(type(event))
-        return self._local(type(event))
-
-    def receive(self, event_type: type) -> SessionState:
-        """Advance on a message of `event_type` from the engine (hot path: no event object)."""
-        new = ENGINE_NEXT.get(event_type, _NO_EDGE)[self.state]
+        new = ENGINE_NEXT[event][self.state]
         if new is None:
-            raise RemoteProtocolError(
-                f"engine sent {event_type.__name__.lower()} on session {self.id} "
-                f"in state {self.state.name}"
-            )
+            raise ENGINE.violation(self.state, event, f"session {self.id}")
         self._enter(new)
         return new
 
-    def _local(self, event_type: type) -> SessionState:
-        new = WORKER_NEXT.get(event_type, _NO_EDGE)[self.state]
+    def local(self, event: SessionEvent) -> SessionState:
+        """Advance on a move of the worker.
+
+        Raises:
+            LocalProtocolError: this state forbids the move.
+        """
+        new = WORKER_NEXT[event][self.state]
         if new is None:
-            raise LocalProtocolError(
-                f"cannot send {event_type.__name__.lower()} on session {self.id} "
-                f"in state {self.state.name}"
-            )
+            raise WORKER.violation(self.state, event, f"session {self.id}")
         self._enter(new)
         return new
 
@@ -259,46 +169,31 @@ class SessionMachine:
     def send_chunk(self, size: int) -> bytes:
         """Advance on a response chunk of `size` bytes; returns the frame header to put
         before the payload (the payload itself is never copied)."""
-        if self.state not in _CHUNK_KEEPS_STATE:
-            self._local(Chunk)  # raises: the table has no chunk edge from here
+        if WORKER_NEXT[Chunk][self.state] is not self.state:
+            self.local(Chunk)  # raises: the table has no chunk edge from here
         return self.dialect.chunk_header(self.id, size)
 
     def send_choke(self) -> bytes:
         """End the response; returns the choke message."""
-        self._local(Choke)
+        self.local(Choke)
         return self.dialect.choke(self.id)
 
     def send_error(self, code: int, message: str) -> bytes:
-        """Fail the response; returns error then choke (v0.11) or the error alone (v0.12)."""
-        self._local(Error)
-        data = self.dialect.error(self.id, code, message)
-        if _ERROR_ENDS_STREAM.get(self.dialect.name, False):
-            return data
-        return data + self.dialect.choke(self.id)
+        """Fail the response; returns what the dialect frames as a failure (`Dialect.failure`)."""
+        self.local(Error)
+        return self.dialect.failure(self.id, code, message)
 
     def abort(self) -> bool:
         """Give the session up locally. Returns whether the response was still open (so the
-        caller may tell the engine with `error_bytes`). Aborting a closed session is a no-op."""
+        caller may tell the engine with `Dialect.failure`). Aborting a closed session is a
+        no-op."""
         if self.state is S.CLOSED:
             return False
         was_open = self.response_open
-        self._local(Abort)
+        self.local(Abort)
         return was_open
-
-
-def error_bytes(dialect: Dialect, session: int, code: int, message: str) -> bytes:
-    """Error then choke for a session that has no machine (refused invokes, aborts)."""
-    data = dialect.error(session, code, message)
-    if _ERROR_ENDS_STREAM.get(dialect.name, False):
-        return data
-    return data + dialect.choke(session)
 
 
 def state_diagram() -> str:
     """Mermaid state diagram generated from the two transition tables (used by docs)."""
-    lines = ["stateDiagram-v2", "    [*] --> OPEN: engine invoke"]
-    for role, table in (("engine", ENGINE_TRANSITIONS), ("worker", WORKER_TRANSITIONS)):
-        for (state, event_type), new in table.items():
-            lines.append(f"    {state.name} --> {new.name}: {role} {event_type.__name__.lower()}")
-    lines.append("    CLOSED --> [*]")
-    return "\n".join(lines)
+    return diagram("OPEN: engine invoke", ENGINE, WORKER)

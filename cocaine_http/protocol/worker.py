@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Union
 
 from ..config import split_runtime_args
-from ..errors import ConfigError, LocalProtocolError
-from .dialect import V0_11, Dialect, get_dialect
-from .session import Invoke, SessionMachine, SessionState, error_bytes
+from ..errors import ConfigError
+from .dialect import TERMINATE_NORMAL, Dialect, get_dialect
+from .session import SessionMachine, SessionState
+from .transitions import Transitions, diagram
 
 #: Error code and text for an event without a handler (PY11 `sessioncontext.py`).
 NO_HANDLER = -100
@@ -37,6 +38,9 @@ HANDLER_FAILED = 1
 SHUTTING_DOWN = 2
 #: `timeout_error`: the per-session timeout expired.
 SESSION_TIMEOUT = 3
+#: `invocation_error`, the code the runtime gives a message it cannot use: the engine sent a
+#: well-framed message with arguments that do not fit (the stream is still in sync).
+BAD_MESSAGE = 1
 
 _REQUEST_DONE = SessionState.REQUEST_DONE
 _CLOSED = SessionState.CLOSED
@@ -105,37 +109,31 @@ def parse_options(argv: Sequence[str]) -> WorkerOptions:
         dialect = get_dialect(protocol)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return WorkerOptions(protocol=0 if dialect is V0_11 else 1, **found)
+    return WorkerOptions(protocol=dialect.protocol, **found)
 
 
 # -- events -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Handshake:
-    """The worker introduces itself: the first message on the connection."""
+class WorkerEvent(enum.Enum):
+    """What moves the worker's connection machine."""
 
-    uuid: str
+    HANDSHAKE = "handshake"  #: the worker introduces itself (the first message)
+    HEARTBEAT = "heartbeat"  #: a worker heartbeat, or the engine's echo of one
+    INVOKE = "invoke"  #: the engine opens a session
+    TERMINATE = "terminate"  #: either side ends the worker: the engine asks, the worker answers
+    SHUTDOWN = "shutdown"  #: the worker decides to stop by itself (a signal): drain
+    DISOWN = "disown"  #: no heartbeat echo arrived before the disown deadline
+    GRACE_EXPIRED = "grace_expired"  #: sessions were still open when the grace ran out
+    CONNECTION_CLOSED = "connection_closed"  #: the engine connection failed or ended
+
+
+# What handle_timer() returns: the timer events due, with the deadline that fired.
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Worker heartbeat, or the engine's echo of one."""
-
-
-@dataclass(frozen=True, slots=True)
-class Terminate:
-    """Either side ends the worker: the engine asks, the worker confirms."""
-
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    """The worker decides to stop by itself (a signal): drain like a terminate."""
-
-    reason: str
+    """A heartbeat is due: send `dialect.heartbeat()`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +150,6 @@ class GraceExpired:
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The engine connection failed or ended (errno from the channel)."""
-
-    errno: int
-
-
-WorkerEvent = Union[
-    Handshake, Heartbeat, Terminate, Shutdown, Disown, GraceExpired, ConnectionClosed, Invoke
-]
 TimerEvent = Union[Heartbeat, Disown, GraceExpired]
 
 
@@ -183,36 +171,32 @@ class WorkerState(enum.IntEnum):
 
 
 W = WorkerState
+V = WorkerEvent
 
 #: What arrives from the engine (or from the transport under it), per state.
-ENGINE_TRANSITIONS: dict[tuple[WorkerState, type], WorkerState] = {
-    (W.ACTIVE, Heartbeat): W.ACTIVE,
-    (W.DRAINING, Heartbeat): W.DRAINING,
-    (W.ACTIVE, Invoke): W.ACTIVE,
-    (W.DRAINING, Invoke): W.DRAINING,
-    (W.ACTIVE, Terminate): W.DRAINING,
-    (W.DRAINING, Terminate): W.DRAINING,
-    (W.CONNECTING, ConnectionClosed): W.CLOSED,
-    (W.ACTIVE, ConnectionClosed): W.CLOSED,
-    (W.DRAINING, ConnectionClosed): W.CLOSED,
-}
+ENGINE = Transitions("engine", {
+    (W.ACTIVE, V.HEARTBEAT): W.ACTIVE,
+    (W.DRAINING, V.HEARTBEAT): W.DRAINING,
+    (W.ACTIVE, V.INVOKE): W.ACTIVE,
+    (W.DRAINING, V.INVOKE): W.DRAINING,
+    (W.ACTIVE, V.TERMINATE): W.DRAINING,
+    (W.DRAINING, V.TERMINATE): W.DRAINING,
+    (W.CONNECTING, V.CONNECTION_CLOSED): W.CLOSED,
+    (W.ACTIVE, V.CONNECTION_CLOSED): W.CLOSED,
+    (W.DRAINING, V.CONNECTION_CLOSED): W.CLOSED,
+}, remote=True)  # fmt: skip
 
 #: What the worker sends or decides, per state.
-WORKER_TRANSITIONS: dict[tuple[WorkerState, type], WorkerState] = {
-    (W.CONNECTING, Handshake): W.ACTIVE,
-    (W.ACTIVE, Heartbeat): W.ACTIVE,
-    (W.DRAINING, Heartbeat): W.DRAINING,
-    (W.ACTIVE, Shutdown): W.DRAINING,
-    (W.DRAINING, Shutdown): W.DRAINING,
-    (W.DRAINING, GraceExpired): W.DRAINING,
-    (W.ACTIVE, Terminate): W.CLOSED,
-    (W.DRAINING, Terminate): W.CLOSED,
-    (W.ACTIVE, Disown): W.CLOSED,
-    (W.DRAINING, Disown): W.CLOSED,
-}
-
-
-assert ENGINE_TRANSITIONS[(W.ACTIVE, Invoke)] is W.ACTIVE  # receive_invoke's fast path
+WORKER = Transitions("worker", {
+    (W.CONNECTING, V.HANDSHAKE): W.ACTIVE,
+    (W.ACTIVE, V.HEARTBEAT): W.ACTIVE,
+    (W.DRAINING, V.HEARTBEAT): W.DRAINING,
+    (W.ACTIVE, V.SHUTDOWN): W.DRAINING,
+    (W.DRAINING, V.GRACE_EXPIRED): W.DRAINING,
+    (W.DRAINING, V.TERMINATE): W.CLOSED,
+    (W.ACTIVE, V.DISOWN): W.CLOSED,
+    (W.DRAINING, V.DISOWN): W.CLOSED,
+})  # fmt: skip
 
 
 class WorkerConnection:
@@ -257,14 +241,8 @@ class WorkerConnection:
 
     # -- state machine -------------------------------------------------------------------------
 
-    def _advance(self, table: dict[tuple[WorkerState, type], WorkerState], event: type) -> None:
-        new = table.get((self.state, event))
-        if new is None:
-            side = "engine" if table is ENGINE_TRANSITIONS else "worker"
-            raise LocalProtocolError(
-                f"{side} {event.__name__} is not allowed in state {self.state.name}"
-            )
-        self.state = new
+    def _advance(self, table: Transitions[WorkerState, WorkerEvent], event: WorkerEvent) -> None:
+        new = self.state = table.next(self.state, event)
         if new is W.CLOSED:
             self.heartbeat_due = self.disown_deadline = self.grace_deadline = None
 
@@ -283,32 +261,32 @@ class WorkerConnection:
     def start(self, now: float) -> list[bytes]:
         """Connected: returns handshake and first heartbeat (send both at once) and starts the
         heartbeat and disown clocks."""
-        self._advance(WORKER_TRANSITIONS, Handshake)
+        self._advance(WORKER, V.HANDSHAKE)
         self.heartbeat_due = now + self.heartbeat_interval
         self.disown_deadline = now + self.disown_timeout
         return [self.dialect.handshake(self.uuid), self.dialect.heartbeat()]
 
     def shutdown(self, reason: str, now: float) -> None:
         """Stop taking sessions by our own decision; drains like an engine terminate."""
-        self._advance(WORKER_TRANSITIONS, Shutdown)
+        self._advance(WORKER, V.SHUTDOWN)
         self._begin_drain(reason, now)
 
     def finish(self) -> bytes:
         """Drained (or given up): returns terminate(normal, reason) and closes the machine."""
         reason = self.terminate_reason or "worker shut down"
-        self._advance(WORKER_TRANSITIONS, Terminate)
-        return self.dialect.terminate(1, reason)
+        self._advance(WORKER, V.TERMINATE)
+        return self.dialect.terminate(TERMINATE_NORMAL, reason)
 
     # -- engine -> worker ----------------------------------------------------------------------
 
     def receive_heartbeat(self, now: float) -> None:
         """An echo: the engine is alive, the disown deadline moves to `now + disown_timeout`."""
-        self._advance(ENGINE_TRANSITIONS, Heartbeat)
+        self._advance(ENGINE, V.HEARTBEAT)
         self.disown_deadline = now + self.disown_timeout
 
     def receive_terminate(self, code: int, reason: str, now: float) -> None:
         """The engine asks the worker to go: stop taking invokes, start the grace clock."""
-        self._advance(ENGINE_TRANSITIONS, Terminate)
+        self._advance(ENGINE, V.TERMINATE)
         self._begin_drain(reason, now)
 
     def _begin_drain(self, reason: str, now: float) -> None:
@@ -319,8 +297,8 @@ class WorkerConnection:
     def receive_invoke(self, session: int, event: str, handlers: Container[str]) -> Refusal | None:
         """Decide whether an invoke becomes a session: None to accept, else why not."""
         if self.state is W.ACTIVE and event in handlers and session not in self.sessions:
-            return None  # the common case; (ACTIVE, Invoke) is a self-loop in the table
-        self._advance(ENGINE_TRANSITIONS, Invoke)
+            return None  # the common case; (ACTIVE, INVOKE) is a self-loop in the table
+        self._advance(ENGINE, V.INVOKE)
         if self.state is not W.ACTIVE:
             return Refusal(SHUTTING_DOWN, "the worker is shutting down")
         if event not in handlers:
@@ -331,7 +309,7 @@ class WorkerConnection:
 
     def refuse(self, session: int, refusal: Refusal) -> bytes:
         """The error+choke that answers a refused invoke."""
-        return error_bytes(self.dialect, session, refusal.code, refusal.message)
+        return self.dialect.failure(session, refusal.code, refusal.message)
 
     def open_session(self, machine: SessionMachine, now: float | None = None) -> None:
         """Track an accepted session; with a session timeout, `now` sets its deadline."""
@@ -352,7 +330,7 @@ class WorkerConnection:
 
     def connection_closed(self, errno: int) -> list[SessionMachine]:
         """The transport is gone; returns the sessions still open (the caller aborts them)."""
-        self._advance(ENGINE_TRANSITIONS, ConnectionClosed)
+        self._advance(ENGINE, V.CONNECTION_CLOSED)
         return list(self.sessions.values())
 
     def open_sessions(self) -> list[SessionMachine]:
@@ -379,15 +357,15 @@ class WorkerConnection:
         """
         if self.disown_deadline is not None and now >= self.disown_deadline:
             deadline = self.disown_deadline
-            self._advance(WORKER_TRANSITIONS, Disown)
+            self._advance(WORKER, V.DISOWN)
             return [Disown(deadline)]
         due: list[TimerEvent] = []
         if self.grace_deadline is not None and now >= self.grace_deadline:
             due.append(GraceExpired(self.grace_deadline))
-            self._advance(WORKER_TRANSITIONS, GraceExpired)
+            self._advance(WORKER, V.GRACE_EXPIRED)
             self.grace_deadline = None
         if self.heartbeat_due is not None and now >= self.heartbeat_due:
-            self._advance(WORKER_TRANSITIONS, Heartbeat)
+            self._advance(WORKER, V.HEARTBEAT)
             self.heartbeat_due = now + self.heartbeat_interval
             due.append(Heartbeat())
         return due
@@ -395,9 +373,4 @@ class WorkerConnection:
 
 def state_diagram() -> str:
     """Mermaid state diagram generated from the two transition tables (used by docs)."""
-    lines = ["stateDiagram-v2", "    [*] --> CONNECTING"]
-    for role, table in (("engine", ENGINE_TRANSITIONS), ("worker", WORKER_TRANSITIONS)):
-        for (state, event_type), new in table.items():
-            lines.append(f"    {state.name} --> {new.name}: {role} {event_type.__name__}")
-    lines.append("    CLOSED --> [*]")
-    return "\n".join(lines)
+    return diagram("CONNECTING", ENGINE, WORKER)

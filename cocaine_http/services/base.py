@@ -30,8 +30,9 @@ from ..errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
-from ..protocol.dialect import V0_11, Dialect
+from ..protocol.dialect import V0_11, Dialect, Kind
 from ..protocol.service import CallTable, Event, Reply, ReplyKind, ServiceMachine, State
+from ..protocol.worker import BAD_MESSAGE
 from .policy import ReconnectPolicy, get_policy
 
 log = logging.getLogger("cocaine_http.services")
@@ -207,6 +208,7 @@ class BaseService:
         channel.on_chunk = self._on_chunk
         channel.on_error = self._on_error
         channel.on_choke = self._on_choke
+        channel.on_bad_message = self._on_bad_message
         channel.on_socket_error = self._on_socket_error
         ok = await channel.connect(self.endpoint)
         state: State = self._machine.state  # changed by the callbacks during the await
@@ -265,6 +267,10 @@ class BaseService:
         reply = self._calls.receive(ReplyKind.CHOKE, session)
         if reply is not None:
             self._waiters.pop(session).end(reply, None)
+
+    def _on_bad_message(self, kind: Kind, session: int, reason: str) -> None:
+        """A reply whose arguments do not fit fails its own call; the others go on."""
+        self._on_error(session, BAD_MESSAGE, f"bad {kind.name.lower()} message: {reason}")
 
     # -- calls --------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """Shared pytest fixtures: apps.
 
-`FakeSession` stands in for a worker's raw session so the ASGI and WSGI adapters can be driven
-in-process: it records what the adapter writes, decodes the v0.11 response chunks, and lets a
-test fail the session or slow its drain(). `frame()` packs a request the way the HTTP proxy
+`FakeSession` is a real worker session (`tests.plugins.worker.RecordingSession`) on a channel
+that decodes what it sends, so the ASGI and WSGI adapters are driven in-process through the
+production write path; a test can fail the session or slow its drain(). `frame()` packs a request the way the HTTP proxy
 does (PROTOCOL.md §6.1).
 """
 
@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 from cocaine_http.config import Config
-from cocaine_http.errors import SessionClosedError
+from tests.plugins.worker import RecordingSession
 
 
 def frame(method: str = "GET", uri: str = "/", body: bytes = b"",
@@ -27,86 +27,8 @@ def frame(method: str = "GET", uri: str = "/", body: bytes = b"",
                          use_bin_type=False)
 
 
-class FakeSession:
-    """A raw worker session that records the adapter's writes.
-
-    Attributes:
-        chunks: each written chunk's payload, joined to bytes.
-        ended / failure: how the adapter finished the session (choke, or error(code, msg)).
-        done: set once the adapter ended or failed the session.
-        drain_gate: when given, drain() waits for it (a slow consumer).
-    """
-
-    _next_id = 1
-
-    def __init__(self, drain_gate: asyncio.Event | None = None) -> None:
-        FakeSession._next_id += 1
-        self.id = FakeSession._next_id
-        self.event = "http"
-        self.chunks: list[bytes] = []
-        self.ended = False
-        self.failure: tuple[int, str] | None = None
-        self.done = asyncio.Event()
-        self.drain_gate = drain_gate
-        self.drains = 0
-        self.closed = False
-        self.on_chunk: Any = None
-        self.on_end: Any = None
-        self.on_fail: Any = None
-
-    # -- what the adapter calls ------------------------------------------------------------
-    def write(self, data: Any) -> None:
-        if self.closed:
-            raise SessionClosedError("closed")
-        self.chunks.append(b"".join(data) if isinstance(data, list) else bytes(data))
-
-    def end(self) -> None:
-        if self.closed:
-            raise SessionClosedError("closed")
-        self.ended = self.closed = True
-        self.done.set()
-
-    def error(self, code: int, message: str) -> None:
-        if self.closed:
-            raise SessionClosedError("closed")
-        self.failure = (code, message)
-        self.closed = True
-        self.done.set()
-
-    async def drain(self) -> None:
-        self.drains += 1
-        if self.drain_gate is not None:
-            await self.drain_gate.wait()
-
-    # -- what the engine does --------------------------------------------------------------
-    def request(self, data: bytes) -> None:
-        self.on_chunk(data)
-        self.on_end()
-
-    def fail(self, code: int = 1, message: str = "engine failed the session") -> None:
-        self.closed = True
-        self.on_fail(code, message)
-
-    # -- decoded response ------------------------------------------------------------------
-    @property
-    def status(self) -> int:
-        return int(msgpack.unpackb(self.chunks[0], raw=False)[0])
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {k.lower(): v for k, v in msgpack.unpackb(self.chunks[0], raw=False)[1]}
-
-    @property
-    def header_list(self) -> list[tuple[str, str]]:
-        return [(k, v) for k, v in msgpack.unpackb(self.chunks[0], raw=False)[1]]
-
-    @property
-    def body_chunks(self) -> list[bytes]:
-        return [msgpack.unpackb(c, raw=True) for c in self.chunks[1:]]
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.body_chunks)
+#: The adapters' in-process tests use a real worker Session that records what it sends.
+FakeSession = RecordingSession
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 `Engine` is an in-test engine peer built on `cocaine_http.aio.channel.serve` over a unix socket:
 it records the handshake, echoes heartbeats (switchable), opens sessions and collects replies.
-`spawn_worker` starts a real worker process against it.
+`spawn_worker` starts a real worker process against it. `RecordingSession` is a real worker
+Session whose channel decodes what it sends, so in-process adapter tests run the production
+write path (write_chunks and the dialect's framing included).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from cocaine_http.aio.channel import Channel, serve
-from cocaine_http.protocol.dialect import V0_11, Dialect
+from cocaine_http.aio.session import Session, delivery
+from cocaine_http.codec import PythonDecoder
+from cocaine_http.protocol.dialect import V0_11, Dialect, Kind
+from cocaine_http.protocol.session import Error
 
 UUID = "0e7f4b9c-5d1a-4c2e-9a57-3f6c2b8d1e40"
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +128,7 @@ class Engine:
 
     def _on_error(self, session: int, code: int, message: str) -> None:
         self._reply(session).error = (code, message)
-        if self.dialect.name == "v0.12":
+        if self.dialect.error_ends_stream:
             self._on_choke(session)
 
     def _on_choke(self, session: int) -> None:
@@ -149,8 +155,8 @@ class Engine:
         assert self.channel is not None
         sid = self._next
         self._next += 1
-        if self.dialect.name == "v0.12" and sid == 1:
-            sid = self._next  # channel 1 is the control channel
+        if sid == self.dialect.control:
+            sid = self._next  # the control channel (v0.12: 1) is not a session
             self._next += 1
         self._reply(sid)
         d = self.dialect
@@ -190,6 +196,111 @@ class Engine:
             await self._server.wait_closed()
 
 
+def _reraise(session: Session, exc: BaseException) -> None:
+    raise exc
+
+
+class RecordingChannel:
+    """What a Session writes to, decoding every message it is sent (v0.11) at once."""
+
+    dialect = V0_11
+
+    def __init__(self) -> None:
+        self._decoder = PythonDecoder(self.dialect.name)
+        self.messages: list[tuple[int, list[Any]]] = []
+        self.choked = asyncio.Event()
+
+    def send(self, session: int, message: Any) -> None:
+        parts = [message] if isinstance(message, (bytes, bytearray, memoryview)) else message
+        for mid, _, args in self._decoder.feed(b"".join(bytes(p) for p in parts)):
+            self.messages.append((mid, args))
+            if mid == Kind.CHOKE:
+                self.choked.set()
+
+    async def drain(self) -> None:
+        return None
+
+
+class RecordingSession(Session):
+    """A raw worker Session on a RecordingChannel: the adapter under test drives the real
+    write path, and the test reads back what went on the wire.
+
+    Attributes:
+        chunks: each response chunk's payload, as sent.
+        ended: the response ended with a choke (not after an error).
+        failure: the (code, message) of the worker's error, if it sent one.
+        done: set once the response is over (choke, or error then choke).
+        drain_gate: when given, drain() waits for it (a slow consumer); `drains` counts calls.
+    """
+
+    _next_id = 1
+
+    def __init__(self, drain_gate: asyncio.Event | None = None) -> None:
+        RecordingSession._next_id += 1
+        self.wire = RecordingChannel()
+        super().__init__(self.wire, RecordingSession._next_id, "http", True)
+        self.drain_gate = drain_gate
+        self.drains = 0
+        self.done = self.wire.choked
+
+    async def drain(self) -> None:
+        self.drains += 1
+        if self.drain_gate is not None:
+            await self.drain_gate.wait()
+
+    # -- what the engine does --------------------------------------------------------------
+    def request(self, data: bytes) -> None:
+        """The engine sends the request frame and ends the request (chunk, choke), delivered
+        as the worker delivers them (a callback that raises fails the test)."""
+        on_chunk, on_choke = delivery({self.id: self}, _reraise)
+        on_chunk(self.id, data)
+        on_choke(self.id)
+
+    def fail(self, code: int = 1, message: str = "engine failed the session") -> None:
+        """The engine fails the session (an engine error)."""
+        self.receive(Error)
+        self._deliver_fail(code, message)
+
+    # -- what went on the wire -------------------------------------------------------------
+    def _wire(self) -> list[tuple[int, list[Any]]]:
+        return self.wire.messages
+
+    @property
+    def chunks(self) -> list[bytes]:
+        return [args[0] for mid, args in self._wire() if mid == Kind.CHUNK]
+
+    @property
+    def failure(self) -> tuple[int, str] | None:
+        errors = [(args[0], args[1].decode()) for mid, args in self._wire() if mid == Kind.ERROR]
+        return errors[0] if errors else None
+
+    @property
+    def ended(self) -> bool:
+        kinds = [mid for mid, _ in self._wire()]
+        return Kind.CHOKE in kinds and Kind.ERROR not in kinds
+
+    # -- decoded response ------------------------------------------------------------------
+    @property
+    def status(self) -> int:
+        return int(msgpack.unpackb(self.chunks[0], raw=False)[0])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in msgpack.unpackb(self.chunks[0], raw=False)[1]}
+
+    @property
+    def header_list(self) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in msgpack.unpackb(self.chunks[0], raw=False)[1]]
+
+    @property
+    def body_chunks(self) -> list[bytes]:
+        return [msgpack.unpackb(c, raw=True) for c in self.chunks[1:]]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.body_chunks)
+
+
 def worker_argv(path: str, uuid: str = UUID, *extra: str) -> list[str]:
     """The argv cocaine-runtime passes (PROTOCOL.md §12), after any app arguments."""
     return [*extra, "--app", "echo", "--endpoint", path, "--locator", "127.0.0.1:10053",
@@ -206,11 +317,14 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
 
 @pytest.fixture
 async def spawn_worker() -> AsyncIterator[Callable[..., Any]]:
-    """Start a worker script as a subprocess with the runtime's argv; killed at teardown."""
+    """Start a worker script as a subprocess with the runtime's argv (and extra environment
+    variables); killed at teardown."""
     procs: list[asyncio.subprocess.Process] = []
 
-    async def spawn(script: str, argv: list[str]) -> asyncio.subprocess.Process:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    async def spawn(
+        script: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / script), *argv, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
