@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from cocaine_http.dev.deploy import main as deploy_main
-from tests.test_services_py2 import find_python2
+from tests.plugins.py2 import find_python2
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cocaine-tools==0.11.7.5", "opster==4.1", "cocaine==0.11.1.17", "tornado==4.5.3",
