@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import h11
 import httpx
 import pytest
 
+from cocaine_http import __version__
 from cocaine_http.dev.front import Front, route
 from cocaine_http.dev.profile import Profile
 from cocaine_http.protocol.dialect import pack
@@ -124,7 +126,7 @@ class TestFrame:
         events = await raw_exchange(front.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 
         names = [name for name, _ in events[0].headers]
-        assert names == [b"x-kept", b"content-length", b"x-powered-by"]
+        assert names == [b"x-kept", b"content-length", b"x-powered-by", b"server", b"date"]
 
     async def test_http_1_0_version_and_body_are_packed(self, scripted_front: Any) -> None:
         """The frame carries the client's version and the whole body."""
@@ -387,3 +389,36 @@ async def test_powered_by_header_can_be_switched_off(scripted_front: Any) -> Non
 
     assert (app.status_code, own.status_code) == (200, 404)
     assert "x-powered-by" not in app.headers and "x-powered-by" not in own.headers
+
+
+class TestServerAndDate:
+    async def test_the_front_sends_server_and_date(self, scripted_front: Any) -> None:
+        """The front is the HTTP server: Server and Date on app responses and on its own."""
+        front = await scripted_front(PacedEngine())
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            app = await client.get("/")
+            own = await client.get("/x", headers={"X-Cocaine-Service": "other",
+                                                 "X-Cocaine-Event": "http"})
+
+        for response in (app, own):
+            assert response.headers.get_list("server") == [f"cocaine-http/{__version__}"]
+            (date,) = response.headers.get_list("date")
+            assert email.utils.parsedate_to_datetime(date).tzinfo is not None
+
+    async def test_the_apps_own_server_and_date_win(self, scripted_front: Any) -> None:
+        """An app that sends Server or Date keeps them, with no second copy."""
+        head = pack([200, [["Server", "myapp"], ["Date", "Tue, 01 Dec 2026 00:00:00 GMT"]]])
+        front = await scripted_front(ScriptedEngine(("chunk", head), ("choke",)))
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert response.headers.get_list("server") == ["myapp"]
+        assert response.headers.get_list("date") == ["Tue, 01 Dec 2026 00:00:00 GMT"]
+
+    async def test_both_can_be_switched_off(self, scripted_front: Any) -> None:
+        """server_header=False, date_header=False: neither is added."""
+        front = await scripted_front(PacedEngine(), server_header=False, date_header=False)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert "server" not in response.headers and "date" not in response.headers

@@ -142,6 +142,7 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
         locator_port=dev.locator_port, storage_dir=dev.storage, workdir=workdir,
         request_timeout=dev.request_timeout, max_body_size=command.config.max_body_size,
         services=_services_available(), workers=dev.workers, powered_by=dev.powered_by,
+        server_header=dev.server_header, date_header=dev.date_header,
     )
     return runtime, command
 

@@ -14,15 +14,18 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import http
 import logging
 import re
+import time
 from collections.abc import Container
 from typing import Any
 
 import h11
 import msgpack
 
+from .. import __version__
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack
 from .engine import BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
@@ -31,6 +34,7 @@ log = logging.getLogger("cocaine_http.dev.front")
 
 _ROUTE = re.compile(rb"^/([^/]*)/([^/?]*)(.*)$", re.S)
 POWERED_BY = (b"X-Powered-By", b"Cocaine")
+SERVER = (b"Server", f"cocaine-http/{__version__}".encode())
 #: The statuses the v0.11 tornado proxy can answer: Python 2's httplib.responses. For any other
 #: status its reply handler raises and the client never gets an answer (docs/deploy.md).
 TORNADO_STATUSES = frozenset(
@@ -90,15 +94,20 @@ class Front:
         root_route: route paths that do not name the app to its `http` event (dev mode).
         powered_by: add `X-Powered-By: Cocaine` to every response, as Cocaine's native proxy
             does (the tornado proxy does not).
+        server_header, date_header: add `Server: cocaine-http/<version>` and `Date` to every
+            response that lacks them.
     """
 
     def __init__(self, engine: Engine | None, *, host: str = "127.0.0.1", port: int = 8080,
                  request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
                  root_route: bool = True, apps: dict[str, Engine] | None = None,
-                 powered_by: bool = True) -> None:
+                 powered_by: bool = True, server_header: bool = True,
+                 date_header: bool = True) -> None:
         self.engine = engine
         #: Headers the front adds to every response.
         self.extra_headers: list[tuple[bytes, bytes]] = [POWERED_BY] if powered_by else []
+        self.server_header = server_header
+        self.date_header = date_header
         #: The other apps the front routes to by name (started through the node service); the
         #: runtime adds and removes them in this dict.
         self.apps: dict[str, Engine] = {} if apps is None else apps
@@ -109,6 +118,17 @@ class Front:
         self.root_route = root_route
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[HTTPConnection] = set()
+
+    def own_headers(self, app_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """What the front adds to a response: X-Powered-By, and Server and Date unless the
+        app sent its own (the front is the HTTP server here, so these are its to send)."""
+        names = {name.lower() for name, _ in app_headers}
+        added = list(self.extra_headers)
+        if self.server_header and b"server" not in names:
+            added.append(SERVER)
+        if self.date_header and b"date" not in names:
+            added.append((b"Date", http_date()))
+        return added
 
     @property
     def url(self) -> str:
@@ -239,7 +259,8 @@ class HTTPConnection(asyncio.Protocol):
         """A short text/plain response made by the front itself."""
         body = (text + "\n").encode("utf-8")
         headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
-                   (b"Content-Length", str(len(body)).encode()), *self.front.extra_headers]
+                   (b"Content-Length", str(len(body)).encode())]
+        headers += self.front.own_headers(headers)
         if close:
             headers.append((b"Connection", b"close"))
         try:
@@ -369,7 +390,7 @@ class Reply:
             headers.append((b"Content-Length", str(self.remaining).encode()))
         if self.no_body:
             self.remaining = None  # h11 sends no body; nothing to count
-        headers.extend(self.connection.front.extra_headers)
+        headers.extend(self.connection.front.own_headers(headers))
         self.connection.write(self.connection.conn.send(
             h11.Response(status_code=status, headers=headers, reason=_reason(status))))
         self.head_sent = True
@@ -402,6 +423,17 @@ class Reply:
         if not self.finished:
             log.warning("request timed out after %gs", self.connection.front.request_timeout)
             self._fail_response(504, "the app did not answer in time")
+
+
+_date: list[Any] = [None, b""]
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP date (RFC 9110 IMF-fixdate), formatted once a second."""
+    now = int(time.time())
+    if _date[0] != now:
+        _date[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
+    return _date[1]  # type: ignore[no-any-return]
 
 
 def _bytes(value: Any) -> bytes:

@@ -79,6 +79,9 @@ class DevOptions:
         "--env wins)", kind=str, metavar="FILE")
     powered_by: bool = option(True, "HTTP front: add X-Powered-By: Cocaine to responses, as "
                               "Cocaine's native proxy does")
+    server_header: bool = option(
+        True, "HTTP front: add Server: cocaine-http/<version> when the app sends none")
+    date_header: bool = option(True, "HTTP front: add Date when the app sends none")
     reload: bool = option(False, "restart the workers when a watched file changes")
     reload_dir: tuple[str, ...] = option(
         (), "directory to watch; repeatable", kind=str, repeat=True, metavar="DIR",

@@ -55,6 +55,7 @@ class DevRuntime:
         workers: workers of the own app started (and waited for) before the front opens;
             a worker that fails to start makes `start()` raise StartupError.
         powered_by: the front adds `X-Powered-By: Cocaine` to every response.
+        server_header, date_header: the front adds `Server` and `Date` when the app did not.
     """
 
     def __init__(
@@ -75,6 +76,8 @@ class DevRuntime:
         on_wire: Callable[[Channel, bytes], None] | None = None,
         workers: int = 0,
         powered_by: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
     ) -> None:
         self.command = command
         self.app = app
@@ -91,6 +94,8 @@ class DevRuntime:
         self.on_wire = on_wire
         self.workers = workers
         self.powered_by = powered_by
+        self.server_header = server_header
+        self.date_header = date_header
         self.services: Any = None
         self.engine: Engine | None = None
         self.front: Front | None = None
@@ -141,7 +146,8 @@ class DevRuntime:
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
                            max_body_size=self.max_body_size, apps=self.apps,
-                           powered_by=self.powered_by)
+                           powered_by=self.powered_by, server_header=self.server_header,
+                           date_header=self.date_header)
         await self.front.start()
 
     async def _start_engine(self, name: str, command: list[str], profile: Profile,
