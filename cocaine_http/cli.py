@@ -70,7 +70,6 @@ def parse(argv: Sequence[str]) -> tuple[str | None, Config, list[str]]:
 
 #: The logger tree the worker configures; the app's own loggers are the app's (or --log-config's).
 OWN_LOGGER = "cocaine_http"
-TEXT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 TRACE = 5
 
 
@@ -98,14 +97,17 @@ def setup_logging(level: str, fmt: str = "text", config_file: str = "") -> None:
     Raises:
         ConfigError: the logging configuration file cannot be read or applied.
     """
+    from .adapters.accesslog import STDERR_HANDLER
+    from .http.accesslog import RECORD_FORMAT
+
     logging.addLevelName(TRACE, "TRACE")
     logger = logging.getLogger(OWN_LOGGER)
-    handler = next((h for h in logger.handlers if getattr(h, "cocaine_http", False)), None)
+    handler = next((h for h in logger.handlers if h.get_name() == STDERR_HANDLER), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.cocaine_http = True  # type: ignore[attr-defined]
+        handler.set_name(STDERR_HANDLER)  # the access log's fast path recognises it
         logger.addHandler(handler)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(RECORD_FORMAT))
     logger.setLevel(TRACE if level == "trace" else getattr(logging, level.upper()))
     logger.propagate = False
     if config_file:

@@ -129,3 +129,18 @@ async def test_access_log_format_shapes_the_access_lines(
     await wait_for(lambda: any(r.name == "cocaine_http.access"
                                and r.getMessage().endswith("] ACCESS GET / 200")
                                for r in caplog.records))
+
+
+def test_the_access_log_fast_path_finds_our_handler() -> None:
+    """With only our loggers configured, the default access format still takes the buffered
+    stderr path; another format takes the record path."""
+    script = (
+        "from cocaine_http.cli import setup_logging\n"
+        "from cocaine_http.adapters.accesslog import AccessLog\n"
+        "setup_logging('info')\n"
+        "print(AccessLog(True).fast, AccessLog(True, '%(s)s').fast)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+
+    assert result.stdout.split() == ["True", "False"], result.stderr

@@ -58,13 +58,16 @@ from .events import EventEmitter
 from .loop import loop_name, new_event_loop
 from .session import Session, delivery
 
-__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Handler", "Session", "Worker"]
+__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_GAVE_UP", "EXIT_OK", "Handler",
+           "Session", "Worker"]
 
 log = logging.getLogger("cocaine_http.worker")
 
 EXIT_OK = 0
 EXIT_CONNECTION_LOST = 1
 EXIT_DISOWNED = 2
+#: serve()'s return value after give_up(): the worker could not serve any more.
+EXIT_GAVE_UP = 3
 
 Hook = Callable[[], Awaitable[Any]]
 Handler = Callable[[Session], Any]
@@ -149,6 +152,11 @@ class Worker:
         return self._conn.state
 
     @property
+    def termination_grace(self) -> float:
+        """Seconds open sessions get to finish after a terminate (also the bound on exiting)."""
+        return self._conn.termination_grace
+
+    @property
     def dialect(self) -> Dialect:
         """The wire rules this worker speaks (from `--protocol`)."""
         return self._dialect
@@ -217,6 +225,20 @@ class Worker:
         elif conn.state is WorkerState.ACTIVE:
             conn.shutdown(reason, self._now())
             self._begin_drain()
+
+    def give_up(self, reason: str) -> None:
+        """Stop for good when the worker can no longer serve (every WSGI thread stuck in a
+        request that timed out, say): refuse new invokes, fail every open session with
+        `reason`, and exit with EXIT_GAVE_UP, so that the runtime starts a fresh worker."""
+        conn = self._conn
+        if self._done is None or self._done.done():
+            return
+        log.error("giving up: %s", reason)
+        if conn.state is WorkerState.ACTIVE:
+            conn.shutdown(reason, self._now())
+        for session in conn.open_sessions():
+            self._abort(session, SHUTTING_DOWN, reason, True)  # type: ignore[arg-type]
+        self._complete(EXIT_GAVE_UP)
 
     # -- channel callbacks ------------------------------------------------------------------------
 
