@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 COCAINE_SHARED ?= ../shared/cocaine-runtime
 COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
 
-.PHONY: all venv test conformance typecheck run bench clean
+.PHONY: all venv test conformance conformance12 typecheck run bench clean
 
 all: test
 
@@ -33,6 +33,14 @@ conformance: $(STAMP)
 	@test -x "$(COCAINE_SHARED)/build.sh" || { echo "make conformance: no $(COCAINE_SHARED)/build.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
 	"$(COCAINE_SHARED)/build.sh" "$(COCAINE_CACHE)/v0.11"
 	. "$(COCAINE_CACHE)/v0.11/env.sh" && $(BIN)/python -m pytest tests/conformance $(PYTEST_ARGS)
+
+# The real cocaine-runtime v0.12 (built once into the cache, about 14 minutes from nothing) and
+# the tests that run our services client, worker and example apps under it (docs/v012.md).
+conformance12: $(STAMP)
+	@test -x "$(COCAINE_SHARED)/build12.sh" || { echo "make conformance12: no $(COCAINE_SHARED)/build12.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
+	"$(COCAINE_SHARED)/build12.sh" "$(COCAINE_CACHE)/v0.12"
+	. "$(COCAINE_CACHE)/v0.12/env.sh" && COCAINE_CONFORMANCE12=1 COCAINE_CACHE="$(COCAINE_CACHE)" \
+		$(BIN)/python -m pytest tests/conformance_v012 $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -23,8 +23,9 @@
 # with an error; messages for no session (control, orphans) are logged and dropped.
 #
 # Exits (serve()'s return value): 0 after a terminate (engine's or ours) was drained and
-# answered; EXIT_CONNECTION_LOST when the engine socket failed or closed; EXIT_DISOWNED when no
-# heartbeat echo came within disown_timeout.
+# answered, and also when a v0.12 engine closed the socket (its way to stop: no terminate on
+# SIGTERM, `Dialect.eof_is_stop`); EXIT_CONNECTION_LOST when the engine socket failed, or a
+# v0.11 engine closed it; EXIT_DISOWNED when no heartbeat echo came within disown_timeout.
 """Worker and Session: a Cocaine worker process on asyncio."""
 
 from __future__ import annotations
@@ -263,14 +264,19 @@ class Worker:
 
     def _on_socket_error(self, errno: int) -> None:
         self.last_errno = errno
-        log.error(
-            "engine connection %s: [%s] %s",
-            self.options.endpoint, errnos.errorcode.get(errno, errno), self._channel.last_error,
-        )  # fmt: skip
+        stopped = errno == errnos.ESHUTDOWN and self._dialect.eof_is_stop
+        if stopped:
+            log.info("engine closed the connection: the runtime is stopping")
+        else:
+            log.error(
+                "engine connection %s: [%s] %s",
+                self.options.endpoint, errnos.errorcode.get(errno, errno),
+                self._channel.last_error,
+            )  # fmt: skip
         for session in self._conn.connection_closed(errno):
             self._abort(session, errno, "connection to the engine lost", False, False)  # type: ignore[arg-type]
         self.events.emit("error", errno)
-        self._complete(EXIT_CONNECTION_LOST)
+        self._complete(EXIT_OK if stopped else EXIT_CONNECTION_LOST)
 
     # -- sessions -------------------------------------------------------------------------------
 
