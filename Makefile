@@ -14,7 +14,18 @@ PYTEST_ARGS ?=
 COCAINE_SHARED ?= ../shared/cocaine-runtime
 COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
 
-.PHONY: all venv test conformance conformance12 typecheck run bench clean
+# The decoder's fuzz harness (fuzz/fuzz_records.c): clang's libFuzzer with ASan and UBSan,
+# installed from Debian when missing. FUZZ_FLAGS bounds the run; the inputs it finds go to
+# build/fuzz/corpus, and then every input is replayed against the Python reference decoder.
+FUZZ_CC ?= clang
+FUZZ_PACKAGES ?= clang libclang-rt-14-dev
+FUZZ_FLAGS ?= -runs=200000
+FUZZ_BIN := build/fuzz/fuzz_records
+FUZZ_SRC := fuzz/fuzz_records.c csrc/cdecoder.c csrc/machine.c
+FUZZ_CFLAGS := -g -O1 -std=c99 -Wall -Wextra -Icsrc \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+.PHONY: all venv test conformance conformance12 typecheck run bench clean fuzz fuzz-toolchain
 
 all: test
 
@@ -50,6 +61,21 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+$(FUZZ_BIN): $(FUZZ_SRC) $(wildcard csrc/*.h)
+	mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) -o $@ 2>/dev/null || \
+		{ $(MAKE) fuzz-toolchain && $(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) -o $@; }
+
+fuzz-toolchain:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FUZZ_PACKAGES)
+
+fuzz: $(FUZZ_BIN) $(STAMP)
+	mkdir -p build/fuzz/corpus
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+		build/fuzz/corpus fuzz/corpus
+	$(BIN)/python -m fuzz.replay fuzz/corpus build/fuzz/corpus
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cocaine_http/codec/_cdecoder*.so
