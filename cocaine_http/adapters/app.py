@@ -92,9 +92,11 @@ def exit_within(grace: float, code: int) -> None:
 
 def build_worker(app: Any, config: Config, runtime_argv: Sequence[str], **timers: float) -> Any:
     """A Worker with the app's adapter on `config.event` and its hooks installed."""
-    from ..aio.worker import Worker
+    from ..aio.worker import Worker, message_limit
 
-    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None, **timers)
+    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None,
+                    max_message_size=message_limit(config.max_body_size, config.max_header_size),
+                    **timers)
     interface = detect_interface(app, config.interface)
     adapter = make_adapter(app, interface, config, worker)
     worker.on(config.event, getattr(adapter, "session_factory", adapter), raw=True)

@@ -73,6 +73,26 @@ EXIT_GAVE_UP = 3
 Hook = Callable[[], Awaitable[Any]]
 Handler = Callable[[Session], Any]
 
+#: Room a request frame needs besides its body: request line, headers and msgpack framing (the
+#: request line and headers are also bounded by `max_header_size`).
+FRAME_ROOM = 1024 * 1024
+#: The decoders' largest message (a raw32 length).
+MAX_MESSAGE_SIZE = 2**31 - 1
+
+
+def message_limit(max_body_size: int, max_header_size: int) -> int:
+    """The engine channel's message limit for a worker that takes bodies of `max_body_size`:
+    a request frame with the largest body and headers must fit, or the channel fails (EPROTO)."""
+    return min(MAX_MESSAGE_SIZE, max_body_size + max_header_size + FRAME_ROOM)
+
+
+def body_limit(max_body_size: int, max_header_size: int) -> int:
+    """The largest body a front may forward to such a worker: `max_body_size`, unless a frame
+    that large would not fit in one message."""
+    room = message_limit(max_body_size, max_header_size) - max_header_size - FRAME_ROOM
+    return max(0, min(max_body_size, room))
+
+
 #: Module constants: an enum member looked up on its class costs about 60 ns.
 _ACTIVE = WorkerState.ACTIVE
 _REQUEST_DONE = SessionState.REQUEST_DONE
@@ -88,6 +108,8 @@ class Worker:
         disown_timeout: seconds without a heartbeat echo before the worker gives up (disown).
         termination_grace: seconds open sessions get to finish after a terminate.
         session_timeout: seconds a session may stay open before it is aborted (None: no limit).
+        max_message_size: the engine channel's message limit (see `message_limit`; None: the
+            decoder's default).
 
     Raises:
         ConfigError: a bad `--protocol`, an option without a value, or bad timer values.
@@ -101,6 +123,7 @@ class Worker:
         disown_timeout: float = 30.0,
         termination_grace: float = 5.0,
         session_timeout: float | None = None,
+        max_message_size: int | None = None,
     ) -> None:
         self.options = parse_options(sys.argv[1:] if argv is None else argv)
         self._dialect = self.options.dialect
@@ -118,7 +141,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.last_errno: int | None = None
         self._handlers: dict[str, tuple[Handler, bool]] = {}
-        self._channel = Channel(self._dialect)
+        self._channel = Channel(self._dialect, max_message_size=max_message_size)
         self._sessions = self._conn.sessions
         self._conn_changed = self._conn._session_changed  # bound once, shared by sessions
         self._tasks: set[asyncio.Task[None]] = set()

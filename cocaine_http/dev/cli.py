@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
+from ..aio.worker import body_limit
 from ..config import Config, OptionParser, argv_for, env_for
 from ..errors import ConfigError
 from .deploy import check_slave, pack_dir, read_json, read_manifest, unpack
 from .engine import StartupError
+from .front import ClientLimits
 from .options import DevOptions
 from .profile import Profile
 from .runtime import DevRuntime
@@ -140,9 +142,12 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
     runtime = DevRuntime(
         worker, app=derive_app_name(command), profile=profile, host=dev.host, port=dev.port,
         locator_port=dev.locator_port, storage_dir=dev.storage, workdir=workdir,
-        request_timeout=dev.request_timeout, max_body_size=command.config.max_body_size,
+        request_timeout=dev.request_timeout,
+        max_body_size=body_limit(command.config.max_body_size, command.config.max_header_size),
         services=_services_available(), workers=dev.workers, powered_by=dev.powered_by,
         server_header=dev.server_header, date_header=dev.date_header,
+        limits=ClientLimits(dev.header_timeout, dev.keep_alive_timeout, dev.client_idle_timeout,
+                            dev.max_response_buffer),
     )
     return runtime, command
 

@@ -9,6 +9,14 @@
 # (500 app error, 502 no worker, 503 queue full / engine not active, 504 timeout); after the head
 # the connection is closed. Reading is paused while a request is in flight, so pipelined requests
 # wait in the kernel, and resumed when the response is complete (keep-alive).
+#
+# Bounds (docs/dev-runtime.md "Client limits"): one timer per connection, its meaning set by the
+# phase: keep-alive (waiting for a request: close quietly), head (from the first byte of a
+# request: 408), body (client silence: 408), reply (the client leaves the response unread:
+# abort). What the front holds for a response is the transport's write buffer; the worker channel
+# multiplexes sessions and the protocol has no per-session flow control, so pausing it would stall
+# every other session of that worker: past `max_response_buffer` the session is failed instead
+# (the connection aborted, the rest of its chunks dropped).
 """The dev runtime's HTTP front: HTTP requests in, Cocaine sessions out."""
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import http
 import logging
 import re
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -80,6 +89,33 @@ def route(target: bytes, headers: list[tuple[bytes, bytes]], app: str,
     return None
 
 
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client connection may cost the front, in time and memory (0: no limit).
+
+    Attributes:
+        header_timeout: seconds from a request's first byte until its headers are complete;
+            past it the client gets 408 and the connection is closed (slow headers).
+        keep_alive_timeout: seconds a connection may wait for its next request (or for its
+            first one); past it the connection is closed quietly.
+        idle_timeout: seconds the client may stay silent while sending a body (408), or leave
+            the response unread (the connection is dropped).
+        max_response_buffer: bytes of response the front holds for a client that reads slower
+            than the app writes; past it the session fails and the connection is dropped.
+    """
+
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    idle_timeout: float = 30.0
+    max_response_buffer: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "keep_alive_timeout", "idle_timeout",
+                     "max_response_buffer"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+
+
 class Front:
     """The HTTP front of one engine.
 
@@ -102,8 +138,9 @@ class Front:
                  request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
                  root_route: bool = True, apps: dict[str, Engine] | None = None,
                  powered_by: bool = True, server_header: bool = True,
-                 date_header: bool = True) -> None:
+                 date_header: bool = True, limits: ClientLimits | None = None) -> None:
         self.engine = engine
+        self.limits = limits or ClientLimits()
         #: Headers the front adds to every response.
         self.extra_headers: list[tuple[bytes, bytes]] = [POWERED_BY] if powered_by else []
         self.server_header = server_header
@@ -167,6 +204,9 @@ class HTTPConnection(asyncio.Protocol):
         self.body = bytearray()
         self.reply: Reply | None = None
         self.closing = False
+        #: keep-alive, head, body or reply: what the connection waits for (and its timer means).
+        self.phase = "keep-alive"
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -174,16 +214,76 @@ class HTTPConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.front._connections.add(self)
+        self._wait_for_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.front._connections.discard(self)
+        self._set_timer(0, None)
         if self.reply is not None:
             self.reply.cancel()
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self.phase == "keep-alive":
+            self._enter("head", self.front.limits.header_timeout, self._head_timed_out)
+        elif self.phase == "body":
+            self._set_timer(self.front.limits.idle_timeout, self._body_timed_out)
         self.conn.receive_data(data)
         self._process()
+
+    def pause_writing(self) -> None:
+        if self.phase == "reply":
+            self._set_timer(self.front.limits.idle_timeout, self._unread_timed_out)
+
+    def resume_writing(self) -> None:
+        if self.phase == "reply":
+            self._set_timer(0, None)
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _set_timer(self, delay: float, callback: Callable[[], None] | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if callback is not None and delay > 0 and self.transport is not None:
+            self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _enter(self, phase: str, delay: float, callback: Callable[[], None] | None) -> None:
+        self.phase = phase
+        self._set_timer(delay, callback)
+
+    def _wait_for_request(self) -> None:
+        self._enter("keep-alive", self.front.limits.keep_alive_timeout, self._keep_alive_expired)
+
+    def _keep_alive_expired(self) -> None:
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.abort()  # the last response is still unread: close() would wait for it
+        else:
+            self.close()
+
+    def _head_timed_out(self) -> None:
+        log.info("a client did not send its request headers in %gs",
+                 self.front.limits.header_timeout)
+        self._timed_out()
+
+    def _body_timed_out(self) -> None:
+        log.info("a client stayed silent for %gs while sending a body",
+                 self.front.limits.idle_timeout)
+        self._timed_out()
+
+    def _timed_out(self) -> None:
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.send_simple(408, "request timeout", close=True)
+        else:
+            self.close()
+
+    def _unread_timed_out(self) -> None:
+        log.info("a client left its response unread for %gs", self.front.limits.idle_timeout)
+        if self.reply is not None:
+            self.reply.cancel()
+        self.abort()
 
     def eof_received(self) -> bool | None:
         self.conn.receive_data(b"")
@@ -214,6 +314,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def _on_request(self, request: h11.Request) -> None:
         self.request, self.body = request, bytearray()
+        self._enter("body", self.front.limits.idle_timeout, self._body_timed_out)
         for name, value in request.headers:
             if name == b"content-length" and int(value) > self.front.max_body_size:
                 self.send_simple(413, "request body too large", close=True)
@@ -246,6 +347,7 @@ class HTTPConnection(asyncio.Protocol):
                       bytes(self.body)])
         self.body = bytearray()
         self.transport.pause_reading()
+        self._enter("reply", 0, None)
         self.reply = Reply(self, head_only=request.method == b"HEAD")
         engine.enqueue(event, frame, self.reply)
 
@@ -287,6 +389,9 @@ class HTTPConnection(asyncio.Protocol):
         self.conn.start_next_cycle()
         self.request = None
         if self.transport is not None:
+            self._wait_for_request()
+            if self.conn.trailing_data[0]:  # part of a pipelined request is already here
+                self._enter("head", self.front.limits.header_timeout, self._head_timed_out)
             self.transport.resume_reading()
             self._process()
 
@@ -411,6 +516,16 @@ class Reply:
             if not body:
                 return
         self.connection.write(self.connection.conn.send(h11.Data(data=body)))
+        self._check_buffer()
+
+    def _check_buffer(self) -> None:
+        """Fail the session when its client reads slower than the app writes, past the bound."""
+        transport = self.connection.transport
+        bound = self.connection.front.limits.max_response_buffer
+        if transport is not None and bound and transport.get_write_buffer_size() > bound:
+            log.warning("a client reads slower than the app writes: more than %d bytes of "
+                        "response unread; dropping the connection", bound)
+            self._fail_response(500, "response buffer full")
 
     def _fail_response(self, status: int, message: str) -> None:
         self.cancel()

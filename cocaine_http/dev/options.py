@@ -65,6 +65,19 @@ class DevOptions:
     request_timeout: float = option(
         30.0, "HTTP front: seconds until the response head (and between body chunks) before "
         "504; 0 means no limit")
+    header_timeout: float = option(
+        10.0, "HTTP front: seconds from a request's first byte until its headers are complete "
+        "(408 above); 0 means no limit")
+    keep_alive_timeout: float = option(
+        5.0, "HTTP front: seconds a client connection may wait for its next request before it "
+        "is closed; 0 means no limit")
+    client_idle_timeout: float = option(
+        30.0, "HTTP front: seconds a client may stay silent while sending a body (408 above) "
+        "or leave its response unread (dropped above); 0 means no limit")
+    max_response_buffer: int = option(
+        16 * 1024 * 1024, "HTTP front: bytes of response held for a client that reads slower "
+        "than the app writes; above, the request fails and the connection is dropped; 0 "
+        "means no limit", shown="16M")
     locator_port: int = option(10053, "locator port (a free one if it is busy)")
     storage: str | None = option(
         None, "storage service directory", kind=str, metavar="DIR", shown="in memory")
@@ -102,8 +115,10 @@ class DevOptions:
                     f"got {getattr(self, name)}")
         if self.workers < 0:
             raise ConfigError("--workers must not be negative")
-        if self.request_timeout < 0:
-            raise ConfigError("--request-timeout must not be negative")
+        for name in ("request_timeout", "header_timeout", "keep_alive_timeout",
+                     "client_idle_timeout", "max_response_buffer"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         if sum(x is not None for x in (self.slave, self.manifest)) > 1:
             raise ConfigError("give either --slave or --manifest, not both")
 

@@ -25,7 +25,7 @@ from ..aio.channel import Channel
 from ..errors import ConfigError
 from ..protocol.dialect import pack
 from .engine import Engine
-from .front import Front
+from .front import ClientLimits, Front
 from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev")
@@ -49,13 +49,15 @@ class DevRuntime:
         workdir: the workers' working directory (None: the current directory).
         run_dir: where the worker socket lives (None: a fresh temporary directory).
         request_timeout: HTTP front timeout in seconds (504).
-        max_body_size: HTTP front request body limit in bytes (413).
+        max_body_size: HTTP front request body limit in bytes (413); the CLI gives the
+            workers' `body_limit`, so the front refuses what their channel could not carry.
         services: start locator/logging/storage/node/app services.
         on_wire: optional tap of every read from a worker socket (tests).
         workers: workers of the own app started (and waited for) before the front opens;
             a worker that fails to start makes `start()` raise StartupError.
         powered_by: the front adds `X-Powered-By: Cocaine` to every response.
         server_header, date_header: the front adds `Server` and `Date` when the app did not.
+        limits: the front's client timeouts and response buffer bound (ClientLimits defaults).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class DevRuntime:
         powered_by: bool = True,
         server_header: bool = True,
         date_header: bool = True,
+        limits: ClientLimits | None = None,
     ) -> None:
         self.command = command
         self.app = app
@@ -96,6 +99,7 @@ class DevRuntime:
         self.powered_by = powered_by
         self.server_header = server_header
         self.date_header = date_header
+        self.limits = limits
         self.services: Any = None
         self.engine: Engine | None = None
         self.front: Front | None = None
@@ -147,7 +151,7 @@ class DevRuntime:
                            request_timeout=self.request_timeout,
                            max_body_size=self.max_body_size, apps=self.apps,
                            powered_by=self.powered_by, server_header=self.server_header,
-                           date_header=self.date_header)
+                           date_header=self.date_header, limits=self.limits)
         await self.front.start()
 
     async def _start_engine(self, name: str, command: list[str], profile: Profile,
