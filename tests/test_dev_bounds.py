@@ -172,21 +172,50 @@ class TestBodyLimit:
         assert dev.kib("VmHWM") < before + 64 * 1024  # nothing like the body was buffered
 
 
+def stream_request(port: int, mib: int) -> socket.socket:
+    """A client with a small receive buffer that asked for `mib` MiB and read the head."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(b"GET /stream?mib=%d HTTP/1.1\r\nHost: x\r\n\r\n" % mib)
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    return sock
+
+
 class TestResponseBuffer:
-    def test_a_paused_reader_costs_the_front_a_bounded_buffer(self, dev_process: Any) -> None:
-        dev = dev_process("--max-response-buffer", "2M")
+    def test_a_paused_reader_pauses_the_worker_then_is_dropped(self, dev_process: Any) -> None:
+        dev = dev_process("--max-response-buffer", "2M", "--client-idle-timeout", "2")
         peak_before = dev.kib("VmHWM")
-        with socket.create_connection(("127.0.0.1", dev.port)) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            sock.sendall(b"GET /stream?mib=200 HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-            wait_until(lambda: dev.said("reads slower than the app writes"))
+        with stream_request(dev.port, 200) as sock:
+            wait_until(lambda: dev.said("left its response unread"))
             received = read_response(sock)  # what was buffered, then the closed connection
         assert len(received) < 100 * MIB
         # Without the bound the front would hold most of the 200 MiB.
         assert dev.kib("VmHWM") < peak_before + 64 * 1024
-        response = post_size(dev.port, 0)  # the runtime still serves
+        response = post_size(dev.port, 0)  # the worker was resumed: the runtime still serves
         assert response.startswith(b"HTTP/1.1 200 ") and b"\r\n1\r\n0\r\n" in response
+
+    def test_a_slow_reader_gets_everything_with_a_bounded_buffer(
+        self, dev_process: Any
+    ) -> None:
+        dev = dev_process("--max-response-buffer", "1M")
+        peak_before = dev.kib("VmHWM")
+        with stream_request(dev.port, 64) as sock:
+            data = bytearray()
+            while not data.endswith(b"\r\n0\r\n\r\n"):
+                data += sock.recv(256 * 1024)
+                time.sleep(0.001)
+        assert data.count(b"x") == 64 * MIB  # back-pressure, nothing dropped
+        assert dev.kib("VmHWM") < peak_before + 48 * 1024
+
+    def test_a_slow_reader_gives_way_when_its_worker_is_needed(self, dev_process: Any) -> None:
+        dev = dev_process("--max-response-buffer", "1M", "--pool-limit", "1")
+        with stream_request(dev.port, 200) as sock:
+            wait_until(lambda: dev.said("paused: its client reads slower"))
+            response = post_size(dev.port, 3)  # same worker: it must not wait behind the first
+            received = read_response(sock)
+        assert response.startswith(b"HTTP/1.1 200 ") and b"\r\n1\r\n3\r\n" in response
+        assert len(received) < 100 * MIB
+        assert dev.said("reads slower than the app writes")
 
 
 @pytest.fixture

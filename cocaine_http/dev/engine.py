@@ -39,7 +39,7 @@ RELOADING = "the code has changed"
 #: Prefix of the error given to queued sessions when no worker could be started (dev only).
 SPAWN_FAILED = "no slave could be started"
 
-__all__ = ["Engine", "ReplySink", "StartupError", "QUEUE_FULL", "NOT_ACTIVE", "SHUTTING_DOWN",
+__all__ = ["Engine", "Flow", "ReplySink", "StartupError", "QUEUE_FULL", "NOT_ACTIVE", "SHUTTING_DOWN",
            "SPAWN_FAILED"]
 
 #: The worker's own one-line error, as `cocaine-http` prints it (cli.py `_fail`).
@@ -68,6 +68,50 @@ class StartupError(Exception):
             if line.startswith(_WORKER_ERROR):
                 return line
         return self.reason
+
+
+class Flow:
+    """Back-pressure for one session: its worker's channel can be paused while this session is
+    the worker's only one (the channel carries every session of a worker and the protocol has
+    no per-session flow control, so pausing it for a shared worker would stall the others).
+
+    A sink that has `attach_flow(flow)` gets one when its session is assigned; `on_shared` is
+    called when another session is assigned to the worker while the channel is paused (the
+    holder must then give way: resume, or fail its session).
+    """
+
+    def __init__(self, holds: dict[str, Flow], slave: Slave) -> None:
+        self._holds = holds
+        self._slave = slave
+        self.paused = False
+        self.on_shared: Callable[[], None] | None = None
+
+    def pause(self) -> bool:
+        """Stop reading the worker; False (nothing done) when other sessions share it."""
+        channel = self._slave.channel
+        if channel is None or self._slave.load > 1:
+            return False
+        if not self.paused:
+            self.paused = True
+            self._holds[self._slave.uuid] = self
+            channel.pause_reading()
+            log.info("slave %s paused: its client reads slower than it writes", self._slave.uuid)
+        return True
+
+    def resume(self) -> None:
+        """Read the worker again (idempotent)."""
+        if not self.paused:
+            return
+        self.paused = False
+        if self._holds.get(self._slave.uuid) is self:
+            del self._holds[self._slave.uuid]
+        if self._slave.channel is not None:
+            self._slave.channel.resume_reading()
+
+    def shared(self) -> None:
+        if self.on_shared is not None:
+            self.on_shared()
+        self.resume()
 
 
 class Engine:
@@ -114,6 +158,7 @@ class Engine:
         self._pool_empty = asyncio.Event()
         self._pool_empty.set()
         self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._holds: dict[str, Flow] = {}  # by slave uuid: the session pausing its channel
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -332,8 +377,17 @@ class Engine:
             if slave is None:
                 kept.append(session)
             else:
-                slave.assign(session)
+                self._assign(slave, session)
         self.queue = kept
+
+    def _assign(self, slave: Slave, session: Session) -> None:
+        slave.assign(session)
+        hold = self._holds.get(slave.uuid)
+        if hold is not None:
+            hold.shared()  # the new session must not wait behind a slow client
+        attach = getattr(session.sink, "attach_flow", None)
+        if attach is not None:
+            attach(Flow(self._holds, slave))
 
     def _pick(self, tag: str | None) -> Slave | None:
         if tag is not None:

@@ -13,10 +13,12 @@
 # Bounds (docs/dev-runtime.md "Client limits"): one timer per connection, its meaning set by the
 # phase: keep-alive (waiting for a request: close quietly), head (from the first byte of a
 # request: 408), body (client silence: 408), reply (the client leaves the response unread:
-# abort). What the front holds for a response is the transport's write buffer; the worker channel
-# multiplexes sessions and the protocol has no per-session flow control, so pausing it would stall
-# every other session of that worker: past `max_response_buffer` the session is failed instead
-# (the connection aborted, the rest of its chunks dropped).
+# abort). What the front holds for a response is the transport's write buffer, whose high-water
+# mark is `max_response_buffer`. Past it the session's worker channel is paused (engine.Flow) when
+# the session is that worker's only one, and resumed once the client drains; a shared worker is
+# never paused (the protocol has no per-session flow control: every other session would stall),
+# so there the session is failed instead (connection aborted, the rest of its chunks dropped), as
+# it is when another session arrives at a paused worker.
 """The dev runtime's HTTP front: HTTP requests in, Cocaine sessions out."""
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import msgpack
 from .. import __version__
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack, raw_header
-from .engine import BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
+from .engine import BROKEN_QUEUE, NOT_ACTIVE, Flow, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
 
 log = logging.getLogger("cocaine_http.dev.front")
 
@@ -99,14 +101,16 @@ class ClientLimits:
         keep_alive_timeout: seconds a connection may wait for its next request (or for its
             first one); past it the connection is closed quietly.
         idle_timeout: seconds the client may stay silent while sending a body (408), or leave
-            the response unread (the connection is dropped).
+            the response unread (the connection is dropped). Keep it below the heartbeat
+            timeout: a worker paused for a slow client cannot be heard either.
         max_response_buffer: bytes of response the front holds for a client that reads slower
-            than the app writes; past it the session fails and the connection is dropped.
+            than the app writes; past it the worker is paused if the session is its only one,
+            else the session fails and the connection is dropped.
     """
 
     header_timeout: float = 10.0
     keep_alive_timeout: float = 5.0
-    idle_timeout: float = 30.0
+    idle_timeout: float = 10.0
     max_response_buffer: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
@@ -222,6 +226,9 @@ class HTTPConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.front._connections.add(self)
+        bound = self.front.limits.max_response_buffer
+        if bound:
+            transport.set_write_buffer_limits(high=bound)
         self._wait_for_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -244,10 +251,14 @@ class HTTPConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.phase == "reply":
             self._set_timer(self.front.limits.idle_timeout, self._unread_timed_out)
+            if self.reply is not None and self.front.limits.max_response_buffer:
+                self.reply.client_behind()
 
     def resume_writing(self) -> None:
         if self.phase == "reply":
             self._set_timer(0, None)
+            if self.reply is not None:
+                self.reply.client_caught_up()
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -426,6 +437,7 @@ class Reply:
         self.no_body = head_only
         self.remaining: int | None = None
         self.excess = False
+        self.flow: Flow | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._arm()
 
@@ -441,6 +453,37 @@ class Reply:
         self.finished = True
         if self._timer is not None:
             self._timer.cancel()
+        if self.flow is not None:
+            self.flow.resume()
+
+    # -- back-pressure ---------------------------------------------------------------------------
+
+    def attach_flow(self, flow: Flow) -> None:
+        """The engine's handle on this session's worker channel."""
+        self.flow = flow
+        flow.on_shared = self._shared
+
+    def client_behind(self) -> None:
+        """More than max_response_buffer is unread: pause the worker, or fail the session."""
+        if self.finished:
+            return
+        if self.flow is not None and self.flow.pause():
+            return
+        self._overflow()
+
+    def client_caught_up(self) -> None:
+        if self.flow is not None:
+            self.flow.resume()
+
+    def _shared(self) -> None:
+        if not self.finished and self.flow is not None and self.flow.paused:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        log.warning("a client reads slower than the app writes: more than %d bytes of "
+                    "response unread; dropping the connection",
+                    self.connection.front.limits.max_response_buffer)
+        self._fail_response(500, "response buffer full")
 
     # -- ReplySink -------------------------------------------------------------------------------
 
@@ -523,16 +566,6 @@ class Reply:
             if not body:
                 return
         self.connection.write(self.connection.conn.send(h11.Data(data=body)))
-        self._check_buffer()
-
-    def _check_buffer(self) -> None:
-        """Fail the session when its client reads slower than the app writes, past the bound."""
-        transport = self.connection.transport
-        bound = self.connection.front.limits.max_response_buffer
-        if transport is not None and bound and transport.get_write_buffer_size() > bound:
-            log.warning("a client reads slower than the app writes: more than %d bytes of "
-                        "response unread; dropping the connection", bound)
-            self._fail_response(500, "response buffer full")
 
     def _fail_response(self, status: int, message: str) -> None:
         self.cancel()

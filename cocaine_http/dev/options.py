@@ -72,12 +72,14 @@ class DevOptions:
         5.0, "HTTP front: seconds a client connection may wait for its next request before it "
         "is closed; 0 means no limit")
     client_idle_timeout: float = option(
-        30.0, "HTTP front: seconds a client may stay silent while sending a body (408 above) "
-        "or leave its response unread (dropped above); 0 means no limit")
+        10.0, "HTTP front: seconds a client may stay silent while sending a body (408 above) "
+        "or leave its response unread (dropped above); keep it below --heartbeat-timeout; 0 "
+        "means no limit")
     max_response_buffer: int = option(
         16 * 1024 * 1024, "HTTP front: bytes of response held for a client that reads slower "
-        "than the app writes; above, the request fails and the connection is dropped; 0 "
-        "means no limit", shown="16M")
+        "than the app writes; above, the worker is paused when the request is its only "
+        "session, else the request fails and the connection is dropped; 0 means no limit",
+        shown="16M")
     locator_port: int = option(10053, "locator port (a free one if it is busy)")
     storage: str | None = option(
         None, "storage service directory", kind=str, metavar="DIR", shown="in memory")
