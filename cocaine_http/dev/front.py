@@ -216,8 +216,10 @@ class HTTPConnection(asyncio.Protocol):
         self.body = bytearray()
         self.reply: Reply | None = None
         self.closing = False
-        #: keep-alive, head, body or reply: what the connection waits for (and its timer means).
+        #: keep-alive, head, body, reply or drain (a response still unread): what the connection
+        #: waits for, and so what its timer means.
         self.phase = "keep-alive"
+        self.write_paused = False
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -249,16 +251,20 @@ class HTTPConnection(asyncio.Protocol):
         self._process()
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.phase == "reply":
             self._set_timer(self.front.limits.idle_timeout, self._unread_timed_out)
             if self.reply is not None and self.front.limits.max_response_buffer:
                 self.reply.client_behind()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.phase == "reply":
             self._set_timer(0, None)
             if self.reply is not None:
                 self.reply.client_caught_up()
+        elif self.phase == "drain":
+            self._next_request()
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -406,6 +412,12 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.conn.start_next_cycle()
         self.request = None
+        if self.write_paused:  # the next request waits until the client has read this response
+            self._enter("drain", self.front.limits.idle_timeout, self._unread_timed_out)
+        else:
+            self._next_request()
+
+    def _next_request(self) -> None:
         if self.transport is not None:
             self._wait_for_request()
             if self.conn.trailing_data[0]:  # part of a pipelined request is already here
