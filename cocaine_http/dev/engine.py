@@ -39,8 +39,8 @@ RELOADING = "the code has changed"
 #: Prefix of the error given to queued sessions when no worker could be started (dev only).
 SPAWN_FAILED = "no slave could be started"
 
-__all__ = ["Engine", "Flow", "ReplySink", "StartupError", "QUEUE_FULL", "NOT_ACTIVE", "SHUTTING_DOWN",
-           "SPAWN_FAILED"]
+__all__ = ["Engine", "Flow", "ReplySink", "StartupError", "QUEUE_FULL", "NOT_ACTIVE",
+           "SHUTTING_DOWN", "SPAWN_FAILED"]
 
 #: The worker's own one-line error, as `cocaine-http` prints it (cli.py `_fail`).
 _WORKER_ERROR = "cocaine-http: error: "
