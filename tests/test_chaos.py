@@ -261,19 +261,157 @@ class TestWorkerKilledOrStopped:
 
     @pytest.mark.xfail(strict=True, reason=(
         "the dev engine tears a worker down with SIGTERM only (cocaine_http/dev/slave.py "
-        "Slave.teardown): a stopped process keeps it pending and stays, stopped, until the "
-        "runtime closes; after its teardown it needs SIGCONT, or SIGKILL after the grace"))
-    async def test_a_stopped_worker_torn_down_leaves_no_process(
-        self, dev_app_runtime: Callable[..., Any]
+        "Slave.teardown): a stopped process keeps it pending, and a worker whose loop is "
+        "blocked never runs its SIGTERM handler; either stays until the runtime closes. After "
+        "the teardown the engine needs SIGKILL (after SIGCONT) once a grace has passed"))
+    @pytest.mark.parametrize("fault", ["sigstop", "blocked-loop"])
+    async def test_a_worker_dropped_at_its_heartbeat_timeout_leaves_no_process(
+        self, fault: str, dev_app_runtime: Callable[..., Any]
     ) -> None:
         profile = Profile(pool_limit=1, heartbeat_timeout=6.0, termination_timeout=1.0)
-        runtime = await one_worker(dev_app_runtime, ASGI, profile=profile)
+        runtime = await one_worker(dev_app_runtime, ASGI, profile=profile, request_timeout=20)
         async with httpx.AsyncClient(base_url=runtime.url, timeout=30) as client:
             pid = await pid_of(client)
-            os.kill(pid, signal.SIGSTOP)
+            if fault == "sigstop":
+                os.kill(pid, signal.SIGSTOP)
+            else:
+                blocked = asyncio.ensure_future(client.get("/block"))
+                await in_flight(runtime, 1)
             await wait_for(lambda: not runtime.engine.pool, 15)
             try:
                 await wait_for(lambda: gone(pid), 5)
             finally:
-                if not gone(pid):
+                if fault == "sigstop" and not gone(pid):
                     os.kill(pid, signal.SIGCONT)
+                if fault != "sigstop":
+                    await wait(blocked)
+
+
+# -- 3. the engine socket closed with sessions in flight ----------------------------------------
+
+async def engine_gone(engine: Engine, worker: WorkerProcess) -> int:
+    """Close the engine's side of the connection; the worker's exit code, awaited for its
+    termination grace plus a margin."""
+    assert engine.channel is not None
+    engine.channel.close()
+    try:
+        return int(await worker.wait(GRACE + MARGIN))
+    except asyncio.TimeoutError:
+        raise AssertionError(f"the worker outlived its engine:\n{worker.text}") from None
+
+
+class TestEngineGone:
+    async def test_asgi_worker_exits_within_its_grace_with_sessions_in_flight(
+        self, engine: Engine, http_worker: Callable[..., Any]
+    ) -> None:
+        """Hung handlers, a half-sent response, a request still arriving and requests being
+        answered: the engine closes, every session is abandoned and the process is gone,
+        with EXIT_CONNECTION_LOST, within the grace."""
+        worker = await started(engine, http_worker, ASGI)
+        hung = [http_invoke(engine, "GET", "/hang") for _ in range(20)]
+        streaming = http_invoke(engine, "GET", "/stream")
+        arriving = http_invoke(engine, "POST", "/echo", b"half", choke=False)
+        await chunks(engine, streaming, 2)
+        sleeping = [http_invoke(engine, "GET", "/sleep?s=0.2") for _ in range(20)]
+
+        code = await engine_gone(engine, worker)
+
+        assert code == EXIT_CONNECTION_LOST
+        assert gone(worker.pid)
+        assert not any(engine.replies[sid].chunks for sid in (*hung, arriving))
+
+    @pytest.mark.xfail(strict=True, reason=(
+        "the WSGI adapter's shutdown hook waits for the thread pool (cocaine_http/adapters/"
+        "wsgi.py WSGIAdapter.shutdown: executor.shutdown() runs every queued job and joins "
+        "every thread), so a hung handler keeps the process alive forever and queued requests "
+        "run after the engine is gone"))
+    async def test_wsgi_worker_exits_within_its_grace_with_hung_threads_and_a_queue(
+        self, engine: Engine, http_worker: Callable[..., Any]
+    ) -> None:
+        """Both threads of the pool hung, twenty requests queued behind them and one still
+        arriving: the engine closes, the process is gone within the grace, with
+        EXIT_CONNECTION_LOST, and no queued request ever started."""
+        worker = await started(engine, http_worker, FLASK, "--threads", "2")
+        hung = [http_invoke(engine, "GET", "/hang") for _ in range(2)]
+        await wait_for(lambda: worker.text.count("started /hang") == 2)
+        queued = [http_invoke(engine, "GET", "/sleep?s=2") for _ in range(20)]
+        arriving = http_invoke(engine, "POST", "/echo", b"half", choke=False)
+
+        code = await engine_gone(engine, worker)  # what was sent is flushed before the close
+
+        assert code == EXIT_CONNECTION_LOST
+        assert gone(worker.pid)
+        assert "started /sleep" not in worker.text, "a queued request ran after the engine left"
+        assert not any(engine.replies[sid].chunks for sid in (*hung, *queued, arriving))
+
+
+# -- 4. hung and crashing apps ------------------------------------------------------------------
+
+class TestHungAndCrashingApps:
+    @pytest.mark.parametrize("target", APPS)
+    async def test_neighbours_of_hung_and_raising_requests_are_served(
+        self, target: str, engine: Engine, http_worker: Callable[..., Any]
+    ) -> None:
+        """Three requests that never answer hold their thread (WSGI, four threads) or task
+        (ASGI); among a hundred neighbours every tenth raises: each raising one gets its 500,
+        every neighbour its own body, and the hung ones stay open without an error."""
+        worker = await started(engine, http_worker, target, "--threads", "4")
+        hung = [http_invoke(engine, "GET", "/hang") for _ in range(3)]
+        sent: dict[int, bytes | None] = {}
+        for n in range(100):
+            if n % 10 == 9:
+                sent[http_invoke(engine, "GET", "/raise")] = None
+            else:
+                body = b"neighbour %d" % n
+                sent[http_invoke(engine, "POST", "/echo", body)] = body
+        answers = {sid: response(await engine.reply(sid)) for sid in sent}
+
+        for sid, body in sent.items():
+            assert answers[sid] == ((500, answers[sid][1]) if body is None else (200, body))
+        assert sum(1 for body in sent.values() if body is None) == 10
+        assert worker.text.count("the app failed on purpose") >= 10
+        for sid in hung:
+            assert engine.replies[sid].error is None and not engine.replies[sid].choked.done()
+        assert worker.proc.returncode is None
+
+    @pytest.mark.parametrize("target", APPS)
+    async def test_an_app_that_exits_the_process_costs_its_worker_only(
+        self, target: str, dev_app_runtime: Callable[..., Any]
+    ) -> None:
+        """os._exit in a request: that request and its neighbour on the same worker get an
+        error status naming the cause (no hang); the next requests get a fresh worker."""
+        runtime = await one_worker(dev_app_runtime, target)
+        async with httpx.AsyncClient(base_url=runtime.url, timeout=30) as client:
+            pid = await pid_of(client)
+            neighbour = asyncio.ensure_future(client.get("/hang"))
+            await in_flight(runtime, 1)
+            crashed = await client.get("/exit")
+            lost = await wait(neighbour)
+            after = [await pid_of(client) for _ in range(3)]
+
+        for reply in (crashed, lost):
+            assert reply.status_code >= 500 and DISCONNECTED in reply.text
+        assert after[0] != pid and after == [after[0]] * 3
+        assert gone(pid)
+        assert runtime.engine.spawned == 2
+
+    @pytest.mark.slow
+    async def test_an_asgi_app_that_blocks_its_loop_loses_its_worker_not_the_app(
+        self, dev_app_runtime: Callable[..., Any]
+    ) -> None:
+        """A handler that blocks the event loop stops the worker's heartbeats: at the
+        heartbeat timeout the engine fails the worker's sessions with "slave has timed out"
+        and the next request is served by a new process."""
+        profile = Profile(pool_limit=1, heartbeat_timeout=6.0, termination_timeout=1.0)
+        runtime = await one_worker(dev_app_runtime, ASGI, profile=profile, request_timeout=20)
+        async with httpx.AsyncClient(base_url=runtime.url, timeout=30) as client:
+            pid = await pid_of(client)
+            neighbour = asyncio.ensure_future(client.get("/hang"))
+            await in_flight(runtime, 1)
+            blocked = await client.get("/block")
+            lost = await wait(neighbour)
+            after = await pid_of(client)
+
+        for reply in (blocked, lost):
+            assert reply.status_code >= 500 and "slave has timed out" in reply.text
+        assert after != pid

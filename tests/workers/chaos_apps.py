@@ -10,6 +10,9 @@ Both apps answer the same paths:
 | `/pid` | 200, the worker's process id |
 | `/sleep?s=X` | waits X seconds, then 200 `slept` |
 | `/hang` | never answers (WSGI: a thread sleeps; ASGI: a task awaits forever) |
+
+The WSGI app prints `started <path>` when /sleep or /hang begins, so a test can tell a request
+that ran from one that waited in the pool's queue.
 | `/stream` | sends its head and a first body chunk, then never goes on |
 | `/raise` | raises before answering |
 | `/exit` | the process ends at once, `os._exit(3)` |
@@ -48,12 +51,14 @@ def pid() -> str:
 
 @flask_app.route("/sleep")
 def sleep() -> str:
+    print("started /sleep", flush=True)
     time.sleep(float(request.args.get("s", "1")))
     return "slept"
 
 
 @flask_app.route("/hang")
 def hang() -> str:
+    print("started /hang", flush=True)
     time.sleep(HOUR)
     return "never"
 
