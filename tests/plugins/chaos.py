@@ -10,8 +10,9 @@ Fixtures:
         session, so a duplicate or an orphan is seen).
 
 Helpers (import from tests.plugins.chaos): `http_invoke(engine, method, path, body=b"",
-choke=True)` opens an HTTP session, `response(reply)` decodes (status, body) of a v0.11 HTTP
-reply, `gone(pid)` says whether a process no longer exists (exited and reaped), `FLASK`, `ASGI`.
+choke=True)` opens an HTTP session; `response(reply)` and `decode(chunks)` give (status, body)
+of a v0.11 HTTP reply; `gone(pid)` says whether a process no longer exists (exited and
+reaped); `FLASK` and `ASGI` are the targets of tests/workers/chaos_apps.py.
 """
 
 from __future__ import annotations
@@ -114,10 +115,15 @@ def http_invoke(engine: Engine, method: str, path: str, body: bytes = b"",
 
 
 def response(reply: Reply) -> tuple[int, bytes]:
-    """(status, body) of a v0.11 HTTP reply: a packed head, then msgpack strings of body."""
+    """(status, body) of a v0.11 HTTP reply."""
     assert reply.chunks, f"no head; error {reply.error!r}"
-    status = msgpack.unpackb(reply.chunks[0], raw=False)[0]
-    body = b"".join(msgpack.unpackb(c, raw=True) for c in reply.chunks[1:])
+    return decode(reply.chunks)
+
+
+def decode(chunks: list[bytes]) -> tuple[int, bytes]:
+    """(status, body) of v0.11 HTTP reply chunks: a packed head, then msgpack strings."""
+    status = msgpack.unpackb(chunks[0], raw=False)[0]
+    body = b"".join(msgpack.unpackb(c, raw=True) for c in chunks[1:])
     return int(status), body
 
 

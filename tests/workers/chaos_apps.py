@@ -8,7 +8,7 @@ Both apps answer the same paths:
 | `/quick` | 200 `ok` |
 | `/echo` | 200, the request body |
 | `/pid` | 200, the worker's process id |
-| `/sleep?s=X` | waits X seconds, then 200 `slept` |
+| `/sleep?s=X` | waits X seconds, then 200 `slept` and the request body |
 | `/hang` | never answers (WSGI: a thread sleeps; ASGI: a task awaits forever) |
 
 The WSGI app prints `started <path>` when /sleep or /hang begins, so a test can tell a request
@@ -49,11 +49,11 @@ def pid() -> str:
     return str(os.getpid())
 
 
-@flask_app.route("/sleep")
-def sleep() -> str:
+@flask_app.route("/sleep", methods=["GET", "POST"])
+def sleep() -> bytes:
     print("started /sleep", flush=True)
     time.sleep(float(request.args.get("s", "1")))
-    return "slept"
+    return b"slept" + request.get_data()
 
 
 @flask_app.route("/hang")
@@ -105,7 +105,7 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/sleep":
         await asyncio.sleep(float(scope["query_string"].decode().partition("=")[2] or "1"))
     answers = {"/quick": b"ok", "/echo": body, "/pid": str(os.getpid()).encode(),
-               "/sleep": b"slept", "/stream": b"first\n"}
+               "/sleep": b"slept" + body, "/stream": b"first\n"}
     if path not in answers:
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"not found"})
