@@ -512,6 +512,46 @@ class TestQueueFlood:
         assert len(served) >= 5 and refused
 
 
+    async def test_a_worker_killed_in_a_flood_loses_only_its_own_sessions(
+        self, dev_app_runtime: Callable[..., Any]
+    ) -> None:
+        """3000 sessions queued at two workers of fifty slots; after the 500th answer one
+        worker is SIGKILLed. Every session ends exactly once: with its own body and one choke,
+        or (one of the killed worker's, at most fifty) with error(2, "slave has unexpectedly
+        disconnected") and no choke; the rest of the queue is served by the survivors."""
+        profile = Profile(pool_limit=2, concurrency=50, queue_limit=0, grow_threshold=1)
+        runtime = await one_worker(dev_app_runtime, ASGI, profile=profile)
+        engine = runtime.engine
+        warm = [enqueue(engine, "http", frame("GET", "/quick")) for _ in range(2)]
+        for sink in warm:
+            await sink.wait()
+        await wait_for(lambda: len(worker_pids(runtime)) == 2)
+        victim = worker_pids(runtime)[0]
+        answered = [0]
+
+        class Sink(CountingSink):
+            def on_choke(self) -> None:
+                super().on_choke()
+                answered[0] += 1
+                if answered[0] == 500:
+                    os.kill(victim, signal.SIGKILL)
+
+        sinks = [Sink() for _ in range(3000)]
+        for n, sink in enumerate(sinks):
+            engine.enqueue("http", frame("POST", "/echo", b"%d" % n), sink)
+        for sink in sinks:
+            await sink.wait(60)
+
+        failed = [n for n, sink in enumerate(sinks) if sink.errors]
+        for n, sink in enumerate(sinks):
+            if n in failed:
+                assert (sink.errors, sink.chokes) == ([(2, DISCONNECTED)], 0), n
+            else:
+                assert (decode(sink.chunks), sink.errors, sink.chokes) == (
+                    (200, b"%d" % n), [], 1), n
+        assert 1 <= len(failed) <= 50
+        assert gone(victim) and victim not in worker_pids(runtime)
+
 
 # -- 6. a long run with per-session accounting ----------------------------------------------------
 
