@@ -172,10 +172,12 @@ async def send_bad(engine: Engine) -> tuple[dict[str, Any], int]:
 DISCONNECTED = "slave has unexpectedly disconnected"
 
 
-async def one_worker(dev_app_runtime: Callable[..., Any], target: str, **options: Any) -> Any:
-    """The dev runtime serving `target` with one worker at most, services off."""
+async def one_worker(dev_app_runtime: Callable[..., Any], target: str, *app_args: str,
+                     **options: Any) -> Any:
+    """The dev runtime serving `target` (with its options) with one worker at most, services
+    off."""
     options.setdefault("profile", Profile(pool_limit=1, termination_timeout=1.0))
-    return await dev_app_runtime(target, services=False, **options)
+    return await dev_app_runtime(target, *app_args, services=False, **options)
 
 
 async def pid_of(client: httpx.AsyncClient) -> int:
@@ -435,6 +437,30 @@ class TestHungAndCrashingApps:
         for reply in (blocked, lost):
             assert reply.status_code >= 500 and "slave has timed out" in reply.text
         assert after != pid
+
+    @pytest.mark.xfail(strict=True, reason=(
+        "with --timeout, a WSGI worker whose every thread is held by a request past its "
+        "timeout fails each later request with 'session timed out' and keeps heartbeating, "
+        "so the engine never replaces it (cocaine_http/adapters/wsgi.py: a thread cannot be "
+        "stopped, the worker should stop taking invokes and exit instead)"))
+    async def test_a_wsgi_pool_exhausted_by_hung_requests_is_replaced(
+        self, dev_app_runtime: Callable[..., Any]
+    ) -> None:
+        """Both threads hung past --timeout 1: later requests are served again, by a new
+        process, within a bounded time."""
+        runtime = await one_worker(dev_app_runtime, FLASK, "--threads", "2", "--timeout", "1")
+        async with httpx.AsyncClient(base_url=runtime.url, timeout=30) as client:
+            pid = await pid_of(client)
+            hung = await asyncio.gather(*(client.get("/hang") for _ in range(2)))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            served = None
+            while served is None and loop.time() < deadline:
+                reply = await client.get("/pid")
+                served = int(reply.text) if reply.status_code == 200 else None
+
+        assert all(reply.status_code >= 500 for reply in hung)
+        assert served is not None and served != pid
 
 
 # -- 5. a queue flood -----------------------------------------------------------------------------
