@@ -387,11 +387,11 @@ class TestHungAndCrashingApps:
                 body = b"neighbour %d" % n
                 sent[http_invoke(engine, "POST", "/echo", body)] = body
         answers = {sid: response(await engine.reply(sid)) for sid in sent}
+        await wait_for(lambda: worker.text.count("the app failed on purpose") >= 10, WAIT)
 
         for sid, expected in sent.items():
             assert answers[sid] == ((500, answers[sid][1]) if expected is None else (200, expected))
         assert sum(1 for expected in sent.values() if expected is None) == 10
-        assert worker.text.count("the app failed on purpose") >= 10
         for sid in hung:
             assert engine.replies[sid].error is None and not engine.replies[sid].choked.done()
         assert worker.proc.returncode is None
