@@ -630,3 +630,50 @@ class TestLongRun:
         wrong = [sid for sid in opened if response(engine.replies[sid]) != (200, b"%d" % sid)]
         assert wrong == []
         assert worker.proc.returncode is None
+
+    @pytest.mark.parametrize("target", APPS)
+    async def test_bad_messages_in_a_long_run_fail_only_their_sessions(
+        self, target: str, counting_engine: CountingEngine, http_worker: Callable[..., Any]
+    ) -> None:
+        """20,000 requests, IN_FLIGHT at a time, where every hundredth session gets a chunk
+        `[5]` instead of its choke: exactly those get one error (and one choke), every other
+        session its own body, once."""
+        engine = counting_engine
+        total = 20_000
+        worker = await started(engine, http_worker, target, "--no-access-log")
+        finished = asyncio.get_running_loop().create_future()
+        opened: list[int] = []
+        done = [0]
+
+        def open_one() -> None:
+            sid = engine._next
+            if sid % 100:
+                opened.append(http_invoke(engine, "POST", "/echo", b"%d" % sid))
+                return
+            opened.append(http_invoke(engine, "POST", "/echo", b"%d" % sid, choke=False))
+            assert engine.channel is not None
+            engine.channel.send(sid, pack([4, sid, [5]]))
+
+        def on_done(sid: int) -> None:
+            done[0] += 1
+            if len(opened) < total:
+                open_one()
+            elif done[0] == total:
+                finished.set_result(None)
+
+        engine.on_done = on_done
+        for _ in range(IN_FLIGHT):
+            open_one()
+        await wait(finished, 120)
+
+        bad = {sid for sid in opened if sid % 100 == 0}
+        assert len(opened) == len(set(opened)) == total and len(bad) == total // 100
+        assert engine.orphans == [] and set(engine.chokes.values()) == {1}
+        assert set(engine.errors) == bad and set(engine.errors.values()) == {1}
+        for sid in bad:
+            assert engine.replies[sid].error == (
+                1, "bad chunk message: chunk takes one raw string, got [5]")
+        wrong = [sid for sid in opened
+                 if sid not in bad and response(engine.replies[sid]) != (200, b"%d" % sid)]
+        assert wrong == []
+        assert worker.proc.returncode is None
