@@ -7,11 +7,11 @@ Fixtures:
         a list of lines) so a chatty worker never blocks on a full pipe. Every process it started
         is SIGKILLed, with its group, at teardown.
     counting_engine: a started `CountingEngine` (an `Engine` that counts every reply message per
-        session, so a duplicate or an orphan is seen).
+        session, so a duplicate or an orphan is seen), once per dialect (v0.11, v0.12).
 
 Helpers (import from tests.plugins.chaos): `http_invoke(engine, method, path, body=b"",
 choke=True)` opens an HTTP session; `response(reply)` and `decode(chunks)` give (status, body)
-of a v0.11 HTTP reply; `gone(pid)` says whether a process no longer exists (exited and
+of an HTTP reply; `protocol_options(engine)` selects the engine's dialect in a worker; `gone(pid)` says whether a process no longer exists (exited and
 reaped); `FLASK` and `ASGI` are the targets of tests/workers/chaos_apps.py.
 """
 
@@ -30,6 +30,7 @@ import msgpack
 import pytest
 
 from cocaine_http.aio.channel import Channel
+from cocaine_http.protocol.dialect import V0_11, V0_12, Dialect
 from tests.plugins.apps import frame
 from tests.plugins.worker import Engine, Reply, worker_argv
 
@@ -73,8 +74,8 @@ class CountingEngine(Engine):
     """An Engine that counts each reply message per session: a session answered twice, or a
     message for a session never opened, shows up in `chokes`, `errors` and `orphans`."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, dialect: Dialect = V0_11) -> None:
+        super().__init__(path, dialect)
         self.chokes: collections.Counter[int] = collections.Counter()
         self.errors: collections.Counter[int] = collections.Counter()
         self.orphans: list[tuple[str, int]] = []
@@ -84,6 +85,12 @@ class CountingEngine(Engine):
     def _accept(self, channel: Channel) -> None:
         super()._accept(channel)
         channel.on_chunk = self._count_chunk
+
+    def _on_v12(self, mid: int, channel: int, args: list[Any]) -> None:
+        if channel != 1 and mid == 0:
+            self._count_chunk(channel, args[0])
+        else:
+            super()._on_v12(mid, channel, args)
 
     def _count_chunk(self, session: int, data: bytes) -> None:
         reply = self.replies.get(session)
@@ -114,17 +121,26 @@ def http_invoke(engine: Engine, method: str, path: str, body: bytes = b"",
     return engine.invoke("http", frame(method, path, body), choke=choke)
 
 
-def response(reply: Reply) -> tuple[int, bytes]:
-    """(status, body) of a v0.11 HTTP reply."""
+def response(reply: Reply, raw_body: bool = False) -> tuple[int, bytes]:
+    """(status, body) of an HTTP reply (v0.12: `raw_body`)."""
     assert reply.chunks, f"no head; error {reply.error!r}"
-    return decode(reply.chunks)
+    return decode(reply.chunks, raw_body)
 
 
-def decode(chunks: list[bytes]) -> tuple[int, bytes]:
-    """(status, body) of v0.11 HTTP reply chunks: a packed head, then msgpack strings."""
+def decode(chunks: list[bytes], raw_body: bool = False) -> tuple[int, bytes]:
+    """(status, body) of HTTP reply chunks: a packed head, then msgpack strings of body
+    (v0.11) or the body bytes as they are (v0.12, `raw_body`)."""
     status = msgpack.unpackb(chunks[0], raw=False)[0]
+    if raw_body:
+        return int(status), b"".join(chunks[1:])
     body = b"".join(msgpack.unpackb(c, raw=True) for c in chunks[1:])
     return int(status), body
+
+
+def protocol_options(engine: Engine) -> list[str]:
+    """The worker options that select the engine's dialect."""
+    protocol = engine.dialect.protocol
+    return ["--protocol", str(protocol)] if protocol else []
 
 
 def gone(pid: int) -> bool:
@@ -136,10 +152,11 @@ def gone(pid: int) -> bool:
         return True
 
 
-@pytest.fixture
-async def counting_engine(tmp_path: Path) -> AsyncIterator[CountingEngine]:
-    """A started CountingEngine on a unix socket in tmp_path."""
-    peer = CountingEngine(str(tmp_path / "engine.sock"))
+@pytest.fixture(params=[V0_11, V0_12], ids=["v0.11", "v0.12"])
+async def counting_engine(tmp_path: Path, request: Any) -> AsyncIterator[CountingEngine]:
+    """A started CountingEngine on a unix socket in tmp_path, for each dialect (a worker
+    started against a v0.12 one needs `--protocol 1`, see `protocol_options`)."""
+    peer = CountingEngine(str(tmp_path / "engine.sock"), request.param)
     await peer.start()
     yield peer
     await peer.close()
