@@ -11,8 +11,9 @@ Fixtures:
 
 Helpers (import from tests.plugins.chaos): `http_invoke(engine, method, path, body=b"",
 choke=True)` opens an HTTP session; `response(reply)` and `decode(chunks)` give (status, body)
-of an HTTP reply; `protocol_options(engine)` selects the engine's dialect in a worker; `gone(pid)` says whether a process no longer exists (exited and
-reaped); `FLASK` and `ASGI` are the targets of tests/workers/chaos_apps.py.
+of an HTTP reply; `protocol_options(engine)` are the worker options that select the engine's
+dialect; `gone(pid)` says whether a process no longer exists (exited and reaped); `FLASK`
+and `ASGI` are the targets of tests/workers/chaos_apps.py.
 """
 
 from __future__ import annotations
