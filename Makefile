@@ -14,7 +14,18 @@ PYTEST_ARGS ?=
 COCAINE_SHARED ?= ../shared/cocaine-runtime
 COCAINE_CACHE ?= $(HOME)/.cache/cocaine-runtime
 
-.PHONY: all venv test conformance typecheck run bench clean
+# The decoder's fuzz harness (fuzz/fuzz_records.c): clang's libFuzzer with ASan and UBSan,
+# installed from Debian when missing. FUZZ_FLAGS bounds the run; the inputs it finds go to
+# build/fuzz/corpus, and then every input is replayed against the Python reference decoder.
+FUZZ_CC ?= clang
+FUZZ_PACKAGES ?= clang libclang-rt-14-dev
+FUZZ_FLAGS ?= -runs=200000
+FUZZ_BIN := build/fuzz/fuzz_records
+FUZZ_SRC := fuzz/fuzz_records.c csrc/cdecoder.c csrc/machine.c
+FUZZ_CFLAGS := -g -O1 -std=c99 -Wall -Wextra -Icsrc \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+.PHONY: all venv test conformance conformance12 typecheck run bench clean fuzz fuzz-toolchain
 
 all: test
 
@@ -34,6 +45,14 @@ conformance: $(STAMP)
 	"$(COCAINE_SHARED)/build.sh" "$(COCAINE_CACHE)/v0.11"
 	. "$(COCAINE_CACHE)/v0.11/env.sh" && $(BIN)/python -m pytest tests/conformance $(PYTEST_ARGS)
 
+# The real cocaine-runtime v0.12 (built once into the cache, about 14 minutes from nothing) and
+# the tests that run our services client, worker and example apps under it (docs/v012.md).
+conformance12: $(STAMP)
+	@test -x "$(COCAINE_SHARED)/build12.sh" || { echo "make conformance12: no $(COCAINE_SHARED)/build12.sh: the real cocaine-runtime sources are missing (set COCAINE_SHARED=DIR)" >&2; exit 1; }
+	"$(COCAINE_SHARED)/build12.sh" "$(COCAINE_CACHE)/v0.12"
+	. "$(COCAINE_CACHE)/v0.12/env.sh" && COCAINE_CONFORMANCE12=1 COCAINE_CACHE="$(COCAINE_CACHE)" \
+		$(BIN)/python -m pytest tests/conformance_v012 $(PYTEST_ARGS)
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
@@ -42,6 +61,21 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+$(FUZZ_BIN): $(FUZZ_SRC) $(wildcard csrc/*.h)
+	mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) -o $@ 2>/dev/null || \
+		{ $(MAKE) fuzz-toolchain && $(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SRC) -o $@; }
+
+fuzz-toolchain:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FUZZ_PACKAGES)
+
+fuzz: $(FUZZ_BIN) $(STAMP)
+	mkdir -p build/fuzz/corpus
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+		build/fuzz/corpus fuzz/corpus
+	$(BIN)/python -m fuzz.replay fuzz/corpus build/fuzz/corpus
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cocaine_http/codec/_cdecoder*.so

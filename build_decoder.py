@@ -28,7 +28,7 @@ ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "cocaine_http.codec._cdecoder",
     '#include "cdecoder.h"',
-    sources=[os.path.join(CSRC, name) for name in ("cdecoder.c", "machine.c", "output.c")],
+    sources=[os.path.join(CSRC, name) for name in ("cdecoder.c", "machine.c")],
     include_dirs=[CSRC],
     extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
 )

@@ -29,7 +29,7 @@ import msgpack
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel
 from cocaine_http.codec import CDecoder, PythonDecoder
-from cocaine_http.codec.limits import REC_RAW, messages_of
+from cocaine_http.codec.records import REC_RAW, messages_of
 from cocaine_http.protocol.dialect import V0_11
 
 SLICE = 64 * 1024

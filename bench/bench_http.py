@@ -1,19 +1,22 @@
 # Strategy: measure server CPU per request (utime+stime growth of the server's process tree, from
-# /proc, divided by completed requests) for the same apps under three servers, in one run,
-# interleaved (A, B, A, B, ...), medians reported:
+# /proc, divided by completed requests) for the same apps under several servers, in one run,
+# interleaved (A, B, C, A, B, C, ...), medians reported, every scenario once with every server's
+# access log off and once with it on (each server's default log line, its output to /dev/null):
 #
 #   * cocaine-http: one worker process, driven by `Engine` below, a minimal load generator that
 #     speaks the v0.11 worker protocol over the worker's unix socket with pre-encoded sessions
 #     (invoke + request chunk + choke) and keeps IN_FLIGHT of them in flight. It runs on uvloop
 #     when installed: on asyncio its own turnaround limited the worker to small batches (about
 #     40k req/s instead of 70k), and each batch costs the worker a wake-up, as wrk is a C loop;
-#   * uvicorn (uvloop + httptools) for the ASGI apps, gunicorn (sync, one worker) for the WSGI
-#     apps, both driven by wrk on loopback (a small Python HTTP client if wrk is missing).
+#   * the peers a user would pick, driven by wrk on loopback (a small Python HTTP client if wrk
+#     is missing): uvicorn (uvloop + httptools) for ASGI apps, gunicorn (sync, one worker) for
+#     WSGI apps, and granian (Rust, one worker, its asgi or wsgi interface) for both.
 #
-# Servers run pinned to CPU 1 and load generators to CPU 0 (taskset) when there are two CPUs, as
-# PERF.md describes. Apps are built lazily by the module __getattr__ so that each server process
-# imports only the framework it serves.
-"""HTTP benchmark: cocaine-http worker vs uvicorn+httptools and gunicorn sync, CPU µs/request."""
+# The ratio column is ours against the cheapest peer of the same row and log setting. Servers
+# run pinned to CPU 1 and load generators to CPU 0 (taskset) when there are two CPUs. Apps are
+# built lazily by the module __getattr__ so that each server process imports only the framework
+# it serves.
+"""HTTP benchmark: cocaine-http worker vs uvicorn, gunicorn and granian, CPU µs/request."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from subprocess import DEVNULL
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +86,12 @@ def hello_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [HELLO]
 
 
+def big_response_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", "1048576")])
+    return [BIG]
+
+
 def _starlette() -> Any:
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
@@ -105,8 +115,31 @@ def _flask() -> Any:
     return app
 
 
+def _django() -> Any:
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF="bench.bench_http", SECRET_KEY="bench",
+        MIDDLEWARE=["django.middleware.common.CommonMiddleware"], INSTALLED_APPS=[],
+        USE_TZ=True, LOGGING_CONFIG=None,
+    )
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+def _urlpatterns() -> Any:
+    from django.http import HttpResponse
+    from django.urls import path
+
+    return [path("", lambda request: HttpResponse(b"Hello world!", content_type="text/plain"))]
+
+
 def __getattr__(name: str) -> Any:
-    builders = {"starlette_app": _starlette, "flask_app": _flask}
+    builders = {"starlette_app": _starlette, "flask_app": _flask, "django_app": _django,
+                "urlpatterns": _urlpatterns}
     if name in builders:
         value = builders[name]()
         globals()[name] = value
@@ -114,19 +147,30 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-# (label, app attribute, rival server, method, body size, cocaine-http extra options)
+# (label, app attribute, interface, method, body size, cocaine-http extra options); a row with
+# extra options reuses its base row's peer figures.
 SCENARIOS = [
-    ("bare ASGI hello", "hello_asgi", "uvicorn", "GET", 0, ()),
-    ("Starlette hello", "starlette_app", "uvicorn", "GET", 0, ()),
-    ("bare WSGI hello", "hello_wsgi", "gunicorn", "GET", 0, ()),
-    ("bare WSGI hello, --threads 0", "hello_wsgi", "gunicorn", "GET", 0, ("--threads", "0")),
-    ("Flask hello", "flask_app", "gunicorn", "GET", 0, ()),
-    ("Flask hello, --threads 0", "flask_app", "gunicorn", "GET", 0, ("--threads", "0")),
-    ("1 MiB response (ASGI)", "big_response_asgi", "uvicorn", "GET", 0, ()),
-    ("1 MiB request body (ASGI)", "big_request_asgi", "uvicorn", "POST", MIB, ()),
-    ("1 MiB request body (ASGI), --no-keep-memory", "big_request_asgi", "uvicorn", "POST", MIB,
+    ("bare ASGI hello", "hello_asgi", "asgi", "GET", 0, ()),
+    ("Starlette hello", "starlette_app", "asgi", "GET", 0, ()),
+    ("bare WSGI hello", "hello_wsgi", "wsgi", "GET", 0, ()),
+    ("bare WSGI hello, --threads 0", "hello_wsgi", "wsgi", "GET", 0, ("--threads", "0")),
+    ("Flask hello", "flask_app", "wsgi", "GET", 0, ()),
+    ("Flask hello, --threads 0", "flask_app", "wsgi", "GET", 0, ("--threads", "0")),
+    ("Django hello", "django_app", "wsgi", "GET", 0, ()),
+    ("1 MiB response (ASGI)", "big_response_asgi", "asgi", "GET", 0, ()),
+    ("1 MiB response (WSGI)", "big_response_wsgi", "wsgi", "GET", 0, ()),
+    ("1 MiB request body (ASGI)", "big_request_asgi", "asgi", "POST", MIB, ()),
+    ("1 MiB request body (ASGI), --no-keep-memory", "big_request_asgi", "asgi", "POST", MIB,
      ("--no-keep-memory",)),
 ]
+#: The peers of each interface (BENCH_HTTP_PEERS=uvicorn,granian,... runs only those listed;
+#: "none" measures cocaine-http alone, to compare two versions of it).
+_CHOSEN = os.environ.get("BENCH_HTTP_PEERS", "uvicorn,gunicorn,granian").split(",")
+PEERS = {kind: tuple(p for p in peers if p in _CHOSEN) for kind, peers in
+         {"asgi": ("uvicorn", "granian"), "wsgi": ("gunicorn", "granian")}.items()}
+#: Access log settings every scenario runs with (BENCH_HTTP_LOG=off or on to run one).
+LOGS = [mode == "on" for mode in ("off", "on")
+        if os.environ.get("BENCH_HTTP_LOG", mode) == mode]
 
 # -- /proc ---------------------------------------------------------------------------------
 
@@ -224,8 +268,8 @@ def request_frame(method: str, body_size: int) -> bytes:
     return msgpack.packb([method, "/", "1.1", headers, b"x" * body_size], use_bin_type=False)
 
 
-async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
-                     ) -> tuple[float, float]:
+async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...],
+                     log: bool = False) -> tuple[float, float]:
     """(requests/s, CPU µs/request) of one cocaine-http worker process."""
     loop = asyncio.get_running_loop()
     tmp = tempfile.mkdtemp(prefix="bench-http-")
@@ -238,10 +282,13 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
         return engine
 
     server = await loop.create_unix_server(factory, path)
+    logging = ("--access-log", "--log-level", "info") if log else (
+        "--no-access-log", "--log-level", "warning")
     argv = [*pinned(1), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
-            "--no-access-log", "--log-level", "warning", *extra, "--app", "bench",
+            *logging, *extra, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT))
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), stdout=DEVNULL,
+                                                stderr=DEVNULL)
     try:
         while engine is None:
             await asyncio.sleep(0.01)
@@ -278,27 +325,42 @@ def _run_engine(main: Any) -> tuple[float, float]:
 # -- uvicorn / gunicorn side ---------------------------------------------------------------
 
 
-def rival_command(server: str, target: str, fd: int) -> list[str]:
+def rival_command(server: str, interface: str, target: str, fd: int, port: int, log: bool
+                  ) -> list[str]:
+    app = f"bench.bench_http:{target}"
+    level = "info" if log else "warning"
     if server == "uvicorn":
         # uvicorn's own --fd assumes a unix socket (no TCP_NODELAY then): hand it the socket.
         code = ("import socket, sys, uvicorn; s = socket.socket(fileno=int(sys.argv[1])); "
                 "uvicorn.Server(uvicorn.Config(sys.argv[2], loop='uvloop', http='httptools', "
-                "access_log=False, log_level='warning', lifespan='off')).run(sockets=[s])")
-        return [sys.executable, "-c", code, str(fd), f"bench.bench_http:{target}"]
+                f"access_log={log}, log_level='{level}', lifespan='off')).run(sockets=[s])")
+        return [sys.executable, "-c", code, str(fd), app]
+    if server == "granian":  # binds its own socket: the port was free a moment ago
+        return [sys.executable, "-m", "granian", "--interface",
+                "asginl" if interface == "asgi" else "wsgi", "--workers", "1", "--host",
+                "127.0.0.1", "--port", str(port), "--no-ws", "--http", "1", "--loop", "uvloop",
+                "--log-level", level, "--access-log" if log else "--no-access-log", app]
+    access = ["--access-logfile", "-"] if log else []
     return [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "--bind", f"fd://{fd}",
-            "--log-level", "warning", f"bench.bench_http:{target}"]
+            "--log-level", level, *access, app]
 
 
-def run_rival(server: str, target: str, method: str, body: int) -> tuple[float, float]:
-    """(requests/s, CPU µs/request) of uvicorn or gunicorn driven by wrk."""
+def run_rival(server: str, interface: str, target: str, method: str, body: int, log: bool
+              ) -> tuple[float, float]:
+    """(requests/s, CPU µs/request) of a peer server driven by wrk."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
     port = sock.getsockname()[1]
-    fd = sock.fileno()
-    proc = subprocess.Popen([*pinned(1), *rival_command(server, target, fd)], cwd=str(ROOT),
-                            pass_fds=[fd])
+    if server == "granian":
+        sock.close()
+        fds: list[int] = []
+    else:
+        sock.listen(1024)
+        fds = [sock.fileno()]
+    command = rival_command(server, interface, target, fds[0] if fds else -1, port, log)
+    proc = subprocess.Popen([*pinned(1), *command], cwd=str(ROOT), pass_fds=fds,
+                            stdout=DEVNULL, stderr=DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_http(url, method, body)
@@ -390,28 +452,39 @@ def main() -> None:
     pin_self(0)
     loader = "wrk" if shutil.which("wrk") else "python load generator (wrk not installed)"
     print(f"{REPS} interleaved runs of {DURATION:.0f} s each, {IN_FLIGHT} in flight; "
-          f"rivals driven by {loader}; pinning: {'taskset' if pinned(1) else 'none'}")
-    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+          f"peers driven by {loader}; pinning: {'taskset' if pinned(1) else 'none'}")
+    results: dict[tuple[str, bool, str], list[tuple[float, float]]] = {}
     scenarios = [s for s in SCENARIOS if not ONLY or any(o in s[0] for o in ONLY)]
     for _ in range(REPS):
-        for label, target, rival, method, body, extra in scenarios:
-            row = results.setdefault(label, {"ours": [], "rival": []})
-            row["ours"].append(_run_engine(run_worker(target, method, body, extra)))
-            if not extra:  # rows with extra options share their base row's rival figures
-                row["rival"].append(run_rival(rival, target, method, body))
+        for label, target, interface, method, body, extra in scenarios:
+            for log in LOGS:
+                run = _run_engine(run_worker(target, method, body, extra, log))
+                results.setdefault((label, log, "ours"), []).append(run)
+                if extra:  # rows with extra options share their base row's peer figures
+                    continue
+                for peer in PEERS[interface]:
+                    run = run_rival(peer, interface, target, method, body, log)
+                    results.setdefault((label, log, peer), []).append(run)
     print()
-    print(f"| scenario | rival | cocaine-http µs/req | rival µs/req | CPU ratio | "
-          f"cocaine-http req/s | rival req/s |")
-    print("|---|---|---|---|---|---|---|")
-    for label, target, rival, *_ in scenarios:
+    print("| scenario | access log | cocaine-http µs/req | peers µs/req | ratio vs cheapest "
+          "peer | cocaine-http req/s |")
+    print("|---|---|---|---|---|---|")
+    for label, target, interface, *_ in scenarios:
         base = next(s[0] for s in SCENARIOS if s[1] == target and not s[5])
-        ours, theirs = results[label]["ours"], results[base]["rival"]
-        cpu_ours = statistics.median(c for _, c in ours)
-        cpu_theirs = statistics.median(c for _, c in theirs)
-        name = "uvicorn+httptools" if rival == "uvicorn" else "gunicorn sync"
-        print(f"| {label} | {name} | {cpu_ours:,.1f} | {cpu_theirs:,.1f} | "
-              f"{cpu_ours / cpu_theirs:.2f} | {_median([r for r, _ in ours])} | "
-              f"{_median([r for r, _ in theirs])} |", flush=True)
+        for log in LOGS:
+            ours = results[(label, log, "ours")]
+            cpu = statistics.median(c for _, c in ours)
+            peers = {peer: statistics.median(c for _, c in results[(base, log, peer)])
+                     for peer in PEERS[interface] if (base, log, peer) in results}
+            listed = ", ".join(f"{_name(p)} {c:,.1f}" for p, c in peers.items())
+            cheapest = min(peers.values()) if peers else float("nan")
+            print(f"| {label} | {'on' if log else 'off'} | {cpu:,.1f} | {listed} | "
+                  f"{cpu / cheapest:.2f} | {_median([r for r, _ in ours])} |", flush=True)
+
+
+def _name(peer: str) -> str:
+    return {"uvicorn": "uvicorn+httptools", "gunicorn": "gunicorn sync",
+            "granian": "granian"}[peer]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ no collection at all under load. Compare rows within one run.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +29,9 @@ import msgpack
 from cocaine_http import codec
 from cocaine_http.aio.channel import Channel
 from cocaine_http.aio.loop import loop_name, new_event_loop
+from cocaine_http.adapters import accesslog
 from cocaine_http.adapters.asgi import ASGIAdapter
+from cocaine_http.adapters.wsgi import WSGIAdapter
 from cocaine_http.aio.worker import Session, Worker
 from cocaine_http.config import Config
 from cocaine_http.protocol.dialect import V0_11, raw_header
@@ -77,13 +82,20 @@ async def hello_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
-async def _feed(channel: Channel, slices: list[bytes]) -> float:
+def hello_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [BODY]
+
+
+async def _feed(channel: Channel, slices: list[bytes], worker: Worker | None = None) -> float:
     started = time.process_time()
     for piece in slices:
         channel.data_received(piece)
         await asyncio.sleep(0)
     for _ in range(3):
         await asyncio.sleep(0)
+    while worker is not None and worker._sessions:  # answers still coming from pool threads
+        await asyncio.sleep(0.001)
     return (time.process_time() - started) / SESSIONS * 1e6
 
 
@@ -147,12 +159,64 @@ async def worker_task(slices: list[bytes]) -> float:
     return await _feed(worker._channel, slices)
 
 
-async def worker_asgi(slices: list[bytes]) -> float:
+async def worker_asgi(slices: list[bytes], access_log: bool = False) -> float:
     worker = _worker()
-    adapter = ASGIAdapter(hello_asgi, Config(access_log=False, lifespan="off"), worker)
+    adapter = ASGIAdapter(hello_asgi, Config(access_log=access_log, lifespan="off"), worker)
     await adapter.startup()
     worker.on("http", adapter.session_factory, raw=True)
     return await _feed(worker._channel, slices)
+
+
+async def worker_asgi_logged(slices: list[bytes]) -> float:
+    """The bare ASGI row with the default access log (its stderr fast path; lines to
+    /dev/null, written by the log's own thread and counted here)."""
+    with _stderr_log():
+        cost = await worker_asgi(slices, access_log=True)
+        accesslog.flush()
+    return cost
+
+
+async def worker_wsgi(slices: list[bytes], threads: int = 10, access_log: bool = False) -> float:
+    worker = _worker()
+    adapter = WSGIAdapter(hello_wsgi, Config(access_log=access_log, threads=threads), worker)
+    await adapter.startup()
+    worker.on("http", adapter, raw=True)
+    try:
+        return await _feed(worker._channel, slices, worker)
+    finally:
+        await adapter.shutdown()
+
+
+async def worker_wsgi_inline(slices: list[bytes]) -> float:
+    return await worker_wsgi(slices, threads=0)
+
+
+async def worker_wsgi_logged(slices: list[bytes]) -> float:
+    with _stderr_log():
+        return await worker_wsgi(slices, access_log=True)
+
+
+class _stderr_log:
+    """The worker's own stderr handler on the root logger, stderr sent to /dev/null."""
+
+    def __enter__(self) -> None:
+        self.saved = sys.stderr
+        sys.stderr = open(os.devnull, "w")
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.set_name(accesslog.STDERR_HANDLER)
+        self.handler.setFormatter(logging.Formatter(accesslog.RECORD_FORMAT))
+        root = logging.getLogger()
+        self.level = root.level
+        root.addHandler(self.handler)
+        root.setLevel(logging.INFO)
+
+    def __exit__(self, *exc: Any) -> None:
+        accesslog.flush()
+        root = logging.getLogger()
+        root.removeHandler(self.handler)
+        root.setLevel(self.level)
+        sys.stderr.close()
+        sys.stderr = self.saved
 
 
 def main() -> None:
@@ -164,6 +228,10 @@ def main() -> None:
         ("worker, raw, write_chunks", worker_raw_one_write),
         ("worker, async handler (Task)", worker_task),
         ("worker, bare ASGI hello", worker_asgi),
+        ("worker, bare ASGI, access log", worker_asgi_logged),
+        ("worker, bare WSGI, 10 threads", worker_wsgi),
+        ("worker, bare WSGI, access log", worker_wsgi_logged),
+        ("worker, bare WSGI, --threads 0", worker_wsgi_inline),
     ]
     for kind in ("uvloop", "asyncio"):
         loop = new_event_loop(kind)
@@ -171,7 +239,8 @@ def main() -> None:
         print(f"{'path':32s} {'CPU µs/request (median of 5)':>30s}")
         try:
             for label, bench in rows:
-                feed = requests if bench is worker_asgi else slices
+                feed = slices if bench in (channel_alone, worker_raw, worker_raw_one_write,
+                                           worker_task) else requests
                 runs = [loop.run_until_complete(bench(feed)) for _ in range(5)]
                 print(f"{label:32s} {statistics.median(runs):30.2f}")
         finally:

@@ -91,10 +91,12 @@ def setup_logging(level: str) -> None:
     numeric = 5 if level == "trace" else getattr(logging, level.upper())
     root = logging.getLogger()
     if not root.handlers:
+        from .adapters.accesslog import STDERR_HANDLER
+        from .http.accesslog import RECORD_FORMAT
+
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-        ))
+        handler.set_name(STDERR_HANDLER)  # the access log's fast path recognises it
+        handler.setFormatter(logging.Formatter(RECORD_FORMAT))
         root.addHandler(handler)
     root.setLevel(numeric)
 

@@ -98,14 +98,22 @@ class SessionClosedError(CocaineError):
 
 
 class ServiceError(SessionError):
-    """A service call failed with an error reply."""
+    """A service call failed with an error reply.
 
-    def __init__(self, service: str, method: str, code: int, message: str) -> None:
-        CocaineError.__init__(self, f"{service}.{method} failed: {message} [{code}]")
+    Attributes:
+        category: the v0.12 error category (`[category, code]` on the wire); None in v0.11.
+    """
+
+    def __init__(
+        self, service: str, method: str, code: int, message: str, category: int | None = None
+    ) -> None:
+        where = f"{code}" if category is None else f"{category}, {code}"
+        CocaineError.__init__(self, f"{service}.{method} failed: {message} [{where}]")
         self.service = service
         self.method = method
         self.code = code
         self.message = message
+        self.category = category
 
 
 class ServiceNotFoundError(CocaineError):

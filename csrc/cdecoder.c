@@ -1,12 +1,13 @@
 /* Strategy: the decoder's entry points. A fast path parses a complete message made only of
  * scalars and raw strings (every common Cocaine message) in one linear pass; anything else, or
  * anything incomplete, goes to the resumable parser in machine.c, which decides every error.
- * Each message is then described for Python by output.c, as a batch (cdec_feed) or as
- * records (cdec_records).
+ * Each message is then described for Python by one record of four int64 (see cdecoder.h), so
+ * Python dispatches a whole read from one array: the common shapes are spans of the caller's
+ * buffer, the rest are listed as patches for Python to decode.
  *
  * Invariants:
  * - No globals, no Python.h; all state lives in the `cdec` the caller allocates and frees, and
- *   the output arrays the caller binds to it.
+ *   the records arrays the caller binds to it.
  * - Every read is preceded by a check that the bytes are inside [data, data + len).
  * - Growth is bounded: the parser's stack is fixed, a partial message longer than max_size is
  *   an error, and the output arrays have fixed capacities (a full one ends the call with
@@ -93,7 +94,7 @@ raw:
     return 1;
 }
 
-/* A fixarray of scalars and raws; its item count in *count. */
+/* A fixarray of scalars and raws; its item count in *count, its first item in *first. */
 static int fast_array(const uint8_t *m, int64_t n, int64_t *pos, element *first, int *count)
 {
     if (*pos >= n || (m[*pos] & 0xf0) != 0x90)
@@ -101,7 +102,7 @@ static int fast_array(const uint8_t *m, int64_t n, int64_t *pos, element *first,
     int k = m[(*pos)++] & 0x0f;
     element scratch;
     for (int i = 0; i < k; i++) {
-        if (*pos >= n || !fast_item(m, n, pos, i < 2 ? &first[i] : &scratch))
+        if (*pos >= n || !fast_item(m, n, pos, i == 0 ? first : &scratch))
             return 0;
     }
     *count = k;
@@ -123,68 +124,88 @@ static int64_t fast(const cdec *d, const uint8_t *m, int64_t n, int64_t base, re
     if (d->max_depth < 2 || n < 4 || !(m[0] == 0x93 || (d->v12 && m[0] == 0x94)))
         return 0;
     int64_t pos = 1, first, second;
-    element args[2], hdr[2];
+    element arg, hdr;
     int count, hcount;
     if (!fast_uint(m, n, &pos, &first) || !fast_uint(m, n, &pos, &second))
         return 0;
     int64_t args_start = pos;
-    if (!fast_array(m, n, &pos, args, &count))
+    if (!fast_array(m, n, &pos, &arg, &count))
         return 0;
     int64_t args_end = pos;
-    if (m[0] == 0x94 && !fast_array(m, n, &pos, hdr, &hcount))
+    if (m[0] == 0x94 && !fast_array(m, n, &pos, &hdr, &hcount))
         return 0;
     if (pos > d->max_size)
         return 0;
     r->id = d->v12 ? second : first;
     r->session = d->v12 ? first : second;
-    r->shape = CDEC_ARGS;
-    r->x = 0;
+    r->shape = SH_ARGS;
     r->a = base + args_start;
     r->b = base + args_end;
     if (count == 0) {
-        r->shape = CDEC_EMPTY;
-    } else if (count == 1 && args[0].kind == K_RAW) {
-        r->shape = CDEC_RAW;
-        r->pa = base + args[0].a;
-    } else if (count == 2 && args[0].kind == K_INT && args[1].kind == K_RAW) {
-        r->shape = CDEC_INT_RAW;
-        r->x = args[0].value;
-        r->pa = base + args[1].a;
+        r->shape = SH_EMPTY;
+    } else if (count == 1 && arg.kind == K_RAW) {
+        r->shape = SH_RAW;
+        r->pa = base + arg.a;
     }
     return pos;
 }
 
+/* -- records --------------------------------------------------------------------------------
+ * Every array has a fixed capacity: the parser loop stops (CDEC_MORE) before one would
+ * overflow. */
+
+typedef struct {
+    int64_t *rec, count, cap;
+    int64_t *patch, npatch, patch_cap; /* patch[0] receives the count: entries start at 1 */
+} output;
+
+static int out_full(const output *o)
+{
+    return o->count == o->cap || o->npatch == o->patch_cap;
+}
+
+/* One message's record (see cdecoder.h): the common shapes are spans, the rest are patched by
+ * Python. Inline: it runs once per message on the hot path. */
+static inline void out_emit(output *o, const uint8_t *buf, const result *r)
+{
+    int64_t *rec = o->rec + o->count * CDEC_REC_WIDTH;
+    if (r->shape == SH_FULL || r->id >= ((int64_t)1 << 60)) {
+        rec[0] = CDEC_REC_FULL;
+        rec[1] = 0;
+        rec[2] = r->start;
+        rec[3] = r->end;
+        o->patch[1 + o->npatch++] = o->count * CDEC_REC_WIDTH;
+    } else if (r->shape == SH_EMPTY) {
+        rec[0] = r->id * 8 + CDEC_REC_EMPTY;
+        rec[1] = r->session;
+        rec[2] = 0;
+        rec[3] = 0;
+    } else if (r->shape == SH_RAW && r->b - r->pa <= CDEC_SHORT_MAX) {
+        int64_t v = 1; /* a marker byte, then the string's bytes */
+        for (int64_t i = r->pa; i < r->b; i++)
+            v = (v << 8) | buf[i];
+        rec[0] = r->id * 8 + CDEC_REC_SHORT;
+        rec[1] = r->session;
+        rec[2] = v;
+        rec[3] = 0;
+    } else if (r->shape == SH_RAW) {
+        rec[0] = r->id * 8 + CDEC_REC_RAW;
+        rec[1] = r->session;
+        rec[2] = r->pa;
+        rec[3] = r->b;
+    } else { /* the argument array, decoded by Python */
+        rec[0] = r->id * 8 + CDEC_REC_ARGS;
+        rec[1] = r->session;
+        rec[2] = r->a;
+        rec[3] = r->b;
+        o->patch[1 + o->npatch++] = o->count * CDEC_REC_WIDTH;
+    }
+    o->count++;
+}
+
 /* -- entry points ---------------------------------------------------------------------------- */
 
-void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon_cap,
-               int64_t *fix, int64_t fix_cap)
-{
-    d->res = res;
-    d->cap = cap;
-    d->canon = canon;
-    d->canon_cap = canon_cap;
-    d->fix = fix;
-    d->fix_cap = fix_cap;
-}
-
 static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, output *o);
-
-int64_t cdec_feed(cdec *d, const char *data, int64_t start, int64_t len)
-{
-    if (d->res == NULL)
-        return CDEC_UNBOUND;
-    output o;
-    out_batch(&o, d);
-    if (d->error) {
-        out_close_batch(&o, d->res, start);
-        return d->error_status;
-    }
-    int64_t first = start;
-    int status = parse_all(d, (const uint8_t *)data, &start, len, &o);
-    d->offset += start - first;
-    out_close_batch(&o, d->res, start);
-    return o.count * 8 + (d->error ? d->error_status : status);
-}
 
 void cdec_bind_records(cdec *d, int64_t *rec, int64_t cap, int64_t *patch, int64_t patch_cap)
 {
@@ -198,15 +219,15 @@ int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len)
 {
     if (d->rec == NULL || d->patch_cap < 2 || d->rec_cap < 1)
         return CDEC_UNBOUND;
-    if (d->error)
+    if (d->error) {
+        d->patch[0] = 0;
         return ~(d->error_status + (start << CDEC_STOP_SHIFT));
-    output o;
-    out_records(&o, d);
+    }
+    output o = {d->rec, 0, d->rec_cap, d->patch, 0, d->patch_cap - 1};
     int64_t first = start;
     int status = parse_all(d, (const uint8_t *)data, &start, len, &o);
     d->offset += start - first;
     d->patch[0] = o.npatch;
-    d->last_count = o.count;
     if (d->error)
         status = d->error_status;
     if (status == CDEC_OK && o.npatch == 0 && start == len)
@@ -220,18 +241,13 @@ int64_t cdec_offset(const cdec *d)
     return d->offset;
 }
 
-int64_t cdec_last_count(const cdec *d)
-{
-    return d->last_count;
-}
-
-/* The loop of cdec_feed: messages from data[*start:len] until the data, the output room or
+/* The loop of cdec_records: messages from data[*start:len] until the data, the output room or
  * the input's validity runs out. */
 static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, output *o)
 {
     int status = CDEC_OK;
     int64_t start = *startp;
-    result r = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    result r = {0, 0, 0, 0, 0, 0, 0, 0};
     while (start < len) {
         if (out_full(o)) {
             status = CDEC_MORE;

@@ -15,26 +15,8 @@
 /* CDEF-BEGIN */
 typedef struct cdec cdec;
 
-/* Output of one call: per message its id and session (two int64 arrays), and its argument
- * array appended to a canonical msgpack buffer that starts with an array32 header over all of
- * them, so one msgpack.unpackb builds every argument list. Arguments longer than
- * CDEC_SMALL_ARGS bytes (or any message whose id does not fit in int64) get a nil placeholder
- * there and a fixup record instead: message index, shape, x, a, b, with a:b offsets in data.
- *   EMPTY      []                  (never a fixup: shown for completeness)
- *   RAW        [data[a:b]]
- *   INT_RAW    [x, data[a:b]]
- *   ARGS       msgpack.unpackb(data[a:b])
- *   FULL       the whole frame is data[a:b]: ids and arguments come from it */
-#define CDEC_SMALL_ARGS 1024
-#define CDEC_FIX_WIDTH 5
-#define CDEC_EMPTY 0
-#define CDEC_RAW 1
-#define CDEC_INT_RAW 2
-#define CDEC_ARGS 3
-#define CDEC_FULL 4
-
-/* Records mode (cdec_records), for callers that dispatch each message at once: per message
- * four int64 values (kind, session, a, b) with kind = id * 8 + shape:
+/* Output: per message four int64 values, a record (kind, session, a, b), with
+ * kind = id * 8 + shape:
  *   EMPTY   arguments []            a = b = 0
  *   RAW     arguments [data[a:b]]   (one raw string of more than CDEC_SHORT_MAX bytes)
  *   SHORT   arguments [s], one raw string s of at most CDEC_SHORT_MAX bytes, packed into a as
@@ -63,12 +45,12 @@ typedef struct cdec cdec;
 #define CDEC_COUNT_MASK 1048575
 #define CDEC_STOP_SHIFT 24
 
-/* Return values of cdec_feed and cdec_records (low 3 bits). */
+/* Statuses of cdec_records (low 3 bits of its complemented return value). */
 #define CDEC_OK 0        /* every complete message is in the records; the rest is partial */
 #define CDEC_MORE 1      /* the records are full: call again after taking them */
 #define CDEC_FRAME 2     /* FrameError; cdec_error() says why */
 #define CDEC_LIMIT 3     /* LimitExceededError; cdec_error() says why */
-#define CDEC_UNBOUND 4   /* cdec_bind was not called */
+#define CDEC_UNBOUND 4   /* cdec_bind_records was not called, or with too little room */
 
 /* Reasons, from cdec_error(). */
 #define CDEC_E_BYTE 1        /* 0xc1 is not a msgpack type */
@@ -84,34 +66,22 @@ typedef struct cdec cdec;
 #define CDEC_E_LAYOUT 11
 #define CDEC_E_IDS 12
 #define CDEC_E_ARGS 13
+#define CDEC_E_DECLARED_SIZE 14 /* a payload header announces a message over the size limit */
 
 cdec *cdec_new(int v12, int64_t max_size, int max_depth);
 void cdec_free(cdec *d);
-/* Give the decoder its output arrays (they must outlive it):
- *   res: 4 + 2 * cap int64 values; after each call res[0] = messages written, res[1] = offset
- *        in data where the first unfinished (or failing) message begins, res[2] = bytes used
- *        in canon, res[3] = fixups written, then res[0] ids and res[0] sessions.
- *   canon: canon_cap bytes, more than CDEC_SMALL_ARGS + 5.
- *   fix: fix_cap * CDEC_FIX_WIDTH int64 values. */
-void cdec_bind(cdec *d, int64_t *res, int64_t cap, uint8_t *canon, int64_t canon_cap,
-               int64_t *fix, int64_t fix_cap);
-/* Parse data[start:len]; start is where the first unfinished message begins. Returns
- * 8 * (messages written) + status (CDEC_OK, CDEC_MORE, CDEC_FRAME, CDEC_LIMIT), so that the
- * common case needs no second read from Python. */
-int64_t cdec_feed(cdec *d, const char *data, int64_t start, int64_t len);
 /* Give the decoder its records arrays (they must outlive it): rec holds cap records
  * (cap * CDEC_REC_WIDTH int64 values, cap at most CDEC_COUNT_MASK), patch holds patch_cap
  * int64 values (at least 2): after each call patch[0] is the number of patches and the next
  * ones are indices into rec (record number * CDEC_REC_WIDTH) of the ARGS and FULL records. */
 void cdec_bind_records(cdec *d, int64_t *rec, int64_t cap, int64_t *patch, int64_t patch_cap);
-/* Parse data[start:len] like cdec_feed, writing records; see the records mode above. */
+/* Parse data[start:len], writing records (see above); start is where the first unfinished
+ * message begins. */
 int64_t cdec_records(cdec *d, const char *data, int64_t start, int64_t len);
 int cdec_error(const cdec *d);
-/* Stream offset (bytes consumed by both modes since creation) of the first message not yet
+/* Stream offset (bytes consumed since creation) of the first message not yet
  * returned: the offending message's offset after an error. */
 int64_t cdec_offset(const cdec *d);
-/* Records written by the last cdec_records call (they are at the start of rec). */
-int64_t cdec_last_count(const cdec *d);
 /* Big payloads without assembly: when the unfinished message is waiting for the rest of a
  * raw payload that is its last byte and its only argument (a chunk: [id, session, [payload]]),
  * returns 1 and sets out[0], out[1] to the payload's span relative to the message's first byte

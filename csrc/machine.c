@@ -1,5 +1,5 @@
 /* Strategy: the generic, resumable msgpack parser. It keeps a stack of open containers and
- * the little it must remember about the frame (elements 0-3, the first two arguments), so a
+ * the little it must remember about the frame (elements 0-3, the first argument), so a
  * message can be fed in any number of pieces and each byte is parsed once. A header is consumed
  * only when all of it is present; a raw or ext payload is skipped in O(1) by storing its end.
  * It decides every error, in the order stated at the top of cocaine_http/codec/_python.py.
@@ -18,11 +18,12 @@ void cd_reset_message(cdec *d)
     d->root_array = 0;
     d->args_open = 0;
     memset(d->el, 0, sizeof(d->el));
-    memset(d->arg, 0, sizeof(d->arg));
+    memset(&d->arg0, 0, sizeof(d->arg0));
     for (int i = 0; i < 4; i++)
         d->el[i].kind = K_OTHER;
-    d->arg[0].kind = d->arg[1].kind = K_OTHER;
+    d->arg0.kind = K_OTHER;
     d->arg_count = 0;
+    d->stack[0].count = 0; /* an empty root array pushes no frame: its length is this 0 */
 }
 
 enum step cd_fail(cdec *d, int status, int reason)
@@ -38,7 +39,7 @@ static uint64_t next_index(const frame *f)
     return f->count - (f->is_map ? f->remaining / 2 : f->remaining);
 }
 
-/* Note an element of the frame (level 1) or of its argument array (level 2). */
+/* Note an element of the frame (level 1) or the first of its argument array (level 2). */
 static void track(cdec *d, const element *e)
 {
     if (d->top == 1 && d->root_array) {
@@ -48,10 +49,8 @@ static void track(cdec *d, const element *e)
             d->el[i].value = e->value;
             d->el[i].b = e->b;
         }
-    } else if (d->top == 2 && d->args_open == 1) {
-        uint64_t i = next_index(&d->stack[1]);
-        if (i < 2)
-            d->arg[i] = *e;
+    } else if (d->top == 2 && d->args_open == 1 && next_index(&d->stack[1]) == 0) {
+        d->arg0 = *e;
     }
 }
 
@@ -133,7 +132,9 @@ static enum step payload_done(cdec *d, const uint8_t *m, int64_t hp, int64_t sta
     return value_done(d, &e);
 }
 
-/* Begin skipping a payload of `len` bytes at `start`; completes it at once if present. */
+/* Begin skipping a payload of `len` bytes at `start`; completes it at once if present. A
+ * payload that has not arrived and would end past the size limit fails at its header: the
+ * message cannot fit, so there is nothing to wait for. */
 static enum step payload(cdec *d, const uint8_t *m, int64_t n, int64_t hp, int64_t start,
                          uint64_t len, int is_ext, int type)
 {
@@ -141,6 +142,8 @@ static enum step payload(cdec *d, const uint8_t *m, int64_t n, int64_t hp, int64
         d->pos = start + (int64_t)len;
         return payload_done(d, m, hp, start, start + (int64_t)len, is_ext, type);
     }
+    if (start + (int64_t)len > d->max_size) /* len < 2**32: no overflow */
+        return cd_fail(d, CDEC_LIMIT, CDEC_E_DECLARED_SIZE);
     d->skip_hdr = hp;
     d->skip_start = start;
     d->skip_end = start + (int64_t)len; /* len < 2**32, so no overflow */
@@ -212,6 +215,10 @@ enum step cd_parse(cdec *d, const uint8_t *m, int64_t n)
         int extra = cd_header_extra(m[hp]);
         if (extra < 0)
             return cd_fail(d, CDEC_FRAME, CDEC_E_BYTE);
+        /* msgpack adds the type byte to an ext32 length in 32 bits: 2**32-1 wraps to 0 and it
+         * rejects the header as soon as the length is there, type byte or not */
+        if (m[hp] == 0xc9 && n - hp > 4 && cd_be(m + hp + 1, 4) == 0xffffffffu)
+            return cd_fail(d, CDEC_FRAME, CDEC_E_EXT);
         if (n - hp - 1 < extra)
             return S_NEED;
         enum step s = object(d, m, n, hp, extra);
@@ -228,8 +235,7 @@ static int is_uint(const element *e)
     return (e->kind == K_INT && e->value >= 0) || e->kind == K_UINT_BIG;
 }
 
-/* What Python needs to build one message: ids, and the argument array as a span plus a shape
- * (used when the arguments are too big to copy into the canonical buffer). */
+/* What the record writer needs of one message: ids, and where its arguments are. */
 enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
 {
     if (d->timestamp)
@@ -250,33 +256,28 @@ enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
         return cd_fail(d, CDEC_FRAME, CDEC_E_ARGS);
     r->id = id->value;
     r->session = session->value;
-    r->x = 0;
     if (id->kind == K_UINT_BIG || session->kind == K_UINT_BIG) {
-        r->shape = CDEC_FULL;
+        r->shape = SH_FULL;
         r->a = base;
         r->b = base + size;
         return S_DONE;
     }
-    const element *a0 = &d->arg[0], *a1 = &d->arg[1];
-    uint64_t n = d->arg_count;
-    r->shape = CDEC_ARGS;
+    r->shape = SH_ARGS;
     r->a = base + d->el[2].a;
     r->b = base + d->el[2].b;
-    if (n == 0) {
-        r->shape = CDEC_EMPTY;
-    } else if (n == 1 && a0->kind == K_RAW) {
-        r->shape = CDEC_RAW;
-        r->pa = base + a0->a;
-    } else if (n == 2 && a0->kind == K_INT && a1->kind == K_RAW) {
-        r->shape = CDEC_INT_RAW;
-        r->x = a0->value;
-        r->pa = base + a1->a;
+    if (d->arg_count == 0) {
+        r->shape = SH_EMPTY;
+    } else if (d->arg_count == 1 && d->arg0.kind == K_RAW) {
+        r->shape = SH_RAW;
+        r->pa = base + d->arg0.a;
     }
     return S_DONE;
 }
 
 int cdec_pending_raw(const cdec *d, int64_t *out)
 {
+    /* (skip_end > max_size cannot happen, the header failed: kept as the guard of the
+     * caller's allocation) */
     if (d->error || d->skip_end == 0 || d->skip_ext || !d->root_array || d->top != 2 ||
         d->args_open != 1 || d->skip_end > d->max_size)
         return 0;
@@ -300,7 +301,7 @@ int cdec_complete_raw(cdec *d, int64_t *out)
         return cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT), d->error_status; /* misuse */
     d->skip_end = 0;
     d->pos = end;
-    result r = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    result r = {0, 0, 0, 0, 0, 0, 0, 0};
     enum step s = payload_done(d, NULL, d->skip_hdr, d->skip_start, end, 0, 0);
     if (s == S_NEED) /* cannot happen after cdec_pending_raw said yes */
         s = cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT);

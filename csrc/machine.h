@@ -1,5 +1,5 @@
 /* Internal to the decoder: the state of the resumable msgpack parser (machine.c) shared with
- * the fast path and the output code (cdecoder.c). Not part of the cffi interface. */
+ * the fast path and the record writer (cdecoder.c). Not part of the cffi interface. */
 #ifndef COCAINE_MACHINE_H
 #define COCAINE_MACHINE_H
 
@@ -29,14 +29,8 @@ typedef struct {       /* what one element of the frame or of its argument array
 } element;
 
 struct cdec {
-    /* output arrays, owned by the caller (cdec_bind) */
-    int64_t *res, cap;
-    uint8_t *canon;
-    int64_t canon_cap;
-    int64_t *fix, fix_cap;
-    int64_t *rec, rec_cap, *patch, patch_cap; /* records mode (cdec_bind_records) */
+    int64_t *rec, rec_cap, *patch, patch_cap; /* owned by the caller (cdec_bind_records) */
     int64_t offset;     /* stream offset of the first unfinished message */
-    int64_t last_count; /* records written by the last cdec_records call */
     int v12;
     int64_t max_size;
     int max_depth;
@@ -56,92 +50,24 @@ struct cdec {
     int args_open;      /* 1: stack[1] is the frame's argument array; 2: it has closed */
     uint64_t arg_count; /* items in the argument array */
     element el[4];      /* frame elements 0..3 */
-    element arg[2];     /* argument elements 0..1 */
+    element arg0;       /* the first argument */
     frame stack[HARD_DEPTH + 1];
 };
 
+/* The argument shapes of a complete message, as far as the record writer cares. */
+enum shape {
+    SH_EMPTY, /* [] */
+    SH_RAW,   /* [raw]: its payload is pa:b */
+    SH_ARGS,  /* anything else: the argument array is a:b */
+    SH_FULL   /* an id or session beyond int64: the whole frame is a:b */
+};
+
+/* One complete message, offsets in the caller's buffer. */
 typedef struct {
-    int64_t id, session, shape, x, a, b;
-    int64_t pa;         /* RAW, INT_RAW: where the raw payload starts (it ends at b) */
+    int64_t id, session, shape, a, b;
+    int64_t pa;         /* SH_RAW: where the raw payload starts (it ends at b) */
     int64_t start, end; /* the whole frame */
 } result;
-
-/* Where one call's messages go: the batch arrays (cdec_feed) or the records (cdec_records). */
-typedef struct {
-    int records;
-    int64_t count, cap;
-    /* batch mode */
-    int64_t *ids, *sessions;
-    uint8_t *canon;
-    int64_t canon_cap, canon_len;
-    int64_t *fix, fix_cap, nfix;
-    /* records mode */
-    int64_t *rec, *patch, patch_cap, npatch;
-} output;
-
-/* output.c */
-void out_batch(output *o, cdec *d);
-void out_records(output *o, cdec *d);
-void out_emit_batch(output *o, const uint8_t *buf, const result *r);
-void out_close_batch(output *o, int64_t *res, int64_t consumed);
-
-/* Whether the next message might not fit: the parser loop then stops with CDEC_MORE. */
-static inline int out_full(const output *o)
-{
-    if (o->records)
-        return o->count == o->cap || o->npatch == o->patch_cap;
-    return o->count == o->cap || o->nfix == o->fix_cap ||
-           o->canon_cap - o->canon_len < CDEC_SMALL_ARGS + 1;
-}
-
-/* Records (see cdecoder.h): the common shapes are spans; the rest are patched by Python. */
-static inline void out_emit_record(output *o, const uint8_t *buf, const result *r)
-{
-    int64_t *rec = o->rec + o->count * CDEC_REC_WIDTH;
-    int shape = (int)r->shape;
-    if (shape == CDEC_FULL || r->id >= ((int64_t)1 << 60)) {
-        rec[0] = CDEC_REC_FULL;
-        rec[1] = 0;
-        rec[2] = r->start;
-        rec[3] = r->end;
-        o->patch[o->npatch++] = o->count * CDEC_REC_WIDTH;
-    } else if (shape == CDEC_EMPTY) {
-        rec[0] = r->id * 8 + CDEC_REC_EMPTY;
-        rec[1] = r->session;
-        rec[2] = 0;
-        rec[3] = 0;
-    } else if (shape == CDEC_RAW && r->b - r->pa <= CDEC_SHORT_MAX) {
-        int64_t v = 1; /* a marker byte, then the string's bytes */
-        for (int64_t i = r->pa; i < r->b; i++)
-            v = (v << 8) | buf[i];
-        rec[0] = r->id * 8 + CDEC_REC_SHORT;
-        rec[1] = r->session;
-        rec[2] = v;
-        rec[3] = 0;
-    } else if (shape == CDEC_RAW) {
-        rec[0] = r->id * 8 + CDEC_REC_RAW;
-        rec[1] = r->session;
-        rec[2] = r->pa;
-        rec[3] = r->b;
-    } else { /* INT_RAW, ARGS: the argument array, decoded by Python */
-        rec[0] = r->id * 8 + CDEC_REC_ARGS;
-        rec[1] = r->session;
-        rec[2] = r->a;
-        rec[3] = r->b;
-        o->patch[o->npatch++] = o->count * CDEC_REC_WIDTH;
-    }
-    o->count++;
-}
-
-static inline void out_emit(output *o, const uint8_t *buf, const result *r)
-{
-    if (o->records)
-        out_emit_record(o, buf, r);
-    else
-        out_emit_batch(o, buf, r);
-}
-
-/* A complete message of `size` bytes: apply the checks that need all of it. */
 
 /* Big-endian unsigned integer of n bytes. */
 static inline uint64_t cd_be(const uint8_t *p, int n)

@@ -383,3 +383,22 @@ class TestLifespan:
         await lifespan.shutdown()
 
         assert events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+class TestEagerTasks:
+    async def test_an_app_that_never_suspends_finishes_inside_the_invoke_on_3_12(self) -> None:
+        """Python 3.12+: the app's Task starts eagerly, so the response is complete when the
+        request's end has been delivered, and no Task is left for the loop; on 3.11 it runs
+        on the next loop iteration."""
+        from cocaine_http.adapters.asgi import EAGER_TASKS
+
+        adapter = ASGIAdapter(hello, Config(access_log=False, lifespan="off"))
+        await adapter.startup()
+        session = FakeSession()
+        adapter(session)
+        session.request(frame())
+        done_at_once, pending = session.ended, len(adapter.tasks)
+        await asyncio.wait_for(session.done.wait(), 10)
+
+        assert (done_at_once, pending) == ((True, 0) if EAGER_TASKS else (False, 1))
+        assert session.ended and not adapter.tasks

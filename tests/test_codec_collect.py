@@ -24,7 +24,7 @@ def feed_all(decoder: Any, stream: bytes, read: int, records: bool) -> list[Any]
     for i in range(0, len(stream), read):
         piece = stream[i : i + read]
         if records:
-            out += codec.limits.messages_of(*decoder.feed_records(piece))
+            out += codec.records.messages_of(*decoder.feed_records(piece))
         else:
             out += decoder.feed(piece)
     return out
@@ -64,7 +64,7 @@ def test_collected_payload_is_bytes_the_caller_can_keep(records: bool) -> None:
         buf[: len(piece)] = piece
         view = memoryview(buf)[: len(piece)]
         if records:
-            out += codec.limits.messages_of(*decoder.feed_records(view))
+            out += codec.records.messages_of(*decoder.feed_records(view))
         else:
             out += decoder.feed(view)
     assert [(m[1], type(m[2][0]), m[2][0]) for m in out] == [

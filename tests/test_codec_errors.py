@@ -82,6 +82,17 @@ def test_wrong_frame_shape_is_frame_error(decoder_cls: Any, dialect: str, data: 
     assert len(info.value.messages) == 2
 
 
+def test_empty_array_after_a_split_message_is_a_layout_error(decoder_cls: Any) -> None:
+    """`[]` as a message breaks the frame layout, whatever the message before it was
+    parsed like (split in two, it leaves the parser's state behind)."""
+    decoder = decoder_cls()
+    decoder.feed(GOOD[:3])
+
+    with pytest.raises(FrameError) as info:
+        decoder.feed(GOOD[3:] + b"\x90")
+
+    assert "v0.11 frame" in info.value.reason and info.value.offset == len(GOOD)
+
 def test_v12_frame_with_headers_is_accepted(decoder_cls: Any) -> None:
     """A v0.12 frame with a fourth (headers) element decodes, the headers dropped."""
     decoder = decoder_cls("v0.12")
@@ -120,7 +131,7 @@ def test_ext_fails_when_its_payload_is_complete(decoder_cls: Any) -> None:
 
 class TestLimits:
     def test_defaults(self, decoder_cls: Any) -> None:
-        """The defaults come from codec.limits: a 72 MiB message, 32 levels."""
+        """The defaults come from codec.records: a 72 MiB message, 32 levels."""
         decoder = decoder_cls()
 
         assert decoder.feed(nested(DEFAULT_MAX_DEPTH - 2)) != []
@@ -149,21 +160,72 @@ class TestLimits:
     def test_partial_message_over_size(self, decoder_cls: Any) -> None:
         """Buffered bytes of an unfinished message over the limit fail before it completes."""
         decoder = decoder_cls(max_message_size=50)
-        head = V0_11.chunk_header(1, 1000)
+        head = frame(b"\xdc\x00\xff")  # 255 one-byte integers to come
 
-        assert decoder.feed(head + b"x" * (50 - len(head))) == []
+        assert decoder.feed(head + b"\x01" * (50 - len(head))) == []
         with pytest.raises(LimitExceededError) as info:
-            decoder.feed(b"x")
+            decoder.feed(b"\x01")
 
         assert info.value.offset == 0
 
-    def test_declared_huge_string_fails_on_buffered_size(self, decoder_cls: Any) -> None:
-        """A raw32 header announcing 4 GiB is not an error until the buffer passes the limit."""
+    @pytest.mark.parametrize("first", [b"\xdb", b"\xc6", b"\xda", b"\xc5", b"\xc9"], ids=["raw32", "bin32", "raw16", "bin16", "ext32"])
+    @pytest.mark.parametrize("split", [0, 1, 2, 3, 4])
+    def test_string_header_over_size_fails_at_the_header(
+        self, decoder_cls: Any, first: bytes, split: int
+    ) -> None:
+        """A string or ext header announcing a message over the limit fails as soon as the
+        header is whole (not after waiting for its bytes), however the header is split."""
+        width = 2 if first in (b"\xda", b"\xc5") else 4
+        header = first + (1000).to_bytes(width, "big") + (b"\x05" if first == b"\xc9" else b"")
+        data = GOOD + frame(b"\x91" + header)
+        cut = len(data) - len(header) + min(split, len(header) - 1)
         decoder = decoder_cls(max_message_size=1000)
 
-        assert decoder.feed(frame(b"\x91\xdb\xff\xff\xff\xff")) == []
+        assert decoder.feed(data[:cut]) == [(4, 7, [b"hi"])]
+        with pytest.raises(LimitExceededError) as info:
+            decoder.feed(data[cut:])
+
+        assert info.value.offset == len(GOOD)
+
+    def test_string_header_that_fits_waits(self, decoder_cls: Any) -> None:
+        """A header whose message ends exactly at the limit is waited for, then delivered."""
+        head = frame(b"\x91\xc6")
+        size = 1000 - len(head) - 4
+        decoder = decoder_cls(max_message_size=1000)
+
+        assert decoder.feed(head + size.to_bytes(4, "big")) == []
+        assert decoder.feed(b"y" * size) == [(1, 2, [b"y" * size])]
+
+    def test_declared_4gib_string_fails_at_the_header(self, decoder_cls: Any) -> None:
+        """A raw32 header announcing 4 GiB fails at once under the default limit."""
+        decoder = decoder_cls()
+
+        with pytest.raises(LimitExceededError) as info:
+            decoder.feed(frame(b"\x91\xdb\xff\xff\xff\xff"))
+
+        assert info.value.offset == 0
+
+    @pytest.mark.parametrize("tail", [b"", b"\x05", b"\xff\x00"], ids=["no-type", "type", "timestamp"])
+    def test_ext32_of_4gib_fails_at_once(self, decoder_cls: Any, tail: bytes) -> None:
+        """An ext32 header announcing 2**32-1 bytes is a FrameError as soon as its length is
+        there (msgpack's rule: with its type byte the length does not fit in 32 bits)."""
+        decoder = decoder_cls()
+
+        with pytest.raises(FrameError) as info:
+            decoder.feed(GOOD + frame(b"\x91\xc9\xff\xff\xff\xff" + tail))
+
+        assert info.value.offset == len(GOOD) and info.value.messages == [(4, 7, [b"hi"])]
+
+    def test_ext32_below_4gib_is_an_ordinary_header(self, decoder_cls: Any) -> None:
+        """One byte less is an ordinary ext32 header: over the limit, so a LimitExceededError
+        at the header; within a big limit it would be rejected as an ext on completion."""
         with pytest.raises(LimitExceededError):
-            decoder.feed(b"x" * 1000)
+            decoder_cls().feed(frame(b"\x91\xc9\xff\xff\xff\xfe\x05"))
+        decoder = decoder_cls(max_message_size=100)
+
+        assert decoder.feed(frame(b"\x91\xc9\x00\x00\x00\x10\x05")) == []
+        with pytest.raises(FrameError):
+            decoder.feed(b"z" * 16)
 
     @pytest.mark.parametrize("limit", [2, 5])
     def test_depth(self, decoder_cls: Any, limit: int) -> None:

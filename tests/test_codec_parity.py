@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocaine_http.codec import _python
-from cocaine_http.codec.limits import messages_of
+from cocaine_http.codec.records import messages_of
 from cocaine_http.errors import DecodeError
 
 from tests.plugins.codec import load_decoder
@@ -144,6 +144,34 @@ def test_mutated_streams_agree(stream: tuple[str, bytes], data: Any, kw: dict[st
     """Flipped, inserted, deleted and truncated bytes give the same messages or errors."""
     dialect, raw = stream
     assert_agree(dialect, raw, data.draw(cuts_for(raw)), kw)
+
+
+#: String and ext headers with a length: first byte -> bytes of length (ext: then a type byte).
+LENGTH_HEADERS = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4, 0xC7: 1, 0xC8: 2, 0xC9: 4}
+
+
+@st.composite
+def announcing(draw: Any) -> tuple[str, bytes, int]:
+    """Valid messages, then one whose string or ext header announces a payload (of any length,
+    often near the size limit) of which only a few bytes follow; and the size limit."""
+    dialect, data = draw(streams())
+    limit = draw(st.integers(8, 400))
+    first = draw(st.sampled_from(sorted(LENGTH_HEADERS)))
+    width = LENGTH_HEADERS[first]
+    length = draw(st.integers(0, 2 ** (8 * width) - 1) | st.integers(max(0, limit - 20), limit + 5))
+    header = bytes([first]) + min(length, 2 ** (8 * width) - 1).to_bytes(width, "big")
+    if first in (0xC7, 0xC8, 0xC9) and draw(st.booleans()):
+        header += bytes([draw(st.integers(0, 255))])
+    tail = b"\x93\x01\x02\x91" + header + draw(st.binary(max_size=12))
+    return dialect, data + tail, limit
+
+
+@SETTINGS
+@given(case=announcing(), data=st.data())
+def test_announced_sizes_agree(case: tuple[str, bytes, int], data: Any) -> None:
+    """A header announcing more than fits fails alike on both, at the same feed."""
+    dialect, raw, limit = case
+    assert_agree(dialect, raw, data.draw(cuts_for(raw)), {"max_message_size": limit})
 
 
 @SETTINGS

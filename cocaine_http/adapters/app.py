@@ -9,13 +9,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..aio.allocator import keep_freed_memory
 from ..config import Config
 from ..errors import ConfigError
+from . import accesslog
 from .importer import detect_interface, load_app
 
 log = logging.getLogger("cocaine_http")
@@ -45,19 +49,52 @@ def run(app: Any, *, argv: Sequence[str] | None = None, **options: Any) -> int:
     return serve(app, config, runtime)
 
 
-def serve(app: Any, config: Config, runtime_argv: Sequence[str]) -> int:
-    """Build the worker for `app` and run it on a fresh event loop until it exits."""
+def serve(app: Any, config: Config, runtime_argv: Sequence[str], **timers: float) -> int:
+    """Build the worker for `app` and run it on a fresh event loop until it exits; `timers`
+    are the Worker's (heartbeat_interval, disown_timeout, termination_grace)."""
     if config.keep_memory:
         keep_freed_memory()
-    worker = build_worker(app, config, runtime_argv)
-    return int(worker.run(config.loop))
+    worker = build_worker(app, config, runtime_argv, **timers)
+    stopped: list[float] = []
+
+    async def mark_stop() -> None:  # the first shutdown hook: the grace counts from here
+        stopped.append(time.monotonic())
+
+    worker.shutdown_hooks.insert(0, mark_stop)
+    code = int(worker.run(config.loop))
+    grace = worker.termination_grace
+    left = grace - (time.monotonic() - stopped[0]) if stopped else grace
+    exit_within(max(left, 0.0), code)
+    return code
 
 
-def build_worker(app: Any, config: Config, runtime_argv: Sequence[str]) -> Any:
+def exit_within(grace: float, code: int) -> None:
+    """The worker is done: make sure the process ends within `grace` seconds even if threads
+    the app started (or a request that never returns) would keep the interpreter alive."""
+    accesslog.flush()
+    main = threading.main_thread()
+    if not any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+
+    def force() -> None:
+        log.error("threads still running a termination grace after the worker stopped: "
+                  "exiting")
+        accesslog.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    if grace <= 0:
+        force()
+    timer = threading.Timer(grace, force)
+    timer.daemon = True
+    timer.start()
+
+
+def build_worker(app: Any, config: Config, runtime_argv: Sequence[str], **timers: float) -> Any:
     """A Worker with the app's adapter on `config.event` and its hooks installed."""
     from ..aio.worker import Worker
 
-    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None)
+    worker = Worker(list(runtime_argv), session_timeout=config.timeout or None, **timers)
     interface = detect_interface(app, config.interface)
     adapter = make_adapter(app, interface, config, worker)
     worker.on(config.event, getattr(adapter, "session_factory", adapter), raw=True)

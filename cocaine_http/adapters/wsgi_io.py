@@ -1,9 +1,10 @@
 # Strategy: the two objects a WSGI app's thread shares with the event loop.
 #
 # `Pipe` carries one response's encoded chunks from the app's thread to the session. The thread
-# appends under a lock and, only if no wake-up is pending, schedules one call_soon_threadsafe;
-# everything queued before the loop runs goes out in that one callback (so a burst of chunks
-# costs one wake-up, and a response held whole with `hold()` costs exactly one). Bytes handed
+# appends under a lock and, only if the pipe is not already waiting, hands it to the adapter's
+# `Outbox`, which schedules one call_soon_threadsafe only if no wake-up is pending: everything
+# every thread queued before the loop runs goes out in that one callback (so a burst of chunks,
+# or of whole responses from several threads, costs one wake-up). Bytes handed
 # over but not yet released count against HIGH_WATER: above it the thread waits on a condition.
 # The loop releases them at once when little is in flight, otherwise after awaiting the
 # session's drain(), so the socket's pace sets the app's pace.
@@ -17,10 +18,11 @@ import asyncio
 import io
 import logging
 import threading
+from collections import deque
 from typing import Any
 
 from ..errors import SessionClosedError
-from .asgi import SessionGoneError
+from .exchange import SessionGoneError
 
 #: Bytes an app's thread may have handed over and not yet seen taken by the socket.
 HIGH_WATER = 1024 * 1024
@@ -30,12 +32,38 @@ LOW_WATER = 256 * 1024
 _END = object()
 
 
+class Outbox:
+    """The pipes with chunks for the loop, shared by an adapter's threads: one
+    call_soon_threadsafe (one wake-up of the loop) delivers every pipe that filled since the
+    last one, however many responses the threads finished meanwhile."""
+
+    __slots__ = ("loop", "pipes", "pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pipes: deque[Pipe] = deque()
+        self.pending = False
+
+    def add(self, pipe: Pipe) -> None:
+        """A pipe has chunks (from any thread); appended before `pending` is read."""
+        self.pipes.append(pipe)
+        if not self.pending:
+            self.pending = True
+            self.loop.call_soon_threadsafe(self.deliver)
+
+    def deliver(self) -> None:
+        self.pending = False  # before the pipes are taken: a later add() schedules again
+        pipes = self.pipes
+        while pipes:
+            pipes.popleft()._deliver()
+
+
 class Pipe:
     """Chunks of one response, from the app's thread (or inline code) to the session.
 
     Args:
         session: the worker session the response goes to.
-        loop: the session's loop; None for inline mode (calls come from the loop itself).
+        outbox: the loop's outbox; None for inline mode (calls come from the loop itself).
         cond: the condition guarding the pipe, shared by the adapter's pipes (creating one per
             request costs more than the rare contention; waiters re-check their own pipe).
     """
@@ -43,7 +71,7 @@ class Pipe:
     __slots__ = ("session", "loop", "cond", "queue", "held", "scheduled", "inflight",
                  "unreleased", "draining", "aborted")
 
-    def __init__(self, session: Any, loop: asyncio.AbstractEventLoop | None,
+    def __init__(self, session: Any, loop: Outbox | None,
                  cond: threading.Condition | None = None) -> None:
         self.session = session
         self.loop = loop
@@ -105,10 +133,11 @@ class Pipe:
             if self.aborted:
                 raise SessionGoneError("the session is closed")
             self.queue.extend(items)
-            self.inflight += _size(items)
+            if wait:  # only a producer that may wait needs the count (an end never waits)
+                self.inflight += _size(items)
             if not self.scheduled:
                 self.scheduled = True
-                self.loop.call_soon_threadsafe(self._deliver)
+                self.loop.add(self)
             while wait and self.inflight > HIGH_WATER and not self.aborted:
                 self.cond.wait()
 
@@ -138,20 +167,24 @@ class Pipe:
             asyncio.ensure_future(self._drain())
 
     def _deliver_items(self, items: list[Any]) -> int:
+        """Write a batch as one write_chunks(); an end or an error can only come last.
+        Returns the body bytes the producer may still be waiting to see taken."""
         session = self.session
-        size = 0
+        last = items[-1] if items else None
         try:
-            for item in items:
-                if item is _END:
-                    session.end()
-                elif type(item) is tuple:
-                    session.error(item[0], item[1])
-                else:
-                    session.write(item)
-                    size += len(item) if type(item) is bytes else _size(item)
+            if last is _END:
+                session.write_chunks(items[:-1], end=True)
+                return 0
+            if type(last) is tuple:
+                if len(items) > 1:
+                    session.write_chunks(items[:-1])
+                session.error(last[0], last[1])
+                return 0
+            session.write_chunks(items)
         except SessionClosedError:
             self.abort()
-        return size
+            return 0
+        return _size(items)
 
     async def _drain(self) -> None:
         try:

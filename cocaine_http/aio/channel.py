@@ -1,6 +1,6 @@
 # Strategy: a Channel is the asyncio Protocol of one connection. Every socket read goes to the
 # decoder in one call (`feed_records`) and comes back as records, one (kind, session, a, b)
-# tuple per message (cocaine_http.codec.limits); they are walked once and each message calls
+# tuple per message (cocaine_http.codec.records); they are walked once and each message calls
 # its callback. Callbacks are plain attributes (the seed design's on_* family) that default to
 # no-ops; close() puts the no-ops back, so nothing fires after it.
 #
@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..codec import Decoder, DecodeError
-from ..codec.limits import REC_ARGS, REC_EMPTY, REC_RAW, REC_SHORT, records_of, short_bytes
+from ..codec.records import REC_ARGS, REC_EMPTY, REC_RAW, REC_SHORT, records_of, short_bytes
 from ..errors import ChannelError, RemoteProtocolError
 from ..protocol.dialect import V0_11, Buffer, Dialect, Kind
 from .endpoint import Endpoint, parse_endpoint

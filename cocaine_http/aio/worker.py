@@ -23,8 +23,9 @@
 # with an error; messages for no session (control, orphans) are logged and dropped.
 #
 # Exits (serve()'s return value): 0 after a terminate (engine's or ours) was drained and
-# answered; EXIT_CONNECTION_LOST when the engine socket failed or closed; EXIT_DISOWNED when no
-# heartbeat echo came within disown_timeout.
+# answered, and also when a v0.12 engine closed the socket (its way to stop: no terminate on
+# SIGTERM, `Dialect.eof_is_stop`); EXIT_CONNECTION_LOST when the engine socket failed, or a
+# v0.11 engine closed it; EXIT_DISOWNED when no heartbeat echo came within disown_timeout.
 """Worker and Session: a Cocaine worker process on asyncio."""
 
 from __future__ import annotations
@@ -58,13 +59,16 @@ from .events import EventEmitter
 from .loop import loop_name, new_event_loop
 from .session import Session, delivery
 
-__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_OK", "Handler", "Session", "Worker"]
+__all__ = ["EXIT_CONNECTION_LOST", "EXIT_DISOWNED", "EXIT_GAVE_UP", "EXIT_OK", "Handler",
+           "Session", "Worker"]
 
 log = logging.getLogger("cocaine_http.worker")
 
 EXIT_OK = 0
 EXIT_CONNECTION_LOST = 1
 EXIT_DISOWNED = 2
+#: serve()'s return value after give_up(): the worker could not serve any more.
+EXIT_GAVE_UP = 3
 
 Hook = Callable[[], Awaitable[Any]]
 Handler = Callable[[Session], Any]
@@ -149,6 +153,11 @@ class Worker:
         return self._conn.state
 
     @property
+    def termination_grace(self) -> float:
+        """Seconds open sessions get to finish after a terminate (also the bound on exiting)."""
+        return self._conn.termination_grace
+
+    @property
     def dialect(self) -> Dialect:
         """The wire rules this worker speaks (from `--protocol`)."""
         return self._dialect
@@ -218,6 +227,20 @@ class Worker:
             conn.shutdown(reason, self._now())
             self._begin_drain()
 
+    def give_up(self, reason: str) -> None:
+        """Stop for good when the worker can no longer serve (every WSGI thread stuck in a
+        request that timed out, say): refuse new invokes, fail every open session with
+        `reason`, and exit with EXIT_GAVE_UP, so that the runtime starts a fresh worker."""
+        conn = self._conn
+        if self._done is None or self._done.done():
+            return
+        log.error("giving up: %s", reason)
+        if conn.state is WorkerState.ACTIVE:
+            conn.shutdown(reason, self._now())
+        for session in conn.open_sessions():
+            self._abort(session, SHUTTING_DOWN, reason, True)  # type: ignore[arg-type]
+        self._complete(EXIT_GAVE_UP)
+
     # -- channel callbacks ------------------------------------------------------------------------
 
     def _attach(self) -> None:
@@ -241,14 +264,19 @@ class Worker:
 
     def _on_socket_error(self, errno: int) -> None:
         self.last_errno = errno
-        log.error(
-            "engine connection %s: [%s] %s",
-            self.options.endpoint, errnos.errorcode.get(errno, errno), self._channel.last_error,
-        )  # fmt: skip
+        stopped = errno == errnos.ESHUTDOWN and self._dialect.eof_is_stop
+        if stopped:
+            log.info("engine closed the connection: the runtime is stopping")
+        else:
+            log.error(
+                "engine connection %s: [%s] %s",
+                self.options.endpoint, errnos.errorcode.get(errno, errno),
+                self._channel.last_error,
+            )  # fmt: skip
         for session in self._conn.connection_closed(errno):
             self._abort(session, errno, "connection to the engine lost", False, False)  # type: ignore[arg-type]
         self.events.emit("error", errno)
-        self._complete(EXIT_CONNECTION_LOST)
+        self._complete(EXIT_OK if stopped else EXIT_CONNECTION_LOST)
 
     # -- sessions -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import DecodeError, FrameError, LimitExceededError
 from . import _python
-from .limits import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, Message
+from .records import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE, Message
 
 PythonDecoder = _python.Decoder
 

@@ -1,19 +1,19 @@
-# Strategy: the C decoder (csrc/cdecoder.c) does all the msgpack work and every check. For each
-# feed it returns the ids and sessions as two int64 arrays and copies every message's argument
-# array into one canonical msgpack buffer (an array of all of them), so that Python builds the
-# whole batch with three bulk calls in C: two `tolist()`, one `msgpack.unpackb`, and a `zip`
-# that makes the (id, session, args) tuples. No Python code runs per message.
+# Strategy: the C decoder (csrc/cdecoder.c) does all the msgpack work and every check, and
+# describes each message as a record of four int64 (kind, session, payload start, payload end)
+# in an array bound once per decoder. Python reads the array back with struct.iter_unpack,
+# which yields one tuple per message straight from it, and only decodes the uncommon argument
+# shapes (listed by C as patches), in which case the records come from a list. A read that
+# completes whole messages and leaves nothing over costs one C call and one iterator. `feed`
+# is the same path with each record turned into an (id, session, args) message.
 #
-# Big arguments (over CDEC_SMALL_ARGS bytes, typically a chunk payload) are not copied into the
-# canonical buffer: C leaves a placeholder and a fixup (shape and span), and Python slices the
-# payload out of its own buffer, one copy per payload.
-#
-# feed_records() is the dispatch-oriented variant (a Channel uses it): C writes four int64 per
-# message (kind, session, payload start, payload end) and Python reads them back with
-# struct.iter_unpack, which yields one tuple per message straight from the C array (cheaper
-# than tolist() + zip() on small reads, equal on big ones); only uncommon argument shapes are
-# decoded here (listed by C as patches), in which case the records come from a list. A read
-# that completes whole messages and leaves nothing over costs one C call and one iterator.
+# Lifetime of the records array: no memoryview of it is ever handed out. The iterator reads a
+# cffi buffer object (`ffi.buffer`), which holds the array's owner by reference. A memoryview
+# would not be safe: CPython before 3.12.7 (gh-77894) lets the garbage collector clear a
+# memoryview that still has an exported buffer (the iterator's), dropping its managed buffer,
+# and the view's later deallocation dereferences it: SIGSEGV. An exception kept past the read
+# (a channel's last_error) closes exactly such a cycle: exception, traceback, the dispatching
+# frame, its records iterator, the view. A cffi buffer's clear only drops a reference, so a
+# cleared one is still safe to free.
 #
 # Buffering: small leftovers (the usual partial message at the end of a read) are kept as bytes
 # and joined with the next read. A large chunk arriving in many reads ([id, session, [payload]],
@@ -27,51 +27,37 @@
 # place. The C side resumes where it stopped, so a message is parsed once however it is split.
 from __future__ import annotations
 
-import operator
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
 from ._cdecoder import ffi, lib
-from .limits import (
+from .records import (
     DIALECTS,
     REC_ARGS,
-    REC_STOP,
     Message,
     Records,
     check_limits,
-    cut_list,
     messages_of,
 )
 
-#: Messages per C call; a feed that completes more makes several calls.
-MESSAGES = 2048
-#: Canonical argument buffer per C call.
-CANON = 64 * 1024
-#: Big-argument fixups per C call.
-FIXUPS = 256
-#: Records per C call in feed_records, and ARGS/FULL records (patches) per call.
+#: Records per C call, and ARGS/FULL records (patches) per call.
 RECORDS = 2048
 PATCHES = 256
 #: Leftover size from which the partial message is accumulated in a growing bytearray.
 BIG_TAIL = 16 * 1024
 
-_FW = lib.CDEC_FIX_WIDTH
-_RAW, _INT_RAW, _ARGS = lib.CDEC_RAW, lib.CDEC_INT_RAW, lib.CDEC_ARGS
 _MORE, _OK = lib.CDEC_MORE, lib.CDEC_OK
-_feed = lib.cdec_feed
 _records = lib.cdec_records
 _STOP, _FULL, _PATCHED = lib.CDEC_STOP_SHIFT, lib.CDEC_REC_FULL, lib.CDEC_PATCHED
 #: (r >> 4) & _COUNT is the record count packed in cdec_records's return value.
 _COUNT = lib.CDEC_COUNT_MASK
 _RECORD = struct.Struct("=4q")
-#: Reads of fewer records than this many bytes' worth reuse cached views of the array.
+#: Reads of fewer records than this many bytes' worth reuse cached buffers of the array.
 _VIEWS = 32 * 32
 _iter_records = _RECORD.iter_unpack
-_UNPACK_ITERATOR = type(_iter_records(b""))
 assert lib.CDEC_COUNT_SHIFT == 4 and lib.CDEC_REC_BYTES == _RECORD.size == 32
 _REASONS = {
     lib.CDEC_E_BYTE: "malformed msgpack: byte 0xc1 is not a type",
@@ -87,16 +73,13 @@ _REASONS = {
     lib.CDEC_E_LAYOUT: "a {dialect} frame has the wrong number of elements",
     lib.CDEC_E_IDS: "message id and session must be non-negative integers",
     lib.CDEC_E_ARGS: "message arguments must be an array",
+    lib.CDEC_E_DECLARED_SIZE: "message exceeds the size limit of {size} bytes: a string or ext"
+    " header announces more",
 }
 
 
 def _unpack(data: Any) -> Any:
     return msgpack.unpackb(data, raw=True, strict_map_key=False)
-
-
-def _int64s(n: int) -> tuple[Any, memoryview]:
-    array = ffi.new("int64_t[]", n)
-    return array, memoryview(ffi.buffer(array)).cast("q")
 
 
 class Decoder:
@@ -127,15 +110,10 @@ class Decoder:
         if handle == ffi.NULL:
             raise MemoryError("cannot allocate a decoder")
         self._d = ffi.gc(handle, lib.cdec_free)
-        self._res, self._res_view = _int64s(4 + 2 * MESSAGES)
-        self._fix, self._fix_view = _int64s(FIXUPS * _FW)
-        self._canon = ffi.new("uint8_t[]", CANON)
-        self._canon_view = memoryview(ffi.buffer(self._canon))
-        lib.cdec_bind(handle, self._res, MESSAGES, self._canon, CANON, self._fix, FIXUPS)
         self._rec = ffi.new("int64_t[]", RECORDS * 4)
-        self._rec_bytes = memoryview(ffi.buffer(self._rec))
-        self._views: list[memoryview | None] = [None] * (_VIEWS >> 5)
-        self._patch, self._patch_view = _int64s(PATCHES + 1)
+        # the first n records for small reads, made once (see the lifetime note above)
+        self._views = [ffi.buffer(self._rec, size) for size in range(0, _VIEWS, 32)]
+        self._patch = ffi.new("int64_t[]", PATCHES + 1)
         lib.cdec_bind_records(handle, self._rec, RECORDS, self._patch, PATCHES + 1)
         # the unfinished message from its first byte, or (a list) the payload slices so far
         self._tail: bytes | bytearray | list[Any] = b""
@@ -150,7 +128,8 @@ class Decoder:
         return DIALECTS[self._v12]
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Consume a slice of the stream and return every message it completes, in order.
+        """Consume a slice of the stream and return every message it completes, in order
+        (`feed_records`, each record made a message).
 
         Raises:
             FrameError: malformed msgpack or a frame that breaks the dialect's layout. Its
@@ -158,38 +137,14 @@ class Decoder:
                 call raises the same error.
             LimitExceededError: a message over the size or depth limit.
         """
-        if type(self._tail) is list:
-            message, whole, start = self._collect(data)
-            if message is None:
-                return []
-            try:
-                return [message, *self._feed_from(whole, start)]
-            except DecodeError as exc:
-                exc.messages = [message, *exc.messages]
-                raise
-        return self._feed_from(self._joined(data), 0)
-
-    def _feed_from(self, buf: bytes | bytearray, start: int) -> list[Message]:
-        if type(buf) is bytes:
-            r = _feed(self._d, buf, start, len(buf))
-        else:
-            r = self._feed_buffer(buf, start)
-        status = r & 7
-        out = self._messages(buf, r >> 3) if r > 7 else []
-        while status == _MORE:
-            r = self._feed_buffer(buf, self._res[1])
-            status = r & 7
-            out += self._messages(buf, r >> 3)
-        if status != _OK:
-            raise self._fail(status, out)
-        self._keep(buf, self._res[1], False)
-        return out
+        return messages_of(*self.feed_records(data))
 
     def feed_records(self, data: bytes | bytearray | memoryview) -> Records:
-        """Like `feed`, but as records for a dispatch loop: `(records, buf)`.
+        """Consume a slice of the stream; its complete messages as records for a dispatch
+        loop: `(records, buf)`.
 
         `records` yields one tuple per message, (kind, session, a, b) with kind = id * 8 +
-        shape (see `cocaine_http.codec.limits`): no arguments, one raw string `buf[a:b]`, or
+        shape (see `cocaine_http.codec.records`): no arguments, one raw string `buf[a:b]`, or
         the decoded argument list in `a`. Iterate it before the next call (it may read the
         decoder's own array); the spans stay valid until then too. Same errors as `feed`
         (their `messages` are ordinary messages).
@@ -198,9 +153,8 @@ class Decoder:
             r = _records(self._d, data, 0, len(data))
             if r >= 0:  # whole messages only, nothing to patch (the common read)
                 if r < _VIEWS:
-                    view = self._views[r >> 5] or self._view(r)
-                    return _iter_records(view), data
-                return _iter_records(self._rec_bytes[:r]), data
+                    return _iter_records(self._views[r >> 5]), data
+                return _iter_records(ffi.buffer(self._rec, r)), data
             return self._records_rest(data, r)
         if type(self._tail) is list:
             return self._collect_records(data)
@@ -212,33 +166,19 @@ class Decoder:
                 r = _records(self._d, ptr, 0, len(buf))
         return self._records_rest(buf, r)
 
-    def cut_records(self, records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Stop an iteration of `feed_records`'s records early: returns those not yielded
-        yet, and `records` yields one STOP record (kind REC_STOP) next (then it is dropped)."""
-        if type(records) is not _UNPACK_ITERATOR:  # a list's (patched reads)
-            return cut_list(records)
-        left = operator.length_hint(records)
-        if not left:
-            return []
-        count = lib.cdec_last_count(self._d)  # the records array holds this read's records
-        first = count - left
-        rest = list(_iter_records(self._rec_bytes[first * 32 : count * 32]))
-        self._rec[first * 4] = REC_STOP  # the iterator reads the array lazily
-        return rest
-
-    def _view(self, r: int) -> memoryview:
-        """The first r bytes of the records array, cached for small reads (saves a slice)."""
-        view = self._views[r >> 5] = self._rec_bytes[:r]
-        return view
+    def _first(self, count: int) -> Any:
+        """The array's first `count` records, as a buffer (never a memoryview: see the top)."""
+        size = count * 32
+        return self._views[count] if size < _VIEWS else ffi.buffer(self._rec, size)
 
     def _records_rest(self, buf: bytes | bytearray, r: int) -> Records:
         """The general case of feed_records: leftovers, patches, several C calls, errors."""
         if r >= 0:  # everything consumed
             self._tail, self._drop = b"", 0
-            return _iter_records(self._rec_bytes[:r]), buf
+            return _iter_records(self._first(r >> 5)), buf
         if ~r & 15 == _OK:  # one call, nothing to patch: only an unfinished message is left
-            self._keep(buf, ~r >> _STOP, True)
-            return _iter_records(self._rec_bytes[: ((~r >> 4) & _COUNT) * 32]), buf
+            self._keep(buf, ~r >> _STOP)
+            return _iter_records(self._first((~r >> 4) & _COUNT)), buf
         out: list[tuple[Any, ...]] = []
         while True:
             if r >= 0:  # see cdec_records
@@ -247,7 +187,7 @@ class Decoder:
             status = r & 7
             count = (r >> 4) & _COUNT
             if count:
-                records = list(_iter_records(self._rec_bytes[: count * 32]))
+                records = list(_iter_records(self._first(count)))
                 if r & _PATCHED:
                     self._patch_records(records, buf)
                 out += records
@@ -260,14 +200,13 @@ class Decoder:
                     r = _records(self._d, ptr, r >> _STOP, len(buf))
         if status != _OK:
             raise self._fail(status, messages_of(out, buf))
-        self._keep(buf, r >> _STOP, True)
+        self._keep(buf, r >> _STOP)
         return iter(out), buf
 
     def _patch_records(self, records: list[tuple[Any, ...]], buf: bytes | bytearray) -> None:
         """Decode the arguments C left as spans (uncommon shapes, ids beyond int64)."""
-        count = self._patch[0]
         with memoryview(buf) as view:
-            for i in self._patch_view[1 : 1 + count].tolist():
+            for i in ffi.unpack(self._patch + 1, self._patch[0]):
                 kind, session, a, b = records[i >> 2]
                 if kind != _FULL:
                     records[i >> 2] = (kind, session, _unpack(view[a:b]), 0)
@@ -289,14 +228,14 @@ class Decoder:
                 self._drop = 0
             tail += data
             return tail
-        assert not isinstance(tail, list)  # collecting: feed and feed_records call _collect
+        assert not isinstance(tail, list)  # collecting: feed_records calls _collect
         if tail:
             return tail + data
         return data if type(data) is bytes else bytes(data)
 
-    def _keep(self, buf: bytes | bytearray, consumed: int, deferred: bool) -> None:
-        """Keep buf[consumed:], the unfinished message, for the next feed. With `deferred`,
-        a bytearray is not trimmed now (records refer to it) but at the next feed."""
+    def _keep(self, buf: bytes | bytearray, consumed: int) -> None:
+        """Keep buf[consumed:], the unfinished message, for the next feed. A big bytearray is
+        not trimmed now (the read's records refer to it) but at the next feed."""
         left = len(buf) - consumed
         if not left:
             self._tail = b""
@@ -305,11 +244,8 @@ class Decoder:
         elif type(buf) is bytearray:
             if left < BIG_TAIL:
                 self._tail = bytes(memoryview(buf)[consumed:])
-            elif deferred:
-                self._tail, self._drop = buf, consumed
             else:
-                del buf[:consumed]
-                self._tail = buf
+                self._tail, self._drop = buf, consumed
         elif left >= BIG_TAIL:
             self._tail = bytearray(memoryview(buf)[consumed:])
         else:
@@ -363,42 +299,6 @@ class Decoder:
             exc.messages = [message, *exc.messages]
             raise
         return iter([head, *records]), buf
-
-    def _feed_buffer(self, buf: bytes | bytearray, start: int) -> int:
-        if type(buf) is bytes:
-            return int(_feed(self._d, buf, start, len(buf)))
-        with ffi.from_buffer(buf) as ptr:
-            return int(_feed(self._d, ptr, start, len(buf)))
-
-    def _messages(self, buf: bytes | bytearray, count: int) -> list[Message]:
-        """Build one C call's `count` messages: bulk conversions in C, then the fixups."""
-        if not count:
-            return []
-        values = self._res_view[: 4 + 2 * count].tolist()
-        args = _unpack(self._canon_view[: values[2]])
-        if values[3]:
-            ids, sessions = values[4 : 4 + count], values[4 + count :]
-            with memoryview(buf) as view:
-                self._fixups(view, values[3], ids, sessions, args)
-            return list(zip(ids, sessions, args))
-        return list(zip(values[4 : 4 + count], values[4 + count :], args))
-
-    def _fixups(
-        self, view: memoryview, fixups: int, ids: list[Any], sessions: list[Any], args: list[Any]
-    ) -> None:
-        """Arguments too big for the canonical buffer, sliced from the input (one copy)."""
-        it = iter(self._fix_view[: fixups * _FW].tolist())
-        for i, shape, x, a, b in zip(it, it, it, it, it):
-            if shape == _RAW:
-                args[i] = [view[a:b].tobytes()]
-            elif shape == _INT_RAW:
-                args[i] = [x, view[a:b].tobytes()]
-            elif shape == _ARGS:
-                args[i] = _unpack(view[a:b])
-            else:  # FULL: an id beyond int64, taken from the decoded frame
-                frame = _unpack(view[a:b])
-                first, second, args[i] = frame[0], frame[1], frame[2]
-                ids[i], sessions[i] = (second, first) if self._v12 else (first, second)
 
     def _fail(self, status: int, out: list[Message]) -> DecodeError:
         """The error C reported, carrying the messages completed before it."""

@@ -8,7 +8,9 @@
 #        map is complete)
 #      nesting beyond msgpack's own stack (a 1025th open container, even when incomplete)
 #                                                                               -> LimitExceededError
-#   2. the message is incomplete and its buffered bytes exceed the size limit -> LimitExceededError
+#   2. the message is incomplete and known to exceed the size limit: its buffered bytes do, or
+#      a string or ext header has arrived whose payload would end past it     -> LimitExceededError
+#      (msgpack itself rejects an ext32 header announcing 2**32-1 bytes at once, in step 1)
 #   3. the message is complete and contains a timestamp (ext -1, which msgpack decodes itself
 #      instead of calling the ext hook)                                        -> FrameError
 #   4. the message is complete but longer than the size limit                 -> LimitExceededError
@@ -23,15 +25,35 @@
 # decoder is broken: each later feed raises the same error again.
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
-from .limits import DIALECTS, Message, Records, check_limits, cut_list, records_of
+from .records import DIALECTS, Message, Records, check_limits, records_of
 
 _HARD_BUFFER = 2**31 - 1
+
+#: Header bytes after the first, by first byte 0xc0..0xdf (0xc1 is no type: -1).
+_EXTRA = (0, -1, 0, 0, 1, 2, 4, 2, 3, 5, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 1, 1, 1, 1, 1, 1, 2, 4, 2, 4, 2, 4)
+#: First bytes of strings and exts whose length follows in n bytes: {byte: n}.
+_LENGTH_BYTES = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC7: 1, 0xC8: 2, 0xC9: 4}
+
+
+def _header_size(first: int) -> int:
+    """Bytes of the object header that starts with `first` (-1 for 0xc1)."""
+    return 1 if first <= 0xBF or first >= 0xE0 else 1 + _EXTRA[first - 0xC0]
+
+
+def _payload_size(header: bytes) -> int:
+    """Bytes of string or ext payload that follow a complete object header (0 for others)."""
+    first = header[0]
+    if 0xA0 <= first <= 0xBF:
+        return first & 0x1F
+    if 0xD4 <= first <= 0xD8:
+        return 1 << (first - 0xD4)
+    width = _LENGTH_BYTES.get(first)
+    return int.from_bytes(header[1 : 1 + width], "big") if width else 0
 
 
 class _ExtTypeRejected(Exception):
@@ -117,6 +139,10 @@ class Decoder:
         )
         self._fed = 0
         self._start = 0  # stream offset of the first unfinished message
+        # walking the unfinished message's headers: the next one's stream offset, and its
+        # bytes so far when a read ended inside it
+        self._walk = 0
+        self._carry = b""
         self._error: DecodeError | None = None
 
     @property
@@ -147,21 +173,17 @@ class Decoder:
     def feed_records(self, data: bytes | bytearray | memoryview) -> Records:
         """Like `feed`, but as records for a dispatch loop: `(records, buf)`.
 
-        `records` is a flat list, four items per message (kind, session, a, b) with kind =
-        id * 8 + shape (see `cocaine_http.codec.limits`): no arguments, one raw string
+        `records` yields one tuple per message, (kind, session, a, b) with kind =
+        id * 8 + shape (see `cocaine_http.codec.records`): no arguments, one raw string
         `buf[a:b]`, or the decoded argument list in `a`. The spans stay valid until the next
         call. Same errors as `feed` (their `messages` are ordinary messages).
         """
         records, buf = records_of(self.feed(data))
         return iter(records), buf
 
-    def cut_records(self, records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Stop an iteration of `feed_records`'s records early: returns those not yielded
-        yet, and `records` yields one STOP record (kind REC_STOP) next, then nothing."""
-        return cut_list(records)
-
     def _feed(self, data: bytes | bytearray | memoryview, out: list[Message]) -> None:
         unpacker = self._unpacker
+        before = self._fed
         if data:
             unpacker.feed(data)
             self._fed += len(data)
@@ -171,10 +193,7 @@ class Decoder:
             try:
                 obj = unpacker.unpack()
             except msgpack.OutOfData:
-                if self._fed - start > self._max_size:
-                    raise LimitExceededError(
-                        f"message exceeds the size limit of {self._max_size} bytes", start
-                    ) from None
+                self._check_unfinished(data, before)
                 return
             except msgpack.StackError:
                 raise LimitExceededError("message nested too deeply", start) from None
@@ -182,6 +201,45 @@ class Decoder:
                 raise FrameError(f"malformed msgpack: {exc}", start) from None
             self._start = unpacker.tell()
             out.append(self._check(obj, start, self._start - start))
+
+    def _check_unfinished(self, data: bytes | bytearray | memoryview, before: int) -> None:
+        """Step 2: fail an unfinished message that cannot fit, as soon as that is known."""
+        start = self._start
+        if start == self._fed:
+            return
+        if self._fed - start > self._max_size:
+            raise LimitExceededError(
+                f"message exceeds the size limit of {self._max_size} bytes", start
+            )
+        if self._announced_end(data, before) - start > self._max_size:
+            raise LimitExceededError(
+                f"message exceeds the size limit of {self._max_size} bytes: a string or ext"
+                " header announces more",
+                start,
+            )
+
+    def _announced_end(self, data: bytes | bytearray | memoryview, before: int) -> int:
+        """Walk the headers of the unfinished message in `data` (the bytes from stream offset
+        `before`), resuming where the last read's walk stopped; returns the stream offset
+        where the last payload begun ends. msgpack has parsed these bytes without an error,
+        so each header is valid; a walk is linear, nesting does not matter, and it skips
+        payloads, so each header of a message is read once however the message is split."""
+        if self._start >= before:  # the message begins in this read
+            pos, carry = self._start, b""
+        else:
+            pos, carry = self._walk, self._carry
+        while pos < self._fed:
+            at = pos - before + len(carry)  # data index of the header's first byte not carried
+            first = carry[0] if carry else data[at]
+            size = _header_size(first)
+            header = carry + bytes(data[at : at + size - len(carry)])
+            if len(header) < size or size < 0:
+                self._walk, self._carry = pos, header
+                return self._fed
+            carry = b""
+            pos += size + _payload_size(header)
+        self._walk, self._carry = pos, b""
+        return pos
 
     def _check(self, obj: Any, start: int, size: int) -> Message:
         """Steps 3 to 6 for a complete message (a failure leaves the decoder broken, so the

@@ -77,6 +77,10 @@ Access log
         gunicorn-style atoms: %(h)s %(l)s %(u)s %(t)s %(r)s %(m)s %(U)s %(q)s %(H)s %(s)s
         %(b)s %(B)s %(f)s %(a)s %(T)s %(M)s %(D)s %(L)s. `started` is the wall-clock epoch
         of the request, `duration` in seconds; request may be None (bad frame).
+    `default_line(request, status, size, started, duration)` the same for the default format,
+        as one f-string; `format_atoms(fmt, ...)` any other format.
+    `RecordPrefix(pid, level, name)(now)` the start of a stderr log record in the worker's
+        format ("2026-12-01 07:52:11,123 4242 INFO cocaine_http.access: ").
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any, Union
 import msgpack
 
 from ..errors import RemoteProtocolError
+from .service import Graph, MethodProtocol, Resolution, parse_graph, table_methods
 
 Buffer = Union[bytes, bytearray, memoryview]
 #: One chunk: a buffer, or a list of buffers sent back to back as one payload.
@@ -101,6 +102,9 @@ class Dialect:
         fast_ids: incoming message ids are the `Kind` values and need no routing state (v0.11),
             so a receive loop may read the kind straight from the id.
         raw_body: HTTP body chunks go out as raw bytes (v0.12) instead of msgpack raws (v0.11).
+        eof_is_stop: the engine closing the worker's socket with no terminate is its normal
+            stop (v0.12 does that on SIGTERM); in v0.11 the engine always sends terminate
+            first, so an EOF there is a lost connection.
     """
 
     name: str
@@ -109,6 +113,7 @@ class Dialect:
     error_ends_stream: bool
     fast_ids: bool
     raw_body: bool
+    eof_is_stop: bool
 
     # -- worker -> engine ------------------------------------------------------------------
     def handshake(self, uuid: str) -> bytes:
@@ -204,9 +209,55 @@ class Dialect:
         return ()
 
     # -- services --------------------------------------------------------------------------
+    #: service replies follow each method's protocol graph (v0.12); in v0.11 they are
+    #: chunk*, then error or choke, with fixed ids
+    graph_replies: bool
+    #: the locator's fixed methods (the locator itself is never resolved)
+    locator: dict[int, MethodProtocol]
+    #: the downstream graph of a method given without one (a plain {id: name} table)
+    default_downstream: Graph | None = None
+
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
-        """A service call (v0.11) or a new channel's first message (v0.12)."""
+        """A service call (v0.11) or a message on a channel (v0.12: the first opens it)."""
         raise NotImplementedError
+
+    def resolution(self, value: Any) -> Resolution:
+        """The locator's answer to `resolve`, as a Resolution.
+
+        Raises:
+            RemoteProtocolError: the answer does not have this dialect's layout.
+        """
+        raise NotImplementedError
+
+    # logging: the library's levels are v0.11's (1 error, 2 warning, 3 info, 4 debug)
+    def log_level(self, level: int) -> int:
+        """The wire level of a library level (v0.11: the same; v0.12: 3 error .. 0 debug)."""
+        return level
+
+    def log_enabled(self, level: int, verbosity: int) -> bool:
+        """Whether the logging service keeps a message at library `level` under its wire
+        `verbosity` (v0.11: level <= verbosity; v0.12: wire level >= verbosity)."""
+        return 0 < level <= verbosity
+
+    def emit_args(
+        self, level: int, source: str, message: str, attributes: Sequence[tuple[str, Any]]
+    ) -> list[Any]:
+        """Arguments of `logging.emit` (v0.11 has no attributes: they are left out)."""
+        return [level, source, message]  # v0.11 levels are the library's
+
+    def service_error(self, args: list[Any]) -> tuple[int | None, int, str]:
+        """(category, code, message) of a service's error reply; category None in v0.11.
+
+        Raises:
+            RemoteProtocolError: the arguments are not an error's.
+        """
+        code = args[0] if args else None
+        category: int | None = None
+        if type(code) is list and len(code) == 2 and all(type(c) is int for c in code):
+            category, code = code
+        if len(args) < 2 or type(code) is not int:
+            raise RemoteProtocolError(f"error takes a code and a message, got {args!r:.80}")
+        return category, code, _text(args[1])
 
     def router(self) -> Router:
         """A fresh router for one connection (v0.12 routing depends on the channels seen)."""
@@ -231,6 +282,7 @@ class V11(Dialect):
     error_ends_stream = False
     fast_ids = True
     raw_body = False
+    eof_is_stop = False
     _HEARTBEAT = b"\x93\x01\x00\x90"
 
     def handshake(self, uuid: str) -> bytes:
@@ -277,8 +329,21 @@ class V11(Dialect):
             append(b"\x93\x06" + packed + b"\x90")
         return b"".join(out) if size <= SMALL_JOIN else out
 
+    graph_replies = False
+
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         return pack([method, session, list(args)])
+
+    def resolution(self, value: Any) -> Resolution:
+        # [[host, port], version, {id: name}] (PROTOCOL.md §4.2)
+        try:
+            (host, port), version, table = value
+            return Resolution(((_text(host), int(port)),), int(version), table_methods(table))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RemoteProtocolError(
+                f"a v0.11 resolve answer is [[host, port], version, {{id: method}}], "
+                f"got {value!r:.120}"
+            ) from exc
 
     def router(self) -> Router:
         return _V11_ROUTER
@@ -316,6 +381,7 @@ class V12(Dialect):
     error_ends_stream = True
     fast_ids = False
     raw_body = True
+    eof_is_stop = True
 
     def handshake(self, uuid: str) -> bytes:
         return pack([1, 0, [uuid]])
@@ -338,12 +404,73 @@ class V12(Dialect):
     def choke(self, session: int) -> bytes:
         return b"\x93" + pack_uint(session) + b"\x02\x90"
 
+    graph_replies = True
+
+    def log_level(self, level: int) -> int:
+        # blackhole priorities: debug 0, info 1, warning 2, error 3 [CORE12 `forwards.hpp`]
+        return max(0, 4 - level)
+
+    def log_enabled(self, level: int, verbosity: int) -> bool:
+        return level > 0 and self.log_level(level) >= verbosity
+
+    def emit_args(
+        self, level: int, source: str, message: str, attributes: Sequence[tuple[str, Any]]
+    ) -> list[Any]:
+        return [self.log_level(level), source, message, [list(a) for a in attributes]]
+
     def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
         return pack([session, method, list(args)])
+
+    def resolution(self, value: Any) -> Resolution:
+        # [[[host, port], ...], version, {id: [name, upstream, downstream]}]
+        try:
+            endpoints, version, graph = value
+            if not all(isinstance(m, (list, tuple)) for m in graph.values()):
+                raise ValueError("methods are [name, upstream, downstream]")
+            methods = {
+                int(mid): MethodProtocol(
+                    _text(m[0]), parse_graph(m[1]) if len(m) > 1 else None,
+                    parse_graph(m[2]) if len(m) > 2 else None,
+                )
+                for mid, m in graph.items()
+            }
+            found = tuple((_text(host), int(port)) for host, port in endpoints)
+            if not found:
+                raise ValueError("no endpoints")
+            return Resolution(found, int(version), methods)
+        except (TypeError, ValueError, AttributeError, IndexError, RemoteProtocolError) as exc:
+            raise RemoteProtocolError(
+                "a v0.12 resolve answer is [[[host, port], ...], version, "
+                f"{{id: [method, upstream, downstream]}}], got {value!r:.120}"
+            ) from exc
 
     def router(self) -> Router:
         return V12Router()
 
+
+# the locators' fixed methods: v0.11 [CORE11 `include/cocaine/idl/locator.hpp`], v0.12 as its
+# resolve("locator") describes itself [CORE12 `include/cocaine/idl/locator.hpp`]
+_VALUE: Graph = {0: ("value", {}), 1: ("error", {})}
+_STREAM: Graph = {0: ("write", None), 1: ("error", {}), 2: ("close", {})}
+V11.locator = table_methods({0: "resolve", 1: "synchronize", 2: "reports", 3: "refresh"})
+V12.default_downstream = _VALUE  # most v0.12 methods answer one value or an error
+V12.locator = {
+    0: MethodProtocol("resolve", {}, _VALUE),
+    1: MethodProtocol("connect", {}, _STREAM),
+    2: MethodProtocol("refresh", {}, _VALUE),
+    3: MethodProtocol("cluster", {}, _VALUE),
+    6: MethodProtocol("uuid", {}, _VALUE),
+}
+
+#: v0.12 error categories [CORE12 `src/errors.cpp` registrar, node plugin `error.hpp`].
+ERROR_CATEGORIES = {
+    1: "system", 2: "asio system", 3: "netdb", 4: "addrinfo", 5: "asio misc", 6: "transport",
+    7: "dispatch", 8: "repository", 9: "security", 10: "locator", 11: "unicorn",
+    12: "errno", 13: "protocol", 42: "worker", 43: "worker user", 0x51FF: "node",
+    0x52FF: "overseer", 0x53FF: "slave", 0xFF: "unknown",
+}
+#: [category, code] of the v0.12 locator's "service is not available".
+SERVICE_NOT_AVAILABLE = (10, 1)
 
 V0_11 = V11()
 V0_12 = V12()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..protocol.service import State
 from .base import DEFAULT_TIMEOUT, BaseService
-from .client import Client, locator_from_argv
+from .client import Client, dialect_from_argv, locator_from_argv, locators_from_argv
 from .definitions import Definition, MethodSpec, method, unpack_none, unpack_raw, unpack_value
 from .policy import ExponentialBackoff, NoReconnect, ReconnectPolicy
 from .service import Service, ServiceStream
@@ -32,7 +32,9 @@ __all__ = [
     "Service",
     "ServiceStream",
     "State",
+    "dialect_from_argv",
     "locator_from_argv",
+    "locators_from_argv",
     "method",
     "unpack_none",
     "unpack_raw",

@@ -26,12 +26,23 @@ from ..aio.channel import Channel
 from ..aio.endpoint import Endpoint, parse_endpoint
 from ..errors import (
     ConnectionLostError,
+    RemoteProtocolError,
     ServiceError,
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
 from ..protocol.dialect import V0_11, Dialect, Kind
-from ..protocol.service import CallTable, Event, Reply, ReplyKind, ServiceMachine, State
+from ..protocol.service import (
+    CallTable,
+    Event,
+    Graph,
+    MethodProtocol,
+    Reply,
+    ReplyKind,
+    ReplyStep,
+    ServiceMachine,
+    State,
+)
 from ..protocol.worker import BAD_MESSAGE
 from .policy import ReconnectPolicy, get_policy
 
@@ -99,7 +110,7 @@ class BaseService:
     Args:
         name: service name (for errors and logs).
         endpoint: "host:port", (host, port) or a unix path; Service may fill it in by resolving.
-        dialect: wire dialect (v0.11).
+        dialect: wire dialect (v0.11 or v0.12).
         policy: reconnect policy, "none", "backoff" or None (backoff).
         timeout: default per-call timeout in seconds.
 
@@ -128,8 +139,31 @@ class BaseService:
         self._calls = CallTable()
         self._waiters: dict[int, _Unary | _Stream] = {}
         self._connecting: asyncio.Task[None] | None = None
+        self._protocols: dict[int, MethodProtocol] = {}
+        # derived from the protocols, so a call costs one lookup (empty for v0.11 tables)
+        self._graphs: dict[int, Graph] = {}
+        self._upstream: dict[int, tuple[int | None, int | None]] = {}
+        self._mute: frozenset[int] = frozenset()
+        self._default_graph = dialect.default_downstream
 
     # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def protocols(self) -> dict[int, MethodProtocol]:
+        """{method id: MethodProtocol}: what each method's replies look like (v0.12 graphs)."""
+        return self._protocols
+
+    @protocols.setter
+    def protocols(self, protocols: dict[int, MethodProtocol]) -> None:
+        self._protocols = protocols
+        self._graphs = {
+            mid: m.downstream for mid, m in protocols.items() if m.downstream is not None
+        }
+        self._upstream = {
+            mid: (m.upstream_id("write"), m.upstream_id("close"))
+            for mid, m in protocols.items() if m.upstream
+        }
+        self._mute = frozenset(mid for mid, m in protocols.items() if m.mute)
 
     @property
     def state(self) -> State:
@@ -201,7 +235,8 @@ class BaseService:
         if self.endpoint is None:
             raise ServiceUnavailableError(f"service {self.name} has no endpoint")
         self._machine.process(Event.CONNECT)
-        channel = Channel(self.dialect)
+        # graph dialects: every reply goes to _on_message, which follows the call's graph
+        channel = Channel(self.dialect, raw=self.dialect.graph_replies)
         self._channel = channel
         self._calls = CallTable()
         channel.on_connect = self._on_connect
@@ -209,6 +244,7 @@ class BaseService:
         channel.on_error = self._on_error
         channel.on_choke = self._on_choke
         channel.on_bad_message = self._on_bad_message
+        channel.on_message = self._on_message
         channel.on_socket_error = self._on_socket_error
         ok = await channel.connect(self.endpoint)
         state: State = self._machine.state  # changed by the callbacks during the await
@@ -257,11 +293,36 @@ class BaseService:
         if reply is not None:
             self._waiters[session].chunk(reply)
 
-    def _on_error(self, session: int, code: int, message: str) -> None:
+    def _on_error(
+        self, session: int, code: int, message: str, category: int | None = None
+    ) -> None:
         reply = self._calls.receive(ReplyKind.ERROR, session, (code, message))
         if reply is not None:
             waiter = self._waiters.pop(session)
-            waiter.end(reply, ServiceError(self.name, waiter.method, code, message))
+            waiter.end(reply, ServiceError(self.name, waiter.method, code, message, category))
+
+    def _on_message(self, mid: int, session: int, args: list[Any]) -> None:
+        """A reply on a graph dialect: the call's downstream graph says what it means."""
+        if not self.dialect.graph_replies:
+            log.debug("service %s: ignored message %d on session %d", self.name, mid, session)
+            return
+        try:
+            moved = self._calls.follow(session, mid)
+            if moved is None:
+                return  # a call that timed out or was cancelled
+            step, reply = moved
+            if step is ReplyStep.ERROR:
+                category, code, message = self.dialect.service_error(args)
+                self._on_error(session, code, message, category)
+                return
+        except RemoteProtocolError as exc:
+            self._on_bad_message(Kind.OTHER, session, str(exc))
+            return
+        if step is not ReplyStep.END:
+            self._calls.receive(ReplyKind.CHUNK, session, args)
+            self._waiters[session].chunk(reply)
+        if step is not ReplyStep.DATA:
+            self._on_choke(session)
 
     def _on_choke(self, session: int) -> None:
         reply = self._calls.receive(ReplyKind.CHOKE, session)
@@ -274,17 +335,42 @@ class BaseService:
 
     # -- calls --------------------------------------------------------------------------------
 
-    def _send(self, method_id: int, args: Sequence[Any], waiter: _Unary | _Stream | None) -> int:
+    def _send(
+        self,
+        method_id: int,
+        args: Sequence[Any],
+        waiter: _Unary | _Stream | None,
+        upstream: Sequence[Sequence[Any]] = (),
+    ) -> int:
+        """Send a call; `upstream` holds the args of `write` messages sent after it on its
+        channel, followed by `close` (methods whose upstream protocol has them: v0.12 app
+        enqueue)."""
         channel = self._channel
         if channel is None or self._machine.state is not State.CONNECTED:
             raise ConnectionLostError(self.errno or 0, f"service {self.name} is not connected")
         if waiter is None:
             session = self._calls.next_session()
         else:
-            session = self._calls.open().session
+            graphs = self._graphs  # empty for v0.11 tables: no lookup on that hot path
+            default = self._default_graph
+            graph = graphs.get(method_id, default) if graphs else default
+            session = self._calls.open(graph).session
             self._waiters[session] = waiter
-        channel.send(session, self.dialect.call(session, method_id, args))
+        call = self.dialect.call
+        channel.send(session, call(session, method_id, args))
+        ids = self._upstream.get(method_id) if self._upstream else None
+        if ids is not None:
+            write, close = ids
+            if write is not None:
+                for chunk in upstream:
+                    channel.send(session, call(session, write, chunk))
+            if close is not None:
+                channel.send(session, call(session, close, []))
         return session
+
+    def mute(self, method_id: int) -> bool:
+        """Whether the method never answers (its downstream protocol is empty)."""
+        return method_id in self._mute
 
     def notify(self, method_id: int, args: Sequence[Any]) -> bool:
         """Send a call whose reply nobody waits for (logging.emit); False if not connected."""
@@ -309,6 +395,9 @@ class BaseService:
         deadline = loop.time() + limit
         if self._machine.state is not State.CONNECTED:
             await self._connect_within(method, limit)
+        if self._mute and method_id in self._mute:
+            self._send(method_id, args, None)
+            return []
         waiter = _Unary(loop.create_future(), method)
         session = self._send(method_id, args, waiter)
         waiter.timer = loop.call_at(deadline, self._expire, session, method, limit)
@@ -330,14 +419,20 @@ class BaseService:
             waiter.end(Reply(session), exc)
 
     async def open_stream(
-        self, method_id: int, args: Sequence[Any], *, method: str = "?", timeout: float | None = None
+        self,
+        method_id: int,
+        args: Sequence[Any],
+        *,
+        method: str = "?",
+        timeout: float | None = None,
+        upstream: Sequence[Sequence[Any]] = (),
     ) -> tuple[int, _Stream]:
-        """Start a streaming call; read it with `next_chunk`."""
+        """Start a streaming call; read it with `next_chunk`. `upstream`: see `_send`."""
         limit = self.timeout if timeout is None else timeout
         if self._machine.state is not State.CONNECTED:
             await self._connect_within(method, limit)
         stream = _Stream(method)
-        return self._send(method_id, args, stream), stream
+        return self._send(method_id, args, stream, upstream), stream
 
     async def next_chunk(
         self, session: int, stream: _Stream, *, method: str = "?", timeout: float | None = None

@@ -6,7 +6,11 @@
 #
 # The locator address comes from `--locator` in sys.argv when the process is a worker spawned
 # by the runtime (PROTOCOL.md §4.2, PY11 did the same), else 127.0.0.1:10053. A v0.12 runtime
-# passes a comma list; the first entry is used.
+# passes a comma list (IPv6 hosts in brackets): the locators are tried in that order, and the
+# one that answered is asked first next time. The dialect is the worker's `--protocol` unless
+# given; every version difference (framing, the locator's methods, the resolve answer's layout,
+# how replies end) is the dialect's, so the Client, Service and Logger code is the same for
+# both.
 """Client: resolves services through the locator and hands out Service clients and loggers."""
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from typing import TYPE_CHECKING, Any
 from ..aio.endpoint import Endpoint, parse_endpoint
 from ..errors import (
     ChannelError,
+    ConnectionLostError,
+    RemoteProtocolError,
     ServiceError,
     ServiceNotFoundError,
+    ServiceTimeoutError,
     ServiceUnavailableError,
 )
+from ..protocol.dialect import SERVICE_NOT_AVAILABLE, Dialect, get_dialect
 from .base import DEFAULT_TIMEOUT
-from .definitions import LOCATOR_TABLE, DefinitionLike
+from .definitions import DefinitionLike
 from .policy import NoReconnect, ReconnectPolicy
 from .service import Resolved, Service
 
@@ -38,22 +46,52 @@ log = logging.getLogger("cocaine_http.services")
 DEFAULT_LOCATOR = "127.0.0.1:10053"
 
 
-def locator_from_argv(argv: Sequence[str] | None = None) -> str:
-    """The `--locator` value of a worker's argv (first of a comma list), else the default."""
+def _option(name: str, argv: Sequence[str] | None) -> str | None:
     args = list(sys.argv if argv is None else argv)
     for i, arg in enumerate(args):
-        if arg == "--locator" and i + 1 < len(args):
-            return args[i + 1].split(",")[0]
-        if arg.startswith("--locator="):
-            return arg.split("=", 1)[1].split(",")[0]
-    return DEFAULT_LOCATOR
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def locators_from_argv(argv: Sequence[str] | None = None) -> list[str]:
+    """Every entry of a worker's `--locator` (a comma list under protocol 1), else the
+    default."""
+    value = _option("--locator", argv)
+    found = [entry.strip() for entry in (value or "").split(",") if entry.strip()]
+    return found or [DEFAULT_LOCATOR]
+
+
+def locator_from_argv(argv: Sequence[str] | None = None) -> str:
+    """The first `--locator` entry of a worker's argv, else the default."""
+    return locators_from_argv(argv)[0]
+
+
+def dialect_from_argv(argv: Sequence[str] | None = None) -> Dialect:
+    """The dialect of a worker's `--protocol` (absent: v0.11)."""
+    return get_dialect(_option("--protocol", argv))
+
+
+def _locators(value: str | tuple[str, int] | Sequence[str] | None) -> list[Endpoint]:
+    if value is None:
+        return [parse_endpoint(e) for e in locators_from_argv()]
+    if isinstance(value, tuple):
+        return [parse_endpoint(value)]
+    if isinstance(value, str):
+        return [parse_endpoint(e.strip()) for e in value.split(",") if e.strip()]
+    return [parse_endpoint(e) for e in value]
 
 
 class Client:
     """Entry point to Cocaine services.
 
     Args:
-        locator: "host:port" of the locator; default from `--locator`, else 127.0.0.1:10053.
+        locator: "host:port" of the locator, a comma list of them (tried in order; IPv6 as
+            "[::1]:10053"), or a list; default from `--locator`, else 127.0.0.1:10053.
+        protocol: the dialect: a Dialect, or a `--protocol` value (0 / "v0.11", 1 / "v0.12");
+            default the worker's `--protocol`, else v0.11.
         definitions: {service name: definition} applied over the shipped defaults.
         policy: reconnect policy for services (None: exponential backoff).
         timeout: default per-call timeout in seconds.
@@ -63,14 +101,21 @@ class Client:
 
     def __init__(
         self,
-        locator: str | tuple[str, int] | None = None,
+        locator: str | tuple[str, int] | Sequence[str] | None = None,
         *,
+        protocol: Dialect | str | int | None = None,
         definitions: Mapping[str, DefinitionLike] | None = None,
         policy: ReconnectPolicy | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self.locator_endpoint: Endpoint = parse_endpoint(locator or locator_from_argv())
+        self.locator_endpoints: list[Endpoint] = _locators(locator or None)
+        if not self.locator_endpoints:
+            raise ValueError(f"no locator endpoint in {locator!r}")
+        self.dialect: Dialect = (
+            protocol if isinstance(protocol, Dialect)
+            else dialect_from_argv() if protocol is None else get_dialect(protocol)
+        )
         self.definitions = dict(definitions or {})
         self.policy = policy
         self.timeout = timeout
@@ -84,10 +129,20 @@ class Client:
         self._services: dict[str, Service] = {}
         self._loggers: dict[str, Logger] = {}
         self._sync: SyncClient | None = None
-        self.locator = Service(
-            "locator", endpoint=self.locator_endpoint, table=LOCATOR_TABLE,
-            definition=self.definitions.get("locator"), policy=NoReconnect(), timeout=timeout,
-        )
+        self._locators = [
+            Service(
+                "locator", endpoint=ep, table=self.dialect.locator, dialect=self.dialect,
+                definition=self.definitions.get("locator"), policy=NoReconnect(),
+                timeout=timeout,
+            )
+            for ep in self.locator_endpoints
+        ]
+        self.locator = self._locators[0]
+
+    @property
+    def locator_endpoint(self) -> Endpoint:
+        """The locator asked first (the one that answered last)."""
+        return self.locator.endpoint or self.locator_endpoints[0]
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         running = asyncio.get_running_loop()
@@ -98,30 +153,67 @@ class Client:
     # -- resolving ----------------------------------------------------------------------------
 
     async def resolve(self, name: str, *, timeout: float | None = None) -> Resolved:
-        """((host, port), version, {id: method}) for `name`, from the cache or the locator.
+        """What the locator says about `name`, from the cache or the locators in order: a
+        Resolution, which unpacks as ((host, port), version, {id: method}).
 
         Raises:
             ServiceNotFoundError: the locator does not know the service.
-            ServiceUnavailableError: the locator cannot be reached.
+            ServiceUnavailableError: no locator answered; the text says what each one did.
         """
         self._bind()
         cached = self._cache.get(name)
         if cached is not None:
             return cached
+        failures: list[str] = []
+        for locator in self._ordered_locators():
+            try:
+                result = await self._resolve_at(locator, name, timeout)
+            except (ChannelError, ServiceUnavailableError, ServiceTimeoutError,
+                    RemoteProtocolError) as exc:
+                failures.append(self._explain(locator, name, exc))
+                continue
+            self.locator = locator
+            self._cache[name] = result
+            return result
+        raise ServiceUnavailableError("; ".join(failures))
+
+    def _ordered_locators(self) -> list[Service]:
+        first = self.locator
+        return [first] + [svc for svc in self._locators if svc is not first]
+
+    async def _resolve_at(self, locator: Service, name: str, timeout: float | None) -> Resolved:
         for attempt in (1, 2):  # a locator connection that broke is reopened once (PY11)
             try:
-                result: Resolved = await self.locator.resolve(name, timeout=timeout)
-                break
+                value = await locator.resolve(name, timeout=timeout)
+                return self.dialect.resolution(value)
             except ServiceError as exc:
-                raise ServiceNotFoundError(name, exc.message) from exc
-            except (ChannelError, ServiceUnavailableError) as exc:
-                self.locator.close()
-                if attempt == 2 or isinstance(exc, ServiceUnavailableError):
-                    raise ServiceUnavailableError(
-                        f"locator at {self.locator_endpoint} is unreachable: {exc}"
-                    ) from exc
-        self._cache[name] = result
-        return result
+                if exc.category is None or (exc.category, exc.code) == SERVICE_NOT_AVAILABLE:
+                    raise ServiceNotFoundError(name, exc.message) from exc
+                raise
+            except ConnectionLostError:
+                locator.close()
+                if attempt == 2:
+                    raise
+            except (ChannelError, ServiceUnavailableError, ServiceTimeoutError):
+                locator.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _explain(self, locator: Service, name: str, exc: BaseException) -> str:
+        """One failure in words: refused, closed without an answer (a dialect mismatch, most
+        likely), silent, or an answer of the wrong layout."""
+        where = f"locator at {locator.endpoint}"
+        speaks = f"this client speaks {self.dialect.name} (protocol {self.dialect.protocol})"
+        if isinstance(exc, ConnectionLostError):
+            return (f"{where} closed the connection without answering resolve({name!r}): "
+                    f"{exc}; a runtime of another version does that, and {speaks}")
+        if isinstance(exc, ServiceTimeoutError):
+            return (f"{where} did not answer resolve({name!r}) in time: {exc}; a runtime of "
+                    f"another version drops requests it cannot read (v0.11 does so silently), "
+                    f"and {speaks}")
+        if isinstance(exc, RemoteProtocolError):
+            return f"{where} answered resolve({name!r}) in another layout ({speaks}): {exc}"
+        return f"{where} is unreachable: {exc}"
 
     def forget(self, name: str) -> None:
         """Drop a cached resolve result (a Service calls this when its connection breaks)."""
@@ -144,7 +236,7 @@ class Client:
             svc = Service(
                 name, resolver=self.resolve, forget=self.forget,
                 definition=definition if definition is not None else self.definitions.get(name),
-                policy=self.policy, timeout=self.timeout,
+                policy=self.policy, timeout=self.timeout, dialect=self.dialect,
             )
             if definition is None:
                 self._services[name] = svc
@@ -182,7 +274,8 @@ class Client:
             await logger.close()
         for svc in list(self._services.values()):
             svc.close()
-        self.locator.close()
+        for locator in self._locators:
+            locator.close()
         self._services.clear()
         self._loggers.clear()
         self._cache.clear()

@@ -8,6 +8,9 @@
 #
 # v0.11 native services double-encode: each reply chunk holds one msgpack value
 # (PROTOCOL.md §4.1); app services' enqueue chunks are the worker's bytes, left untouched.
+# In v0.12 a reply message carries its value as its arguments, so a chunk reaches the unpack
+# functions as that argument list (a list, never bytes): no arguments mean None, one argument
+# is the value, several are the list. The unpack functions below take both forms.
 """Service definitions: per-service customisation of the generated client methods."""
 
 from __future__ import annotations
@@ -19,21 +22,52 @@ from typing import Any, Union
 import msgpack
 
 
-def unpack_value(data: bytes) -> Any:
-    """One msgpack value; strings decoded as UTF-8 text, or left as bytes if they are not."""
+#: One reply chunk: bytes (v0.11) or the reply message's argument list (v0.12).
+Chunk = Union[bytes, list[Any]]
+
+
+def message_value(args: list[Any]) -> Any:
+    """The value a v0.12 reply message carries in its arguments."""
+    if not args:
+        return None
+    return args[0] if len(args) == 1 else list(args)
+
+
+def _texts(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, (list, tuple)):
+        return [_texts(v) for v in value]
+    if isinstance(value, dict):
+        return {_texts(k): _texts(v) for k, v in value.items()}
+    return value
+
+
+def unpack_value(data: Chunk) -> Any:
+    """One value; strings decoded as UTF-8 text, or all left as bytes if one is not."""
+    if type(data) is list:
+        value = message_value(data)
+        try:
+            return _texts(value)
+        except UnicodeDecodeError:
+            return value
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except UnicodeDecodeError:
         return msgpack.unpackb(data, raw=True, strict_map_key=False)
 
 
-def unpack_raw(data: bytes) -> Any:
-    """One msgpack value with every string left as bytes (blobs: storage.read)."""
+def unpack_raw(data: Chunk) -> Any:
+    """One value with every string left as bytes (blobs: storage.read)."""
+    if type(data) is list:
+        return message_value(data)
     return msgpack.unpackb(data, raw=True, strict_map_key=False)
 
 
-def unpack_none(data: bytes) -> bytes:
-    """The chunk itself (app services forward the worker's bytes untouched)."""
+def unpack_none(data: Chunk) -> Any:
+    """The chunk's bytes untouched (app services forward the worker's bytes)."""
+    if type(data) is list:
+        return message_value(data)
     return data
 
 
@@ -52,19 +86,23 @@ class MethodSpec:
 
     Attributes:
         wire: the method name in the locator's table (default: the Python name).
-        streaming: return an async iterator of chunks instead of awaiting a whole reply.
+        streaming: return an async iterator of chunks instead of awaiting a whole reply
+            (default: when the method's protocol graph says its answer streams, v0.12).
         unpack: turns one reply chunk into a value (default `unpack_value`).
         result: folds the unpacked values of a whole reply (default `fold`).
         args: builds the wire argument list from the Python arguments (default: as given).
+        upstream: builds, from the same arguments, the `write` messages sent on the call's
+            channel after it (methods whose upstream protocol has `write`, v0.12 enqueue).
         timeout: default timeout for this method (default: the service's).
     """
 
     wire: str | None = None
-    streaming: bool = False
-    unpack: Callable[[bytes], Any] = unpack_value
+    streaming: bool | None = None
+    unpack: Callable[[Chunk], Any] = unpack_value
     result: Callable[[list[Any]], Any] = fold
     args: Callable[..., list[Any]] | None = None
     timeout: float | None = None
+    upstream: Callable[..., list[list[Any]]] | None = None
 
 
 def method(**options: Any) -> MethodSpec:
@@ -112,9 +150,10 @@ def _spec(name: str, entry: MethodSpec | Mapping[str, Any]) -> MethodSpec:
 
 
 def build_methods(
-    table: Mapping[int, str], *layers: DefinitionLike
+    table: Mapping[int, str], *layers: DefinitionLike, streams: frozenset[str] = frozenset()
 ) -> tuple[dict[str, MethodSpec], dict[str, Callable[..., Any]]]:
-    """Apply definition layers (first = shipped default) to a method table.
+    """Apply definition layers (first = shipped default) to a method table; `streams` names
+    the methods whose protocol graph streams (their default `streaming`).
 
     Returns:
         (specs, extras): wire-backed methods by Python name, and added functions by name.
@@ -138,15 +177,17 @@ def build_methods(
                 extras[name] = entry
             else:
                 raise TypeError(f"definition entry {name!r} must be a method spec, None or callable")
+    for name, spec in specs.items():
+        if spec.streaming is None:
+            specs[name] = replace(spec, streaming=spec.wire in streams)
     return specs, extras
 
 
 # -- shipped defaults (PROTOCOL.md §4.2, §5, §8) -------------------------------------------------
 
 
-def _resolve_result(values: list[Any]) -> Any:
-    (host, port), version, table = values[0]
-    return (host, port), version, {int(k): v for k, v in table.items()}
+def _first(values: list[Any]) -> Any:
+    return values[0] if values else None
 
 
 def _write_args(namespace: str, key: str, value: bytes | str, tags: list[str] | None = None
@@ -161,7 +202,17 @@ def _enqueue_args(event: str, data: bytes | str = b"", tag: str | None = None) -
     return [event, data] if tag is None else [event, data, tag]
 
 
-LOCATOR: dict[str, Entry] = {"resolve": MethodSpec(result=_resolve_result)}
+def _open_args(event: str, data: bytes | str = b"", tag: str | None = None) -> list[Any]:
+    return [event] if tag is None else [event, tag]
+
+
+def _upstream_data(event: str, data: bytes | str = b"", tag: str | None = None
+                   ) -> list[list[Any]]:
+    return [[data]]
+
+
+#: The locator's resolve answer, whole: the dialect reads its layout (Dialect.resolution).
+LOCATOR: dict[str, Entry] = {"resolve": MethodSpec(result=_first, unpack=unpack_value)}
 STORAGE: dict[str, Entry] = {
     "read": MethodSpec(unpack=unpack_raw),
     "write": MethodSpec(args=_write_args),
@@ -171,6 +222,11 @@ LOGGING: dict[str, Entry] = {}
 NODE: dict[str, Entry] = {}
 APP: dict[str, Entry] = {
     "enqueue": MethodSpec(streaming=True, unpack=unpack_none, args=_enqueue_args),
+}
+#: Apps whose enqueue takes its data as upstream writes (v0.12: `[event]`, write, close).
+APP_STREAMED: dict[str, Entry] = {
+    "enqueue": MethodSpec(streaming=True, unpack=unpack_none, args=_open_args,
+                          upstream=_upstream_data),
 }
 
 #: Method tables of services with a fixed protocol (the locator is never resolved).
@@ -184,11 +240,14 @@ DEFAULTS: dict[str, dict[str, Entry]] = {
 }
 
 
-def default_for(name: str, table: Mapping[int, str]) -> dict[str, Entry]:
+def default_for(
+    name: str, table: Mapping[int, str], upstream: frozenset[str] = frozenset()
+) -> dict[str, Entry]:
     """The shipped definition for a service: by name, else the app definition when the table
-    looks like an app's (it has `enqueue`)."""
+    looks like an app's (it has `enqueue`); `upstream` names the methods whose upstream
+    protocol takes `write` messages."""
     if name in DEFAULTS:
         return DEFAULTS[name]
     if "enqueue" in table.values():
-        return APP
+        return APP_STREAMED if "enqueue" in upstream else APP
     return {}

@@ -2,8 +2,10 @@
 # or raises: on the loop's thread it acts at once, elsewhere it hops over with
 # call_soon_threadsafe. A background task on the client's loop resolves `logging`, asks
 # verbosity() once per connection and then sends `emit` calls without waiting for their chokes
-# (PY11 ignores them too). Messages above the verbosity are dropped locally (v0.11: emit when
-# level <= verbosity, levels 0 ignore .. 4 debug, PROTOCOL.md §5). Until the verbosity is known,
+# (PY11 ignores them too). Messages the verbosity excludes are dropped locally; the rule and the
+# wire levels are the dialect's (v0.11: emit when level <= verbosity, levels 0 ignore .. 4
+# debug, PROTOCOL.md §5; v0.12: wire levels 0 debug .. 3 error, emit when level >= verbosity,
+# and messages carry attributes). The library's levels are v0.11's in both. Until the verbosity is known,
 # and whenever the connection is down, messages go to a bounded buffer (oldest dropped, the
 # count kept and reported once the service is back) and are echoed to stderr so nothing is lost
 # silently; the task reconnects with a capped, jittered backoff forever.
@@ -16,6 +18,7 @@ import collections
 import logging
 import random
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import CocaineError
@@ -73,7 +76,7 @@ class Logger:
         self.echo = echo
         self._stream = stream
         self._retry_max = retry_max
-        self._buffer: collections.deque[tuple[int, str, str]] = collections.deque()
+        self._buffer: collections.deque[_Message] = collections.deque()
         self._buffer_size = buffer_size
         self._svc: Service | None = None
         self._emit_id = 0
@@ -81,42 +84,54 @@ class Logger:
         self._lost: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
         self._closed = False
+        # the dialect's logging rules, looked up once (emit is a hot path)
+        self._enabled = client.dialect.log_enabled
+        self._emit_args = client.dialect.emit_args
 
     # -- public API (any thread, never raises) -------------------------------------------------
 
-    def emit(self, level: int, source: str, message: str) -> None:
-        """Send one message (or buffer it); safe from any thread."""
+    def emit(
+        self, level: int, source: str, message: str,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Send one message at library `level` (ERROR .. DEBUG), or buffer it; safe from any
+        thread. `attributes` go with it where the protocol has them (v0.12)."""
         try:
+            item = (level, source, message, _attributes(attributes) if attributes else ())
             loop = self.client.loop
             if loop is None or loop.is_closed():
                 loop = _running_loop()
                 if loop is None:
-                    self._buffer_add(level, source, message)
+                    self._buffer_add(item)
                     return
             if _running_loop() is loop:
-                self._emit(level, source, message)
+                self._emit(item)
             else:
-                loop.call_soon_threadsafe(self._emit, level, source, message)
+                loop.call_soon_threadsafe(self._emit, item)
         except Exception:  # a closed loop, a broken stream: fall back, never raise
-            self._echo(level, source, message)
+            self._echo((level, source, message, ()))
 
-    def error(self, message: str, *args: Any) -> None:
-        self.emit(ERROR, self.source, _fmt(message, args))
+    def error(self, message: str, *args: Any, attributes: Mapping[str, Any] | None = None
+              ) -> None:
+        self.emit(ERROR, self.source, _fmt(message, args), attributes)
 
-    def warning(self, message: str, *args: Any) -> None:
-        self.emit(WARNING, self.source, _fmt(message, args))
+    def warning(self, message: str, *args: Any, attributes: Mapping[str, Any] | None = None
+                ) -> None:
+        self.emit(WARNING, self.source, _fmt(message, args), attributes)
 
     warn = warning
 
-    def info(self, message: str, *args: Any) -> None:
-        self.emit(INFO, self.source, _fmt(message, args))
+    def info(self, message: str, *args: Any, attributes: Mapping[str, Any] | None = None
+             ) -> None:
+        self.emit(INFO, self.source, _fmt(message, args), attributes)
 
-    def debug(self, message: str, *args: Any) -> None:
-        self.emit(DEBUG, self.source, _fmt(message, args))
+    def debug(self, message: str, *args: Any, attributes: Mapping[str, Any] | None = None
+              ) -> None:
+        self.emit(DEBUG, self.source, _fmt(message, args), attributes)
 
     def enabled(self, level: int) -> bool:
         """Whether a message at `level` would be sent (True while the verbosity is unknown)."""
-        return self.verbosity is None or level <= self.verbosity
+        return self.verbosity is None or self.client.dialect.log_enabled(level, self.verbosity)
 
     @property
     def buffered(self) -> int:
@@ -148,30 +163,34 @@ class Logger:
 
     # -- on the loop ---------------------------------------------------------------------------
 
-    def _emit(self, level: int, source: str, message: str) -> None:
-        svc = self._svc
-        if svc is not None and self.verbosity is not None:
-            if level <= self.verbosity and svc.notify(self._emit_id, [level, source, message]):
+    def _emit(self, item: _Message) -> None:
+        svc, verbosity = self._svc, self.verbosity
+        if verbosity is not None:
+            if not self._enabled(item[0], verbosity):
                 return
-            if level > self.verbosity:
+            if svc is not None and svc.notify(self._emit_id, self._emit_args(*item)):
                 return
-        self._buffer_add(level, source, message)
+        self._buffer_add(item)
         if not self._closed:
             self._start()
 
-    def _buffer_add(self, level: int, source: str, message: str) -> None:
-        if self.verbosity is not None and level > self.verbosity:
+    def _send(self, svc: Service, item: _Message) -> bool:
+        return svc.notify(self._emit_id, self._emit_args(*item))
+
+    def _buffer_add(self, item: _Message) -> None:
+        if not self.enabled(item[0]):
             return
         if len(self._buffer) >= self._buffer_size:
             self._buffer.popleft()
             self.dropped += 1
             self._unreported += 1
-        self._buffer.append((level, source, message))
-        self._echo(level, source, message)
+        self._buffer.append(item)
+        self._echo(item)
 
-    def _echo(self, level: int, source: str, message: str) -> None:
+    def _echo(self, item: _Message) -> None:
         if not self.echo:
             return
+        level, source, message, _ = item
         try:
             stream = self._stream or sys.stderr
             stream.write(f"[{LEVEL_NAMES.get(level, level)}] {source}: {message}\n")
@@ -228,15 +247,28 @@ class Logger:
             svc.close()
 
     def _flush(self, svc: Service) -> None:
-        verbosity = self.verbosity if self.verbosity is not None else DEBUG
         if self._unreported:
             note = f"{self._unreported} log messages were dropped while logging was unavailable"
-            svc.notify(self._emit_id, [WARNING, self.source, note])
+            self._send(svc, (WARNING, self.source, note, ()))
             self._unreported = 0
         while self._buffer:
-            level, source, message = self._buffer.popleft()
-            if level <= verbosity:
-                svc.notify(self._emit_id, [level, source, message])
+            item = self._buffer.popleft()
+            if self.enabled(item[0]):
+                self._send(svc, item)
+
+
+#: One message: (library level, source, text, attributes as (name, value) pairs).
+_Message = tuple[int, str, str, tuple[tuple[str, Any], ...]]
+_ATTRIBUTE_TYPES = (str, int, float, bool)
+
+
+def _attributes(attributes: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """(name, value) pairs; values the logging service cannot carry become text."""
+    if not attributes:
+        return ()
+    return tuple(
+        (str(k), v if isinstance(v, _ATTRIBUTE_TYPES) else str(v)) for k, v in attributes.items()
+    )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

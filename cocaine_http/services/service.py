@@ -15,13 +15,15 @@ from typing import Any
 
 from ..aio.endpoint import Endpoint
 from ..errors import UnknownMethodError
+from ..protocol.service import MethodProtocol, Resolution, table_methods
 from .base import BaseService
 from .definitions import DefinitionLike, MethodSpec, build_methods, default_for
 
 log = logging.getLogger("cocaine_http.services")
 
-Resolved = tuple[tuple[str, int], int, dict[int, str]]
-Resolver = Callable[[str], Awaitable[Resolved]]
+#: What a resolver returns: a Resolution, which unpacks as ((host, port), version, table).
+Resolved = Resolution
+Resolver = Callable[[str], Awaitable[Resolution]]
 
 
 class ServiceStream:
@@ -29,11 +31,12 @@ class ServiceStream:
     list of all chunks. The call is sent when iteration starts."""
 
     def __init__(self, service: Service, spec: MethodSpec, name: str, args: list[Any],
-                 timeout: float | None) -> None:
+                 timeout: float | None, upstream: list[list[Any]] | None = None) -> None:
         self._service = service
         self._spec = spec
         self._name = name
         self._args = args
+        self._upstream = upstream or []
         self._timeout = timeout
         self._session: int | None = None
         self._stream: Any = None
@@ -49,7 +52,8 @@ class ServiceStream:
         if self._session is None:
             method_id = svc.method_id(self._spec.wire or self._name)
             self._session, self._stream = await svc.open_stream(
-                method_id, self._args, method=self._name, timeout=self._timeout
+                method_id, self._args, method=self._name, timeout=self._timeout,
+                upstream=self._upstream,
             )
         try:
             data = await svc.next_chunk(
@@ -81,9 +85,9 @@ class Service(BaseService):
 
     Args:
         name: the service name to resolve.
-        resolver: async `resolver(name) -> ((host, port), version, {id: method})`; None when
-            `endpoint` and `table` are given (the locator itself).
-        endpoint, table: skip resolving.
+        resolver: async `resolver(name) -> Resolution` (which unpacks as ((host, port),
+            version, {id: method})); None when `endpoint` and `table` are given (the locator).
+        endpoint, table: skip resolving; the table is {id: name} or {id: MethodProtocol}.
         definition: a project definition applied over the shipped default.
         forget: called with the name after a socket error (drops a resolve cache entry).
         policy, timeout, dialect: see BaseService.
@@ -95,7 +99,7 @@ class Service(BaseService):
         *,
         resolver: Resolver | None = None,
         endpoint: str | tuple[str, int] | Endpoint | None = None,
-        table: Mapping[int, str] | None = None,
+        table: Mapping[int, str] | Mapping[int, MethodProtocol] | None = None,
         definition: DefinitionLike = None,
         forget: Callable[[str], Any] | None = None,
         **options: Any,
@@ -123,12 +127,13 @@ class Service(BaseService):
         self.resolving = True
         log.debug("service %s: resolving", self.name)
         try:
-            (host, port), version, table = await self._resolver(self.name)
+            found = await self._resolver(self.name)
         finally:
             self.resolving = False
-        self.version = version
+        self.version = found.version
+        host, port = found.endpoint
         self.endpoint = Endpoint(host=host, port=port)
-        self._set_table(table)
+        self._set_table(found.methods)
 
     def _lost(self, errno: int) -> None:
         if self._resolver is not None:
@@ -136,11 +141,16 @@ class Service(BaseService):
             if self._forget is not None:
                 self._forget(self.name)
 
-    def _set_table(self, table: Mapping[int, str]) -> None:
-        self.table = {int(k): v for k, v in table.items()}
+    def _set_table(self, table: Mapping[int, str] | Mapping[int, MethodProtocol]) -> None:
+        self.protocols = table_methods(table)
+        self.table = {mid: m.name for mid, m in self.protocols.items()}
         self._ids = {v: k for k, v in self.table.items()}
+        methods = self.protocols.values()
+        streams = frozenset(m.name for m in methods if m.streaming)
+        upstream = frozenset(m.name for m in methods if m.upstream_id("write") is not None)
         specs, extras = build_methods(
-            self.table, default_for(self.name, self.table), self._definition
+            self.table, default_for(self.name, self.table, upstream), self._definition,
+            streams=streams,
         )
         self._specs = specs
         bound: dict[str, Callable[..., Any]] = {n: self._make(n, s) for n, s in specs.items()}
@@ -158,12 +168,13 @@ class Service(BaseService):
     # -- generated methods --------------------------------------------------------------------
 
     def _make(self, name: str, spec: MethodSpec) -> Callable[..., Any]:
-        build = spec.args
+        build, build_upstream = spec.args, spec.upstream
         if spec.streaming:
             def stream(*args: Any, timeout: float | None = None, **kwargs: Any) -> ServiceStream:
                 wire_args = build(*args, **kwargs) if build else _plain(name, args, kwargs)
+                upstream = build_upstream(*args, **kwargs) if build_upstream else None
                 return ServiceStream(self, spec, name, wire_args,
-                                     spec.timeout if timeout is None else timeout)
+                                     spec.timeout if timeout is None else timeout, upstream)
             stream.__name__ = name
             return stream
 

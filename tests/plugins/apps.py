@@ -116,3 +116,33 @@ async def app_runtime(dev_app_runtime: Any) -> Any:
         return await dev_app_runtime(target, *app_args, **options)
 
     return start
+
+
+@pytest.fixture
+async def http_worker() -> Any:
+    """Start `python -m cocaine_http module:attr [options]` against an engine's socket, the
+    way cocaine-runtime spawns it; stderr is piped (the access log and errors), stdout
+    discarded. Usage: `proc = await http_worker(engine.path, "module:attr", "--threads", "2",
+    env={...})`. Every worker still alive at teardown is killed."""
+    import os
+    import sys
+
+    from tests.plugins.worker import worker_argv
+
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def spawn(path: str, target: str, *options: str,
+                    env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cocaine_http", target, *options, *worker_argv(path),
+            cwd=str(ROOT), env=dict(os.environ, **(env or {})),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

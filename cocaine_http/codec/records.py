@@ -1,6 +1,6 @@
-# Strategy: the limits, the message shape and the record layout (feed_records) shared by both
-# decoders, declared once so that the C and Python implementations cannot drift apart on
-# defaults, validation or what a record means; the record helpers are plain functions over them.
+# Strategy: what both decoders give and take, declared once so that the C and Python
+# implementations cannot drift apart: the record layout of feed_records and its helpers (plain
+# functions over it), the message shape of feed, and the constructor's limits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -45,9 +45,6 @@ def check_limits(
 #          can map it to a cached value without slicing (the C decoder uses it for every such
 #          string, the Python reference never does)
 REC_EMPTY, REC_RAW, REC_ARGS, REC_SHORT = 0, 1, 2, 3
-#: The kind of the record `cut_records` puts in place of the rest (no message has it).
-REC_STOP = -1
-STOP_RECORD = (REC_STOP, 0, 0, 0)
 
 #: One read as records: an iterator of them and the buffer the RAW spans refer to.
 Records = tuple[Iterator[tuple[Any, ...]], Any]
@@ -93,17 +90,3 @@ def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
                 args = a
             out.append((kind >> 3, session, args))
     return out
-
-
-def cut_list(records: Iterator[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """`cut_records` for an iterator over a list: the records it has not yielded yet; it
-    yields STOP_RECORD next, and then nothing."""
-    state: Any = records.__reduce__()  # (iter, (list,), index) until it is exhausted
-    if len(state) < 3:
-        return []
-    items: list[tuple[Any, ...]] = state[1][0]
-    index: int = state[2]
-    rest = items[index:]
-    if rest:
-        items[index:] = [STOP_RECORD]
-    return rest

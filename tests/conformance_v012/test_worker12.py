@@ -1,0 +1,92 @@
+"""Our worker's life under the real v0.12 runtime: heartbeats (and no idle terminate: node::v2
+has no idle timer), terminate from pause_app, the runtime's stop (SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgpack
+
+from cocaine_http.protocol.dialect import V0_12, pack
+from cocaine_http.services import Client
+
+from .conftest import OUR_SLAVE, Runtime12
+
+TARGET = "examples.flask_app.app:app"
+
+
+async def get(client: Client, app: str, uri: str = "/") -> int:
+    svc = await client.service(app)
+    chunks = await svc.enqueue("http", pack(["GET", uri, "1.1", [], b""]))
+    return int(msgpack.unpackb(chunks[0], raw=False)[0])
+
+
+async def test_heartbeats_keep_the_worker_alive(runtime12, client12):
+    """heartbeat-timeout 7 s: the same worker still answers after 12 s of silence, and the
+    runtime never timed it out (our worker heartbeats every 5 s and the runtime echoes).
+    idle-timeout 1 s changes nothing: node::v2 reads it but has no idle timer."""
+    app_dir = runtime12.slave_script("beat12", OUR_SLAVE.format(target=TARGET))
+    await runtime12.deploy(client12, "beat12", app_dir,
+                           {"heartbeat-timeout": 7, "idle-timeout": 1})
+    assert await get(client12, "beat12") == 200
+
+    await asyncio.sleep(12)
+
+    assert await get(client12, "beat12") == 200
+    assert not list((runtime12.root / "exits").iterdir())  # the first worker never exited
+    log = runtime12.log()
+    assert "heartbeat timer has called its completion handler: timeout" not in log
+    assert "sending terminate message" not in log
+
+
+async def test_pause_app_terminate_is_answered(runtime12, client12):
+    """node.pause_app: the runtime sends terminate (code 11, "overseer is shutting down"), our
+    worker answers it and the runtime processes the answer (then SIGKILLs the process within
+    milliseconds, so the exit status is never seen). The runtime sometimes loses its own
+    terminate (it removes the app's handshake endpoint first and the frame never leaves: no
+    "after send", then "unable to terminate slave: timeout"); another app is then
+    deployed and paused, up to three times."""
+    node = await client12.service("node")
+    asked = "engine asks to terminate (11): overseer is shutting down"
+    for attempt in range(3):
+        name = f"pause12-{attempt}"  # a fresh app each time: nothing cached from the last
+        app_dir = runtime12.slave_script(name, OUR_SLAVE.format(target=TARGET))
+        await runtime12.deploy(client12, name, app_dir)
+        assert await get(client12, name) == 200
+        before = runtime12.log().count(asked)
+        await node.pause_app(name)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and runtime12.log().count(asked) == before:
+            await asyncio.sleep(0.05)
+        if runtime12.log().count(asked) > before:
+            break
+    else:
+        raise AssertionError(f"no terminate reached the worker:\n{runtime12.log()[-3000:]}")
+
+    log = await runtime12.wait_log("processing terminate message: overseer is shutting down")
+    assert "slave has committed suicide" in log
+
+
+async def test_runtime_stop_ends_the_worker_cleanly(tmp_path):
+    """SIGTERM to the v0.12 runtime: it either sends terminate (when the node service stops
+    before the sockets close) or just closes the worker's socket, and SIGKILLs the process
+    within milliseconds (the legacy_process terminator). Ours exits 0 both ways when it gets
+    the chance (tests/test_worker_engine_stop.py checks the close on every run) and never
+    reports a failure."""
+    runtime = Runtime12(tmp_path)
+    runtime.start()
+    try:
+        async with Client(runtime.locator, protocol=V0_12, timeout=15.0) as client:
+            app_dir = runtime.slave_script("stop12", OUR_SLAVE.format(target=TARGET))
+            await runtime.deploy(client, "stop12", app_dir)
+            assert await get(client, "stop12") == 200
+    finally:
+        runtime.stop()
+
+    log = runtime.log()
+    assert set(p.read_text() for p in (runtime.root / "exits").iterdir()) <= {"0"}
+    assert ("terminated: overseer is shutting down" in log
+            or "engine closed the connection: the runtime is stopping" in log
+            or "child has been killed: 9" in log)
+    assert "engine connection" not in log  # the error line of a lost connection
