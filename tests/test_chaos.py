@@ -343,11 +343,6 @@ class TestEngineGone:
         assert gone(worker.pid)
         assert not any(engine.replies[sid].chunks for sid in (*hung, arriving))
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "the WSGI adapter's shutdown hook waits for the thread pool (cocaine_http/adapters/"
-        "wsgi.py WSGIAdapter.shutdown: executor.shutdown() runs every queued job and joins "
-        "every thread), so a hung handler keeps the process alive forever and queued requests "
-        "run after the engine is gone"))
     async def test_wsgi_worker_exits_within_its_grace_with_hung_threads_and_a_queue(
         self, engine: Engine, http_worker: Callable[..., Any]
     ) -> None:
@@ -439,11 +434,6 @@ class TestHungAndCrashingApps:
             assert reply.status_code >= 500 and "slave has timed out" in reply.text
         assert after != pid
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "with --timeout, a WSGI worker whose every thread is held by a request past its "
-        "timeout fails each later request with 'session timed out' and keeps heartbeating, "
-        "so the engine never replaces it (cocaine_http/adapters/wsgi.py: a thread cannot be "
-        "stopped, the worker should stop taking invokes and exit instead)"))
     async def test_a_wsgi_pool_exhausted_by_hung_requests_is_replaced(
         self, dev_app_runtime: Callable[..., Any]
     ) -> None:
