@@ -47,10 +47,10 @@ async def wait(awaitable: Any, timeout: float = WAIT) -> Any:
     return await asyncio.wait_for(awaitable, timeout)
 
 
-async def started(engine: Engine, http_worker: Callable[..., Any], target: str,
+async def started(engine: Engine, chaos_worker: Callable[..., Any], target: str,
                   *options: str, env: dict[str, str] | None = None) -> WorkerProcess:
     """A worker serving `target`, connected (handshake and first heartbeat seen)."""
-    worker: WorkerProcess = await http_worker(engine, target, *options, env=env)
+    worker: WorkerProcess = await chaos_worker(engine, target, *options, env=env)
     try:
         await wait(engine.connected(), 30)
     except asyncio.TimeoutError:
@@ -91,9 +91,9 @@ class TestBadMessagesUnderHTTP:
     @pytest.mark.parametrize("target", APPS)
     async def test_every_bad_message_fails_only_its_session(
         self, target: str, decoder_env: dict[str, str], engine: Engine,
-        http_worker: Callable[..., Any],
+        chaos_worker: Callable[..., Any],
     ) -> None:  # fmt: skip
-        worker = await started(engine, http_worker, target, env=decoder_env)
+        worker = await started(engine, chaos_worker, target, env=decoder_env)
         warmup = [await get(engine, "/quick") for _ in range(3)]
         # Right after three normal sessions (ids 1-3), the literal messages for session 7.
         outcomes, dropped = await send_literal(engine)
@@ -325,12 +325,12 @@ async def engine_gone(engine: Engine, worker: WorkerProcess) -> int:
 
 class TestEngineGone:
     async def test_asgi_worker_exits_within_its_grace_with_sessions_in_flight(
-        self, engine: Engine, http_worker: Callable[..., Any]
+        self, engine: Engine, chaos_worker: Callable[..., Any]
     ) -> None:
         """Hung handlers, a half-sent response, a request still arriving and requests being
         answered: the engine closes, every session is abandoned and the process is gone,
         with EXIT_CONNECTION_LOST, within the grace."""
-        worker = await started(engine, http_worker, ASGI)
+        worker = await started(engine, chaos_worker, ASGI)
         hung = [http_invoke(engine, "GET", "/hang") for _ in range(20)]
         streaming = http_invoke(engine, "GET", "/stream")
         arriving = http_invoke(engine, "POST", "/echo", b"half", choke=False)
@@ -344,12 +344,12 @@ class TestEngineGone:
         assert not any(engine.replies[sid].chunks for sid in (*hung, arriving))
 
     async def test_wsgi_worker_exits_within_its_grace_with_hung_threads_and_a_queue(
-        self, engine: Engine, http_worker: Callable[..., Any]
+        self, engine: Engine, chaos_worker: Callable[..., Any]
     ) -> None:
         """Both threads of the pool hung, twenty requests queued behind them and one still
         arriving: the engine closes, the process is gone within the grace, with
         EXIT_CONNECTION_LOST, and no queued request ever started."""
-        worker = await started(engine, http_worker, FLASK, "--threads", "2")
+        worker = await started(engine, chaos_worker, FLASK, "--threads", "2")
         hung = [http_invoke(engine, "GET", "/hang") for _ in range(2)]
         await wait_for(lambda: worker.text.count("started /hang") == 2)
         queued = [http_invoke(engine, "GET", "/sleep?s=2") for _ in range(20)]
@@ -368,12 +368,12 @@ class TestEngineGone:
 class TestHungAndCrashingApps:
     @pytest.mark.parametrize("target", APPS)
     async def test_neighbours_of_hung_and_raising_requests_are_served(
-        self, target: str, engine: Engine, http_worker: Callable[..., Any]
+        self, target: str, engine: Engine, chaos_worker: Callable[..., Any]
     ) -> None:
         """Three requests that never answer hold their thread (WSGI, four threads) or task
         (ASGI); among a hundred neighbours every tenth raises: each raising one gets its 500,
         every neighbour its own body, and the hung ones stay open without an error."""
-        worker = await started(engine, http_worker, target, "--threads", "4")
+        worker = await started(engine, chaos_worker, target, "--threads", "4")
         hung = [http_invoke(engine, "GET", "/hang") for _ in range(3)]
         sent: dict[int, bytes | None] = {}
         for n in range(100):
@@ -592,7 +592,7 @@ class TestLongRun:
     @pytest.mark.slow
     @pytest.mark.parametrize("target", APPS)
     async def test_every_request_is_answered_exactly_once(
-        self, target: str, counting_engine: CountingEngine, http_worker: Callable[..., Any]
+        self, target: str, counting_engine: CountingEngine, chaos_worker: Callable[..., Any]
     ) -> None:
         """LONG_RUN requests at the worker socket of an HTTP worker, IN_FLIGHT at a time,
         each with a body naming its session: every session gets exactly one choke, no error,
@@ -600,7 +600,7 @@ class TestLongRun:
         engine = counting_engine
         raw = engine.dialect.raw_body
         total = LONG_RUN[target]
-        worker = await started(engine, http_worker, target, "--no-access-log",
+        worker = await started(engine, chaos_worker, target, "--no-access-log",
                                *protocol_options(engine))
         loop = asyncio.get_running_loop()
         finished = loop.create_future()
@@ -635,7 +635,7 @@ class TestLongRun:
 
     @pytest.mark.parametrize("target", APPS)
     async def test_bad_messages_in_a_long_run_fail_only_their_sessions(
-        self, target: str, counting_engine: CountingEngine, http_worker: Callable[..., Any]
+        self, target: str, counting_engine: CountingEngine, chaos_worker: Callable[..., Any]
     ) -> None:
         """20,000 requests, IN_FLIGHT at a time, where every hundredth session gets a chunk
         `[5]` instead of its choke: exactly those get one error (and one choke), every other
@@ -643,7 +643,7 @@ class TestLongRun:
         engine = counting_engine
         raw = engine.dialect.raw_body
         total = 20_000
-        worker = await started(engine, http_worker, target, "--no-access-log",
+        worker = await started(engine, chaos_worker, target, "--no-access-log",
                                *protocol_options(engine))
         finished = asyncio.get_running_loop().create_future()
         opened: list[int] = []

@@ -1,7 +1,7 @@
 """Shared pytest fixtures: chaos (real HTTP workers under faults, seen from the engine side).
 
 Fixtures:
-    http_worker: `await http_worker(engine, target, *options, env=None)` starts
+    chaos_worker: `await chaos_worker(engine, target, *options, env=None)` starts
         `python -m cocaine_http <target> <options>` against an in-test engine (tests.plugins.worker
         `Engine`), in its own process group, its output collected as it comes (`proc.output`,
         a list of lines) so a chatty worker never blocks on a full pipe. Every process it started
@@ -164,7 +164,7 @@ async def counting_engine(tmp_path: Path, request: Any) -> AsyncIterator[Countin
 
 
 @pytest.fixture
-async def http_worker() -> AsyncIterator[Callable[..., Any]]:
+async def chaos_worker() -> AsyncIterator[Callable[..., Any]]:
     """Start `python -m cocaine_http target options` against an engine; killed at teardown."""
     started: list[WorkerProcess] = []
 
