@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """A raw Cocaine worker: `ping` echoes the request, `upper` answers it in upper case.
 
 Run it the way cocaine-runtime does (the runtime's options last, in any order):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 import types
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cocaine_http import cli
+from cocaine_http import __version__, cli
+from cocaine_http.protocol.worker import parse_options
+from cocaine_http.services.client import locator_from_argv
+from cocaine_http.services.logger import default_source
 from cocaine_http.config import Config, env_name
 from cocaine_http.errors import AppImportError, ConfigError
 from cocaine_http.adapters.importer import detect_interface, load_app
@@ -157,12 +161,21 @@ class TestExitsWithOneLine:
         assert "COCAINE_HTTP_MAX_BODY_SIZE" in result.stderr
 
     def test_help_exits_0(self) -> None:
-        """--help lists every option with its env var and exits 0."""
+        """--help lists every option with its default and env var, and exits 0."""
         result = run_cli("--help")
 
         assert result.returncode == 0
-        assert "--max-body-size" in result.stdout
-        assert "COCAINE_HTTP_THREADS" in result.stdout
+        text = " ".join(result.stdout.split())
+        for name in Config.__dataclass_fields__:
+            flag = "--" + name.replace("_", "-")
+            assert re.search(re.escape(flag) + r"\b.*?\(default: [^;]*; env "
+                             + env_name(name) + r"\)", text), flag
+
+    def test_version(self) -> None:
+        """--version prints the package version."""
+        result = run_cli("--version")
+
+        assert (result.returncode, result.stdout.strip()) == (0, f"cocaine-http {__version__}")
 
 
 class TestParse:
@@ -179,6 +192,20 @@ class TestParse:
             "--app", "name", "--endpoint", "/tmp/s", "--locator", "h:10053",
             "--uuid", "u-1", "--protocol", "1",
         ]
+
+    @pytest.mark.parametrize("argv", [
+        ["--app=echo", "--locator=h:1,g:2", "--uuid=u"],
+        ["--app", "echo", "--locator", "h:1,g:2", "--uuid", "u"],
+    ], ids=["equals", "separate"])
+    def test_every_reader_of_the_runtime_arguments_agrees(self, argv: list[str]) -> None:
+        """The CLI, the Worker's options, the Logger's source and the client's locator read
+        `--app=echo` and `--app echo` alike."""
+        _, _, runtime = cli.parse(["m:a", *argv])
+
+        assert runtime == ["--app", "echo", "--locator", "h:1,g:2", "--uuid", "u"]
+        assert parse_options(argv).app == "echo"
+        assert default_source(argv) == "app/echo"
+        assert locator_from_argv(argv) == "h:1"
 
     def test_env_vars_fill_options(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """COCAINE_HTTP_<OPTION> sets an option the command line does not give."""

@@ -9,11 +9,12 @@ import signal
 from typing import Any
 
 import msgpack
+import pytest
 
 from cocaine_http.aio.channel import Channel
 from cocaine_http.dev.engine import NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED
 from cocaine_http.dev.profile import Profile
-from cocaine_http.dev.slave import State
+from cocaine_http.dev.slave import NOT_EXECUTABLE, State
 from cocaine_http.protocol.dialect import V0_11
 from tests.plugins.devruntime import enqueue, wait_for
 
@@ -66,6 +67,37 @@ class TestWire:
         assert argv[7] in engine.pool
         assert info["cwd"] == str(tmp_path / "spool" / "raw")
         assert info["mark"] == "m1"
+
+    async def test_slave_file_is_executed_itself_with_its_path_as_argv0(
+        self, dev_runtime_factory: Any, raw_worker_command: list[str]
+    ) -> None:
+        """fork + execve of the slave file: argv[0] is its absolute path, no interpreter."""
+        engine = await start(dev_runtime_factory, raw_worker_command)
+
+        info = json.loads((await enqueue(engine, "info").wait()).body)
+
+        assert info["mark"] == raw_worker_command[0]
+        assert os.path.isabs(info["mark"])
+
+    @pytest.mark.parametrize(("content", "mode"), [
+        pytest.param("#!/bin/sh\nexit 0\n", 0o644, id="no-execute-bit"),
+        pytest.param("print('python without a #! line')\n", 0o755, id="no-shebang"),
+    ])
+    async def test_a_slave_that_cannot_be_executed_fails_its_sessions(
+        self, dev_runtime_factory: Any, tmp_path: Any, content: str, mode: int
+    ) -> None:
+        """execve refuses the file (EACCES, ENOEXEC) as it would under the runtime; the
+        sessions fail with the reason and what to change."""
+        slave = tmp_path / "slave.py"
+        slave.write_text(content)
+        slave.chmod(mode)
+        engine = await start(dev_runtime_factory, [str(slave)])
+
+        sink = await enqueue(engine, "ping").wait()
+
+        (code, message), = sink.errors
+        assert code == 2 and message.startswith(SPAWN_FAILED)
+        assert NOT_EXECUTABLE in message
 
     async def test_unknown_handshake_is_closed_silently(
         self, dev_runtime_factory: Any, raw_worker_command: list[str]

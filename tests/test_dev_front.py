@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import h11
 import httpx
 import pytest
 
+from cocaine_http import __version__
 from cocaine_http.dev.front import Front, route
 from cocaine_http.dev.profile import Profile
 from cocaine_http.protocol.dialect import pack
@@ -124,7 +126,7 @@ class TestFrame:
         events = await raw_exchange(front.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 
         names = [name for name, _ in events[0].headers]
-        assert names == [b"x-kept", b"content-length", b"x-powered-by"]
+        assert names == [b"x-kept", b"content-length", b"x-powered-by", b"server", b"date"]
 
     async def test_http_1_0_version_and_body_are_packed(self, scripted_front: Any) -> None:
         """The frame carries the client's version and the whole body."""
@@ -320,3 +322,103 @@ class TestErrors:
 
         assert argv[argv.index("--locator") + 1] == f"{host}:{port}"
         assert port != 0
+
+
+class PacedEngine:
+    """A stand-in engine that answers each request with a head, then `chunks` body chunks
+    `interval` seconds apart (after `delay` seconds of silence), then choke."""
+
+    name = "app"
+
+    def __init__(self, *, delay: float = 0.0, chunks: int = 0, interval: float = 0.0) -> None:
+        self.delay, self.chunks, self.interval = delay, chunks, interval
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(sink))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, sink: Any) -> None:
+        await asyncio.sleep(self.delay)
+        sink.on_chunk(pack([200, [["Content-Type", "text/plain"]]]))
+        for i in range(self.chunks):
+            await asyncio.sleep(self.interval)
+            sink.on_chunk(pack(b"%d;" % i))
+        sink.on_choke()
+
+
+class TestRequestTimeout:
+    async def test_zero_means_no_limit(self, scripted_front: Any) -> None:
+        """request_timeout=0: an app that takes its time still answers (no instant 504)."""
+        front = await scripted_front(PacedEngine(delay=0.3), request_timeout=0)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert response.status_code == 200
+
+    async def test_a_streaming_response_is_not_cut(self, scripted_front: Any) -> None:
+        """A body that keeps flowing for longer than request_timeout arrives whole: the
+        timeout counts the app's silence, not the response's length."""
+        engine = PacedEngine(chunks=15, interval=0.1)
+        front = await scripted_front(engine, request_timeout=1.0)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert response.status_code == 200
+        assert response.text == "".join(f"{i};" for i in range(15))
+
+    async def test_silence_after_the_head_closes_the_connection(
+        self, scripted_front: Any
+    ) -> None:
+        """After the head, silence longer than request_timeout drops the connection."""
+        front = await scripted_front(PacedEngine(chunks=1, interval=5.0), request_timeout=0.3)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/")
+
+
+async def test_powered_by_header_can_be_switched_off(scripted_front: Any) -> None:
+    """powered_by=False: no X-Powered-By on app responses nor on the front's own."""
+    engine = PacedEngine()
+    front = await scripted_front(engine, powered_by=False)
+    async with httpx.AsyncClient(base_url=front.url) as client:
+        app = await client.get("/")
+        own = await client.get("/other/x", headers={"X-Cocaine-Service": "other",
+                                                   "X-Cocaine-Event": "http"})
+
+    assert (app.status_code, own.status_code) == (200, 404)
+    assert "x-powered-by" not in app.headers and "x-powered-by" not in own.headers
+
+
+class TestServerAndDate:
+    async def test_the_front_sends_server_and_date(self, scripted_front: Any) -> None:
+        """The front is the HTTP server: Server and Date on app responses and on its own."""
+        front = await scripted_front(PacedEngine())
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            app = await client.get("/")
+            own = await client.get("/x", headers={"X-Cocaine-Service": "other",
+                                                 "X-Cocaine-Event": "http"})
+
+        for response in (app, own):
+            assert response.headers.get_list("server") == [f"cocaine-http/{__version__}"]
+            (date,) = response.headers.get_list("date")
+            assert email.utils.parsedate_to_datetime(date).tzinfo is not None
+
+    async def test_the_apps_own_server_and_date_win(self, scripted_front: Any) -> None:
+        """An app that sends Server or Date keeps them, with no second copy."""
+        head = pack([200, [["Server", "myapp"], ["Date", "Tue, 01 Dec 2026 00:00:00 GMT"]]])
+        front = await scripted_front(ScriptedEngine(("chunk", head), ("choke",)))
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert response.headers.get_list("server") == ["myapp"]
+        assert response.headers.get_list("date") == ["Tue, 01 Dec 2026 00:00:00 GMT"]
+
+    async def test_both_can_be_switched_off(self, scripted_front: Any) -> None:
+        """server_header=False, date_header=False: neither is added."""
+        front = await scripted_front(PacedEngine(), server_header=False, date_header=False)
+        async with httpx.AsyncClient(base_url=front.url) as client:
+            response = await client.get("/")
+
+        assert "server" not in response.headers and "date" not in response.headers

@@ -183,28 +183,28 @@ def test_bad_requests_are_refused_with_their_status(frame, status):
 
 class TestLimits:
     def test_too_many_headers_get_431(self):
-        """More header fields than max_header_count is 431."""
+        """More header fields than max_headers is 431."""
         frame = build_frame(headers=[(b"X-%d" % i, b"v") for i in range(11)])
 
         with pytest.raises(BadRequestError) as info:
-            parse_request(frame, HttpConfig(max_header_count=10))
+            parse_request(frame, HttpConfig(max_headers=10))
 
         assert info.value.status == 431
 
     def test_too_many_header_bytes_get_431(self):
-        """Header names and values above max_header_bytes is 431."""
+        """Header names and values above max_header_size is 431."""
         frame = build_frame(headers=[(b"X-Big", b"v" * 200)])
 
         with pytest.raises(BadRequestError) as info:
-            parse_request(frame, HttpConfig(max_header_bytes=100))
+            parse_request(frame, HttpConfig(max_header_size=100))
 
         assert info.value.status == 431
 
     def test_headers_at_the_limit_pass(self):
-        """Exactly max_header_bytes is allowed."""
+        """Exactly max_header_size is allowed."""
         frame = build_frame(headers=[(b"X", b"v" * 99)])
 
-        assert parse_request(frame, HttpConfig(max_header_bytes=100)).headers
+        assert parse_request(frame, HttpConfig(max_header_size=100)).headers
 
     @pytest.mark.parametrize("size", [100, LARGE_FRAME * 2], ids=["small-frame", "large-frame"])
     def test_oversized_body_gets_413(self, size):

@@ -28,9 +28,16 @@ from time import perf_counter, sleep, time
 from typing import Any
 
 from ..http import Request
-from ..http.accesslog import RECORD_FORMAT, RecordPrefix, access_log_line, default_line
+from ..http.accesslog import (
+    ACCESS_LOG_FORMAT,
+    RECORD_FORMAT,
+    RecordPrefix,
+    access_log_line,
+    default_line,
+)
 
-#: The name of the worker's own stderr handler (set by `cocaine-http` on the root logger).
+#: The name of the worker's own stderr handler (set by `cocaine-http` on its `cocaine_http`
+#: logger).
 STDERR_HANDLER = "cocaine_http.stderr"
 #: Longest a queued line waits before it is written, in seconds.
 FLUSH_INTERVAL = 0.2
@@ -150,15 +157,19 @@ class AccessLog:
 
     Args:
         enabled: --access-log (the line is also off when the logger is not enabled for INFO).
+        fmt: --access-log-format; the fast path serves the default format only.
         logger: the logger the lines belong to.
     """
 
-    __slots__ = ("enabled", "log", "fast", "_logger", "_prefix", "_write")
+    __slots__ = ("enabled", "log", "fast", "fmt", "_logger", "_prefix", "_write")
 
-    def __init__(self, enabled: bool, logger: logging.Logger = access_logger) -> None:
+    def __init__(self, enabled: bool, fmt: str = ACCESS_LOG_FORMAT,
+                 logger: logging.Logger = access_logger) -> None:
         self._logger = logger
+        self.fmt = fmt
         self.enabled = enabled and logger.isEnabledFor(logging.INFO)
-        handler = stderr_handler(logger) if self.enabled else None
+        default = fmt == ACCESS_LOG_FORMAT
+        handler = stderr_handler(logger) if self.enabled and default else None
         self.fast = handler is not None
         self.log: Callable[[Request | None, int, int, float], None] = self._record
         if handler is not None:
@@ -180,7 +191,7 @@ class AccessLog:
     def _record(self, request: Request | None, status: int, size: int, started: float) -> None:
         duration = perf_counter() - started
         self._logger.info(access_log_line(request, status, size, started=time() - duration,
-                                          duration=duration))
+                                          duration=duration, fmt=self.fmt))
 
 
 def _stderr_buffer(handler: logging.Handler) -> LineBuffer:

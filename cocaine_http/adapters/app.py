@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..aio.allocator import keep_freed_memory
-from ..config import Config
+from ..config import Config, runtime_argv, split_runtime_args
 from ..errors import ConfigError
 from . import accesslog
 from .importer import detect_interface, load_app
@@ -43,10 +43,10 @@ def run(app: Any, *, argv: Sequence[str] | None = None, **options: Any) -> int:
     config = Config.from_sources(options)
     if isinstance(app, str):
         app = load_app(app, factory=config.factory)
-    runtime = list(sys.argv[1:] if argv is None else argv)
-    if "--endpoint" not in runtime:
+    found, _ = split_runtime_args(sys.argv[1:] if argv is None else argv)
+    if "endpoint" not in found:
         raise ConfigError("no --endpoint: the worker must be started by cocaine-runtime")
-    return serve(app, config, runtime)
+    return serve(app, config, runtime_argv(found))
 
 
 def serve(app: Any, config: Config, runtime_argv: Sequence[str], **timers: float) -> int:

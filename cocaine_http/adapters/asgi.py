@@ -67,7 +67,7 @@ class ASGIAdapter:
         self.lifespan = Lifespan(app, config.lifespan)
         #: The lifespan state each scope gets a copy of (the dict is filled in at startup).
         self.scope_state = self.lifespan.state if self.lifespan.supported else None
-        self.access = AccessLog(config.access_log)
+        self.access = AccessLog(config.access_log, config.access_log_format)
         self.tasks: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -76,7 +76,7 @@ class ASGIAdapter:
         (the app may have configured logging by then)."""
         self.loop = asyncio.get_running_loop()
         await self.lifespan.startup()
-        self.access = AccessLog(self.config.access_log)
+        self.access = AccessLog(self.config.access_log, self.config.access_log_format)
 
     async def shutdown(self) -> None:
         """Lifespan shutdown, after the sessions drained; the access log is flushed."""

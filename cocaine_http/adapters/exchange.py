@@ -41,8 +41,8 @@ def http_config(config: Config) -> HttpConfig:
     """The sans-IO core's limits and options, from the worker's Config."""
     return HttpConfig(
         max_body_size=config.max_body_size,
-        max_header_bytes=config.max_header_size,
-        max_header_count=config.max_headers,
+        max_header_size=config.max_header_size,
+        max_headers=config.max_headers,
         root_path=config.root_path,
         proxy_headers=config.proxy_headers,
         body_chunk_size=REQUEST_PIECE,

@@ -60,7 +60,24 @@ def load_app(target: str, *, factory: bool = False) -> Any:
             raise AppImportError(f"app factory {target!r} failed: {_one_line(exc)}") from exc
     if not callable(value):
         raise AppImportError(f"{target!r} is not callable (got {type(value).__name__})")
+    if not factory and _takes_no_arguments(value):
+        raise AppImportError(f"{target!r} looks like an app factory (it takes no arguments): "
+                             "add --factory")
     return value
+
+
+def _takes_no_arguments(value: Any) -> bool:
+    """True for a function that can be called without arguments: WSGI apps take two and ASGI
+    apps three, so such a function is a factory served by mistake."""
+    if not (inspect.isfunction(value) or inspect.ismethod(value)):
+        return False
+    try:
+        parameters = inspect.signature(value).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return not any(p.kind in positional for p in parameters)
 
 
 def is_coroutine_callable(app: Any) -> bool:

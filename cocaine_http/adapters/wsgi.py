@@ -59,7 +59,7 @@ class WSGIAdapter:
         self.raw_body = worker is not None and worker.dialect.raw_body
         self.app_name = getattr(getattr(worker, "options", None), "app", None)
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
-        self.access = AccessLog(config.access_log)
+        self.access = AccessLog(config.access_log, config.access_log_format)
         self.pool: Pool | None = None
         self.outbox: Outbox | None = None
         self.cond = threading.Condition(threading.Lock())
@@ -70,7 +70,7 @@ class WSGIAdapter:
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.access = AccessLog(self.config.access_log)
+        self.access = AccessLog(self.config.access_log, self.config.access_log_format)
         if self.config.threads > 0:
             self.pool = Pool(self.config.threads, self.loop)
             self.outbox = Outbox(self.loop)

@@ -34,10 +34,40 @@ QUEUE_FULL = "the queue is full"
 NOT_ACTIVE = "the engine is not active"
 SHUTTING_DOWN = "the engine is shutting down"
 BROKEN_QUEUE = "engine is shutting down"
+#: Reason given to workers replaced by `restart` (dev only).
+RELOADING = "the code has changed"
 #: Prefix of the error given to queued sessions when no worker could be started (dev only).
 SPAWN_FAILED = "no slave could be started"
 
-__all__ = ["Engine", "ReplySink", "QUEUE_FULL", "NOT_ACTIVE", "SHUTTING_DOWN", "SPAWN_FAILED"]
+__all__ = ["Engine", "ReplySink", "StartupError", "QUEUE_FULL", "NOT_ACTIVE", "SHUTTING_DOWN",
+           "SPAWN_FAILED"]
+
+#: The worker's own one-line error, as `cocaine-http` prints it (cli.py `_fail`).
+_WORKER_ERROR = "cocaine-http: error: "
+
+
+class StartupError(Exception):
+    """A worker started eagerly (`warm`) did not become active.
+
+    Attributes:
+        reason: the engine's reason (exit code, spawn failure, timeout).
+        output: the worker's last output lines.
+        returncode: the process's exit status, if it exited.
+    """
+
+    def __init__(self, reason: str, output: list[str], returncode: int | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.output = output
+        self.returncode = returncode
+
+    @property
+    def summary(self) -> str:
+        """The worker's own one-line error when it printed one, else the engine's reason."""
+        for line in reversed(self.output):
+            if line.startswith(_WORKER_ERROR):
+                return line
+        return self.reason
 
 
 class Engine:
@@ -83,6 +113,7 @@ class Engine:
         self._slaves: list[Slave] = []  # every slave ever spawned and not yet reaped
         self._pool_empty = asyncio.Event()
         self._pool_empty.set()
+        self._waiters: dict[str, asyncio.Future[None]] = {}
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -91,6 +122,41 @@ class Engine:
         self._server = await serve(self.endpoint, self._on_channel, raw=True)
         self.state = "running"
         log.info("engine %s listening on %s", self.name, self.endpoint)
+
+    async def warm(self, count: int) -> None:
+        """Start `count` workers now (at most pool-limit) and wait until all are active.
+
+        Raises:
+            StartupError: the first worker that failed to activate, with its output.
+        """
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for _ in range(min(count, self.profile.pool_limit)):
+            slave = self._spawn(None)
+            if slave is None:
+                break
+            waiter = self._waiters[slave.uuid] = loop.create_future()
+            waiters.append(waiter)
+        try:
+            await asyncio.gather(*waiters)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def restart(self) -> None:
+        """Replace every worker: active ones get terminate(1) and finish their sessions, new
+        ones are started at once and take the new sessions."""
+        if self.state != "running":
+            return
+        old = [s for s in self.pool.values() if s.state is not State.INACTIVE]
+        for slave in old:
+            if slave.state is State.ACTIVE:
+                slave.terminate(RELOADING)
+            else:
+                self._remove(slave, RELOADING)
+        for _ in range(max(1, len(old))):
+            if self._spawn(None, replacing=True) is None:
+                break
 
     def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None) -> None:
         """Queue one event; the reply (or a refusal, error(2, reason)) goes to `sink`."""
@@ -144,6 +210,16 @@ class Engine:
         for slave in list(self.pool.values()):
             self._remove(slave, SHUTTING_DOWN)
         self.state = "stopped"
+
+    def kill(self) -> None:
+        """SIGKILL every worker process (a forced exit: nothing waits for them)."""
+        for slave in self._slaves:
+            slave.kill()
+
+    def resume(self) -> None:
+        """Take sessions again after `stop()` (the node's start_app of a paused app)."""
+        if self.state == "stopped" and self._server is not None:
+            self.state = "running"
 
     async def close(self) -> None:
         """Stop, stop listening, and wait until every worker process has exited."""
@@ -199,6 +275,9 @@ class Engine:
 
     def slave_active(self, slave: Slave) -> None:
         log.info("slave %s is active", slave.uuid)
+        waiter = self._waiters.pop(slave.uuid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         self._pump()
 
     def slave_released(self, slave: Slave) -> None:
@@ -210,6 +289,9 @@ class Engine:
         if slave.state is not State.INACTIVE and slave.output:
             self._dump_crashlog(slave)
         log.info("slave %s removed: %s", slave.uuid, reason)
+        waiter = self._waiters.pop(slave.uuid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(StartupError(reason, list(slave.output), slave.returncode))
         never_active = not slave.activated
         self._remove(slave, reason)
         if never_active:
@@ -228,6 +310,10 @@ class Engine:
 
     def slave_terminated(self, slave: Slave, code: int, reason: str) -> None:
         log.info("slave %s terminated itself (%d, %s)", slave.uuid, code, reason)
+        waiter = self._waiters.pop(slave.uuid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(StartupError(f"the worker terminated itself: {reason}",
+                                              list(slave.output), slave.returncode))
         self._remove(slave, reason)
         if code == 2:
             self._break(reason)
@@ -270,12 +356,15 @@ class Engine:
             return
         target = min(self.profile.pool_limit, max(1, -(-pending // growth)))
         for _ in range(target - live):
-            if not self._spawn(None):
+            if self._spawn(None) is None:
                 break
 
-    def _spawn(self, tag: str | None) -> bool:
-        if len(self.pool) >= self.profile.pool_limit:
-            return False
+    def _spawn(self, tag: str | None, *, replacing: bool = False) -> Slave | None:
+        # A replacement counts only live workers: the ones it replaces are on their way out.
+        size = (sum(1 for s in self.pool.values() if s.state is not State.INACTIVE)
+                if replacing else len(self.pool))
+        if size >= self.profile.pool_limit:
+            return None
         slave = Slave(self, tag or str(uuidlib.uuid4()), self.profile)
         self.pool[slave.uuid] = slave
         self._slaves = [s for s in self._slaves if s.task is None or not s.task.done()]
@@ -285,7 +374,7 @@ class Engine:
         argv = [*self.command, "--app", self.name, "--endpoint", self.endpoint,
                 "--locator", self.locator, "--uuid", slave.uuid]
         slave.spawn(argv, self.workdir, child_environment(self.profile.environment))
-        return True
+        return slave
 
     def _remove(self, slave: Slave, reason: str) -> None:
         slave.teardown(reason)

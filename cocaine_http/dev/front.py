@@ -14,14 +14,18 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import http
 import logging
 import re
+import time
+from collections.abc import Container
 from typing import Any
 
 import h11
 import msgpack
 
+from .. import __version__
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack
 from .engine import BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
@@ -30,6 +34,7 @@ log = logging.getLogger("cocaine_http.dev.front")
 
 _ROUTE = re.compile(rb"^/([^/]*)/([^/?]*)(.*)$", re.S)
 POWERED_BY = (b"X-Powered-By", b"Cocaine")
+SERVER = (b"Server", f"cocaine-http/{__version__}".encode())
 #: The statuses the v0.11 tornado proxy can answer: Python 2's httplib.responses. For any other
 #: status its reply handler raises and the client never gets an answer (docs/deploy.md).
 TORNADO_STATUSES = frozenset(
@@ -49,12 +54,14 @@ def status_for_error(message: str) -> int:
 
 
 def route(target: bytes, headers: list[tuple[bytes, bytes]], app: str,
-          root_route: bool) -> tuple[str, str, bytes] | None:
+          root_route: bool, others: Container[str] = ()) -> tuple[str, str, bytes] | None:
     """(service, event, uri) for a request, as Cocaine's proxy routes it, or None (404).
 
     `X-Cocaine-Service` and `X-Cocaine-Event` together win, with the full target as uri; else
     `/<app>/<event><rest>` with `<rest>` as uri (a `/` prepended when missing, as the tornado
-    and v0.12 proxies do); else, in dev mode, any path goes to the app's `http` event unchanged.
+    and v0.12 proxies do), `<app>` being the front's app or one of `others` (apps started
+    through the node service); else, in dev mode, any path goes to the app's `http` event
+    unchanged.
     """
     lowered = {name.lower(): value for name, value in headers}
     service = lowered.get(b"x-cocaine-service")
@@ -62,11 +69,12 @@ def route(target: bytes, headers: list[tuple[bytes, bytes]], app: str,
     if service and event:
         return service.decode("latin-1"), event.decode("latin-1"), target
     match = _ROUTE.match(target)
-    if match is not None and match.group(1).decode("latin-1") == app and match.group(2):
+    name = match.group(1).decode("latin-1") if match is not None else ""
+    if match is not None and (name == app or name in others) and match.group(2):
         rest = match.group(3)
         if not rest.startswith(b"/"):
             rest = b"/" + rest
-        return app, match.group(2).decode("latin-1"), rest
+        return name, match.group(2).decode("latin-1"), rest
     if root_route:
         return app, "http", target
     return None
@@ -76,19 +84,33 @@ class Front:
     """The HTTP front of one engine.
 
     Args:
-        engine: where requests are enqueued.
+        engine: where requests are enqueued (None: only the apps of `apps`).
         host: bind address (loopback by default).
         port: TCP port; 0 picks a free one (read it back from `port`).
-        request_timeout: seconds until the response head must arrive / the response must end;
-            past it the client gets 504 (or a closed connection after the head).
+        request_timeout: seconds the app may stay silent: until the response head, then between
+            body chunks; past it the client gets 504 (or a closed connection after the head).
+            0 means no limit. A response that keeps streaming is never cut.
         max_body_size: larger request bodies get 413.
         root_route: route paths that do not name the app to its `http` event (dev mode).
+        powered_by: add `X-Powered-By: Cocaine` to every response, as Cocaine's native proxy
+            does (the tornado proxy does not).
+        server_header, date_header: add `Server: cocaine-http/<version>` and `Date` to every
+            response that lacks them.
     """
 
-    def __init__(self, engine: Engine, *, host: str = "127.0.0.1", port: int = 8080,
+    def __init__(self, engine: Engine | None, *, host: str = "127.0.0.1", port: int = 8080,
                  request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
-                 root_route: bool = True) -> None:
+                 root_route: bool = True, apps: dict[str, Engine] | None = None,
+                 powered_by: bool = True, server_header: bool = True,
+                 date_header: bool = True) -> None:
         self.engine = engine
+        #: Headers the front adds to every response.
+        self.extra_headers: list[tuple[bytes, bytes]] = [POWERED_BY] if powered_by else []
+        self.server_header = server_header
+        self.date_header = date_header
+        #: The other apps the front routes to by name (started through the node service); the
+        #: runtime adds and removes them in this dict.
+        self.apps: dict[str, Engine] = {} if apps is None else apps
         self.host = host
         self.port = port
         self.request_timeout = request_timeout
@@ -96,6 +118,17 @@ class Front:
         self.root_route = root_route
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[HTTPConnection] = set()
+
+    def own_headers(self, app_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """What the front adds to a response: X-Powered-By, and Server and Date unless the
+        app sent its own (the front is the HTTP server here, so these are its to send)."""
+        names = {name.lower() for name, _ in app_headers}
+        added = list(self.extra_headers)
+        if self.server_header and b"server" not in names:
+            added.append(SERVER)
+        if self.date_header and b"date" not in names:
+            added.append((b"Date", http_date()))
+        return added
 
     @property
     def url(self) -> str:
@@ -199,8 +232,13 @@ class HTTPConnection(asyncio.Protocol):
         request = self.request
         assert request is not None and self.transport is not None
         headers = list(request.headers.raw_items())
-        where = route(request.target, headers, self.front.engine.name, self.front.root_route)
-        if where is None or where[0] != self.front.engine.name:
+        front, own = self.front, self.front.engine
+        where = route(request.target, headers, own.name if own else "",
+                      front.root_route and own is not None, front.apps)
+        engine = None
+        if where is not None:
+            engine = own if own is not None and where[0] == own.name else front.apps.get(where[0])
+        if where is None or engine is None:
             self.send_simple(404, "no such app")
             return
         _, event, uri = where
@@ -209,7 +247,7 @@ class HTTPConnection(asyncio.Protocol):
         self.body = bytearray()
         self.transport.pause_reading()
         self.reply = Reply(self, head_only=request.method == b"HEAD")
-        self.front.engine.enqueue(event, frame, self.reply)
+        engine.enqueue(event, frame, self.reply)
 
     # -- responses -------------------------------------------------------------------------------
 
@@ -221,7 +259,8 @@ class HTTPConnection(asyncio.Protocol):
         """A short text/plain response made by the front itself."""
         body = (text + "\n").encode("utf-8")
         headers = [(b"Content-Type", b"text/plain; charset=utf-8"),
-                   (b"Content-Length", str(len(body)).encode()), POWERED_BY]
+                   (b"Content-Length", str(len(body)).encode())]
+        headers += self.front.own_headers(headers)
         if close:
             headers.append((b"Connection", b"close"))
         try:
@@ -275,18 +314,28 @@ class Reply:
         self.no_body = head_only
         self.remaining: int | None = None
         self.excess = False
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(connection.front.request_timeout, self._timed_out)
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        """(Re)start the silence timer: each chunk from the app shows it is still working."""
+        if self._timer is not None:
+            self._timer.cancel()
+        timeout = self.connection.front.request_timeout
+        if timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
 
     def cancel(self) -> None:
         self.finished = True
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
     # -- ReplySink -------------------------------------------------------------------------------
 
     def on_chunk(self, data: bytes) -> None:
         if self.finished:
             return
+        self._arm()
         try:
             if not self.head_sent:
                 self._send_head(data)
@@ -341,7 +390,7 @@ class Reply:
             headers.append((b"Content-Length", str(self.remaining).encode()))
         if self.no_body:
             self.remaining = None  # h11 sends no body; nothing to count
-        headers.append(POWERED_BY)
+        headers.extend(self.connection.front.own_headers(headers))
         self.connection.write(self.connection.conn.send(
             h11.Response(status_code=status, headers=headers, reason=_reason(status))))
         self.head_sent = True
@@ -374,6 +423,17 @@ class Reply:
         if not self.finished:
             log.warning("request timed out after %gs", self.connection.front.request_timeout)
             self._fail_response(504, "the app did not answer in time")
+
+
+_date: list[Any] = [None, b""]
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP date (RFC 9110 IMF-fixdate), formatted once a second."""
+    now = int(time.time())
+    if _date[0] != now:
+        _date[:] = [now, email.utils.formatdate(now, usegmt=True).encode()]
+    return _date[1]  # type: ignore[no-any-return]
 
 
 def _bytes(value: Any) -> bytes:

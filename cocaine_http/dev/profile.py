@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -72,6 +73,31 @@ class Profile:
             return self.grow_threshold
         return max(1, self.queue_limit // self.pool_limit // 2)
 
+    @classmethod
+    def from_runtime(cls, settings: Mapping[str, Any], **changes: Any) -> Profile:
+        """A Profile from a runtime profile (profile.json, or the storage's `profiles/<name>`),
+        its kebab-case keys mapped to fields; `changes` win. Keys the dev engine has no use for
+        (`isolate`, ...) are ignored, as the runtime ignores keys it does not know.
+
+        Raises:
+            ConfigError: a value of the wrong type or out of range.
+        """
+        values: dict[str, Any] = {}
+        for key, value in settings.items():
+            name = str(key).replace("-", "_")
+            kind = _KINDS.get(name)
+            if kind is None:
+                continue
+            if kind is bool:
+                ok = isinstance(value, bool)
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or (kind is int and value != int(value)):
+                raise ConfigError(f"profile {key}: expected {kind.__name__}, got {value!r}")
+            values[name] = kind(value)
+        values.update(changes)
+        return cls(**values)
+
     def replace(self, **changes: Any) -> Profile:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -91,3 +117,11 @@ class Profile:
             "log-output": self.log_output,
             "isolate": {"type": "process", "args": {}},
         }
+
+
+#: The fields a runtime profile may set, with their types.
+_KINDS: dict[str, type] = {
+    "pool_limit": int, "concurrency": int, "queue_limit": int, "grow_threshold": int,
+    "startup_timeout": float, "heartbeat_timeout": float, "idle_timeout": float,
+    "termination_timeout": float, "crashlog_limit": int, "log_output": bool,
+}

@@ -1,19 +1,28 @@
 # Strategy: the dev runtime is three parts started in dependency order and closed in reverse:
-# the services (locator, logging, storage, and the app service once the engine exists), the
+# the services (locator, logging, storage, node, and the app service once the engine exists), the
 # engine (whose workers get the locator's address as --locator) and the HTTP front. One async
 # context manager owns them all, so the CLI and the tests start and stop a runtime the same way.
 # The services module is imported lazily: the engine and front work without it (services=False).
+#
+# Besides its own app (the command it was given, if any), the runtime runs the apps the node
+# service starts, as cocaine-runtime does: manifest, profile and archive are read from storage,
+# the archive is unpacked into `<run dir>/spool/<app>` and the manifest's slave is executed
+# there. Each such app gets its engine, its app service and its route in the front.
 """The dev runtime: services + engine + HTTP front for one app, as an async context manager."""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from ..aio.channel import Channel
+from ..errors import ConfigError
 from ..protocol.dialect import pack
 from .engine import Engine
 from .front import Front
@@ -21,12 +30,16 @@ from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev")
 
+#: The runlist the node starts at boot (the v0.11 node's `runlist` argument, "default").
+RUNLIST = "default"
+
 
 class DevRuntime:
     """A cocaine-runtime look-alike for one app.
 
     Args:
-        command: the worker command (runtime arguments are appended).
+        command: the worker command (runtime arguments are appended); None runs no app of its
+            own (apps come through the node service).
         app: the app name.
         profile: engine settings (runtime defaults).
         host: address of the front and the services.
@@ -37,13 +50,17 @@ class DevRuntime:
         run_dir: where the worker socket lives (None: a fresh temporary directory).
         request_timeout: HTTP front timeout in seconds (504).
         max_body_size: HTTP front request body limit in bytes (413).
-        services: start locator/logging/storage/app services.
+        services: start locator/logging/storage/node/app services.
         on_wire: optional tap of every read from a worker socket (tests).
+        workers: workers of the own app started (and waited for) before the front opens;
+            a worker that fails to start makes `start()` raise StartupError.
+        powered_by: the front adds `X-Powered-By: Cocaine` to every response.
+        server_header, date_header: the front adds `Server` and `Date` when the app did not.
     """
 
     def __init__(
         self,
-        command: list[str],
+        command: list[str] | None,
         *,
         app: str = "app",
         profile: Profile | None = None,
@@ -57,6 +74,10 @@ class DevRuntime:
         max_body_size: int = 16 * 1024 * 1024,
         services: bool = True,
         on_wire: Callable[[Channel, bytes], None] | None = None,
+        workers: int = 0,
+        powered_by: bool = True,
+        server_header: bool = True,
+        date_header: bool = True,
     ) -> None:
         self.command = command
         self.app = app
@@ -71,9 +92,15 @@ class DevRuntime:
         self.max_body_size = max_body_size
         self.use_services = services
         self.on_wire = on_wire
+        self.workers = workers
+        self.powered_by = powered_by
+        self.server_header = server_header
+        self.date_header = date_header
         self.services: Any = None
         self.engine: Engine | None = None
         self.front: Front | None = None
+        #: Apps started through the node service, by name.
+        self.apps: dict[str, Engine] = {}
         self._own_run_dir = False
 
     @property
@@ -107,21 +134,113 @@ class DevRuntime:
 
             self.services = DevServices(host=self.host, locator_port=self.locator_port,
                                         storage_dir=self.storage_dir)
+            self.services.serve_node(self)
             await self.services.start()
-        self.engine = Engine(self.app, self.command, profile=self.profile, run_dir=self.run_dir,
-                             workdir=self.workdir, locator=self.locator, on_wire=self.on_wire)
-        await self.engine.start()
+        if self.command is not None:
+            self.engine = await self._start_engine(self.app, self.command, self.profile,
+                                                   self.workdir)
+            if self.workers:
+                await self.engine.warm(self.workers)
         if self.services is not None:
-            self.services.register_app(self.engine)
-            self.engine.on_crashlog = self._save_crashlog
+            await self._start_runlist(RUNLIST)
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
-                           max_body_size=self.max_body_size)
+                           max_body_size=self.max_body_size, apps=self.apps,
+                           powered_by=self.powered_by, server_header=self.server_header,
+                           date_header=self.date_header)
         await self.front.start()
 
-    def _save_crashlog(self, key: str, lines: list[str]) -> None:
+    async def _start_engine(self, name: str, command: list[str], profile: Profile,
+                            workdir: str | None) -> Engine:
+        assert self.run_dir is not None
+        engine = Engine(name, command, profile=profile, run_dir=self.run_dir, workdir=workdir,
+                        locator=self.locator, on_wire=self.on_wire)
+        await engine.start()
+        if self.services is not None:
+            self.services.register_app(engine)
+            engine.on_crashlog = lambda key, lines: self._save_crashlog(name, key, lines)
+        return engine
+
+    def _save_crashlog(self, app: str, key: str, lines: list[str]) -> None:
         # The storage service holds msgpack values, tagged with the app name (CORE11 slave.cpp).
-        self.services.storage.write("crashlogs", key, pack(lines), [self.app])
+        self.services.storage.write("crashlogs", key, pack(lines), [app])
+
+    # -- NodeHost: apps started through the node service ----------------------------------------
+
+    async def _start_runlist(self, name: str) -> None:
+        """Start the apps of `runlists/<name>` ({app: profile}), as the node does at boot."""
+        try:
+            runlist = self._stored("runlists", name)
+        except Exception:  # no runlist: nothing to start, as the runtime says at info level
+            return
+        if not isinstance(runlist, dict):
+            log.warning("runlist %s is not a map of apps to profiles; ignored", name)
+            return
+        for app, profile in runlist.items():
+            outcome = await self.start_app(str(app), str(profile))
+            log.info("runlist %s: %s: %s", name, app, outcome)
+
+    def running_apps(self) -> list[str]:
+        """The running apps, as the node's `list` answers."""
+        own = [self.app] if self.engine is not None and self.engine.state == "running" else []
+        return sorted({*own, *self.apps})
+
+    async def start_app(self, name: str, profile_name: str) -> str:
+        """Start an app from storage (manifest, profile, archive), as the node's start_app."""
+        if name in self.running_apps():
+            return "the app is already running"
+        if self.engine is not None and name == self.app:
+            self.engine.resume()
+            return "the app has been started"
+        try:
+            manifest = self._stored("manifests", name)
+            settings = self._stored("profiles", profile_name)
+            archive = self._stored("apps", name)
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("slave"), str):
+                raise ConfigError("the manifest names no slave")
+            if not isinstance(archive, bytes) or not isinstance(settings, dict):
+                raise ConfigError("the archive or the profile has the wrong type")
+            from .deploy import unpack
+
+            assert self.run_dir is not None
+            spool = os.path.join(self.run_dir, "spool", name)
+            shutil.rmtree(spool, ignore_errors=True)
+            unpack(archive, spool)
+            env = {str(k): str(v) for k, v in (manifest.get("environment") or {}).items()}
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            profile = Profile.from_runtime(settings, environment=env,
+                                           log_output=self.profile.log_output)
+            slave = os.path.join(spool, manifest["slave"])
+            self.apps[name] = await self._start_engine(name, [slave], profile, spool)
+        except Exception as exc:  # the node reports every failure per app, as text
+            log.error("unable to start the '%s' app - %s", name, exc)
+            return str(exc) or type(exc).__name__
+        log.info("started the '%s' app from storage", name)
+        return "the app has been started"
+
+    async def pause_app(self, name: str) -> str:
+        """Stop an app, as the node's pause_app."""
+        if self.engine is not None and name == self.app and self.engine.state == "running":
+            await self.engine.stop()
+            return "the app has been stopped"
+        engine = self.apps.pop(name, None)
+        if engine is None:
+            return "the app is not running"
+        await engine.close()
+        if self.services is not None:
+            await self.services.unregister_app(name)
+        return "the app has been stopped"
+
+    def _stored(self, namespace: str, key: str) -> Any:
+        blob = self.services.storage.read(namespace, key)
+        return msgpack.unpackb(blob, raw=False, strict_map_key=False) \
+            if namespace != "apps" else msgpack.unpackb(blob, raw=True)
+
+    def kill(self) -> None:
+        """SIGKILL every worker of every app (a second Ctrl-C); `close()` then ends quickly."""
+        for engine in (self.engine, *self.apps.values()):
+            if engine is not None:
+                engine.kill()
 
     async def close(self) -> None:
         """Graceful stop: the front stops accepting, workers get terminate, services close."""
@@ -129,6 +248,8 @@ class DevRuntime:
             self.front.stop_accepting()
         if self.engine is not None:
             await self.engine.close()
+        for name in list(self.apps):
+            await self.apps.pop(name).close()
         if self.front is not None:
             await self.front.close()
         if self.services is not None:

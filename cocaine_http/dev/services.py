@@ -236,6 +236,16 @@ class Engine(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
+class NodeHost(Protocol):
+    """What the node service asks of the dev runtime (cocaine_http/dev/runtime.py)."""
+
+    async def start_app(self, name: str, profile: str) -> str: ...
+
+    async def pause_app(self, name: str) -> str: ...
+
+    def running_apps(self) -> list[str]: ...
+
+
 class _Sink:
     """Forwards an engine session's replies to the caller verbatim (no double encoding)."""
 
@@ -280,6 +290,7 @@ class DevServices:
         }
         self._locator = _Server("locator", {0: ("resolve", self._resolve)})
         self._started = False
+        self.node: NodeHost | None = None
 
     @property
     def locator_endpoint(self) -> tuple[str, int]:
@@ -315,6 +326,14 @@ class DevServices:
             server.ready.exception()  # retrieved: resolve reports it
             raise
         server.ready.set_result(None)
+
+    def serve_node(self, host: NodeHost) -> None:
+        """Serve the v0.11 `node` service (start_app, pause_app, list) for `host`; before
+        start() only."""
+        self.node = host
+        self._servers["node"] = _Server("node", {0: ("start_app", self._start_app),
+                                                 1: ("pause_app", self._pause_app),
+                                                 2: ("list", self._list)})
 
     def register_app(self, engine: Engine) -> None:
         """Serve the app service `engine.name` (enqueue, info); started now if running."""
@@ -390,6 +409,29 @@ class DevServices:
     def _find(self, args: list[Any], reply: Reply) -> None:
         namespace, tags = args
         reply.value(self.storage.find(_text(namespace), [_text(t) for t in tags]))
+
+    # The node's answers are the runtime's: a map of app name to outcome, per app.
+
+    async def _start_app(self, args: list[Any], reply: Reply) -> None:
+        (runlist,) = args
+        if not isinstance(runlist, dict):
+            raise TypeError("start_app expects a map of app names to profile names")
+        assert self.node is not None
+        result = {}
+        for name, profile in runlist.items():
+            result[_text(name)] = await self.node.start_app(_text(name), _text(profile))
+        reply.value(result)
+
+    async def _pause_app(self, args: list[Any], reply: Reply) -> None:
+        (names,) = args
+        if not isinstance(names, (list, tuple)):
+            raise TypeError("pause_app expects a list of app names")
+        assert self.node is not None
+        reply.value({_text(n): await self.node.pause_app(_text(n)) for n in names})
+
+    def _list(self, args: list[Any], reply: Reply) -> None:
+        assert self.node is not None
+        reply.value(self.node.running_apps())
 
     def _enqueue(self, engine: Engine, args: list[Any], reply: Reply) -> None:
         event, data = _text(args[0]), args[1]

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import errno
+import json
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +31,9 @@ from ..protocol.dialect import V0_11
 from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev.engine")
-output_log = logging.getLogger("cocaine_http.dev.worker")
+#: Where a worker's output that is not a log record of ours goes (at INFO).
+OUTPUT_LOGGER = "cocaine_http.dev.worker"
+output_log = logging.getLogger(OUTPUT_LOGGER)
 
 #: Reasons given to sessions, verbatim from cocaine-runtime v0.11 (PROTOCOL.md §3.6).
 TIMED_OUT = "slave has timed out"
@@ -37,6 +42,20 @@ SHUT_ITSELF_DOWN = "slave has shut itself down"
 IDLE = "slave is idle"
 
 _MAX_LINE = 65536
+
+#: A log line of a worker (cli.py `setup_logging`): time, pid, level, logger name, message.
+_RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+ \d+ "
+    r"(CRITICAL|ERROR|WARNING|INFO|DEBUG|TRACE|Level \d+) ([^\s:]+): (.*)$"
+)
+_LEVELS = {"CRITICAL": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING,
+           "INFO": logging.INFO, "DEBUG": logging.DEBUG, "TRACE": 5}
+#: Lines that continue the record before them (a traceback).
+_CONTINUATION = (" ", "\t", "Traceback (most recent call last)", "During handling of",
+                 "The above exception")
+#: Why a file cannot be executed as a slave, in the runtime's terms.
+NOT_EXECUTABLE = ("the runtime executes the slave file itself: it needs the execute bit and a "
+                  "#! line naming its interpreter")
 
 
 class ReplySink(Protocol):
@@ -111,6 +130,8 @@ class Slave:
         self._loop = asyncio.get_running_loop()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._partial = b""
+        self._record: tuple[logging.Logger, int] | None = None  # of the last log line
+        self._in_traceback = False
         self.task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -144,8 +165,9 @@ class Slave:
                 start_new_session=True,  # Ctrl-C reaches the runtime, which then terminates
             )
         except OSError as exc:
-            self.output.append(f"failed to spawn {argv[0]!r}: {exc}")
-            self.host.slave_failed(self, f"failed to spawn the slave: {exc}")
+            hint = f" ({NOT_EXECUTABLE})" if exc.errno in (errno.EACCES, errno.ENOEXEC) else ""
+            self.output.append(f"failed to spawn {argv[0]!r}: {exc}{hint}")
+            self.host.slave_failed(self, f"failed to spawn the slave: {exc}{hint}")
             return
         if self.state is State.DEAD:  # torn down while the exec was in progress
             self._signal(signal.SIGTERM)
@@ -169,7 +191,30 @@ class Slave:
         text = raw.decode("utf-8", "replace").rstrip("\r")
         self.output.append(text)
         if self.profile.log_output:
-            output_log.info("[%s] %s", self.uuid[:8], text)
+            logger, level, message = self._classify(text)
+            logger.log(level, "[%s] %s", self.uuid[:8], message)
+
+    def _classify(self, text: str) -> tuple[logging.Logger, int, str]:
+        """The logger and level a worker's output line is relayed at: a log record keeps its
+        logger name and level, the lines of its traceback follow it, anything else is the
+        worker's plain output (INFO on cocaine_http.dev.worker)."""
+        if text.startswith("{"):
+            record = _json_record(text)
+            if record is not None:
+                self._record, self._in_traceback = None, False
+                return record
+        match = _RECORD.match(text)
+        if match is not None:
+            label = match.group(1)
+            level = int(label.split()[-1]) if label.startswith("Level") else _LEVELS[label]
+            self._record = (logging.getLogger(match.group(2)), level)
+            self._in_traceback = False
+            return self._record[0], level, match.group(3)
+        if self._record is not None and (text.startswith(_CONTINUATION) or self._in_traceback):
+            self._in_traceback = text.startswith(_CONTINUATION)
+            return self._record[0], self._record[1], text
+        self._record = None
+        return output_log, logging.INFO, text
 
     def _process_exited(self) -> None:
         log.info("slave %s exited with code %s", self.uuid, self.returncode)
@@ -322,6 +367,24 @@ class Slave:
         self._timers.pop("idle", None)
         log.info("slave %s is idle, terminating it", self.uuid)
         self.terminate(IDLE)
+
+
+def _json_record(text: str) -> tuple[logging.Logger, int, str] | None:
+    """A line of `--log-format json` (cli.py `JsonFormatter`) as (logger, level, message)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not {"level", "logger", "message"} <= doc.keys():
+        return None
+    label = str(doc["level"])
+    level = int(label.split()[-1]) if label.startswith("Level") else _LEVELS.get(label)
+    if level is None:
+        return None
+    message = str(doc["message"])
+    if doc.get("exc_info"):
+        message += "\n" + str(doc["exc_info"])
+    return logging.getLogger(str(doc["logger"])), level, message
 
 
 def _text(value: Any) -> str:

@@ -4,7 +4,7 @@ app's response -> Cocaine chunk payloads. No sockets, threads, loops or clocks i
 API (everything below is importable from `cocaine_http.http`):
 
 Configuration
-    `HttpConfig(max_body_size=64 MiB, max_header_bytes=65536, max_header_count=100,
+    `HttpConfig(max_body_size=64 MiB, max_header_size=65536, max_headers=100,
     root_path="", proxy_headers=True, body_chunk_size=65536)` -- frozen dataclass; one per
     worker. `DEFAULT_CONFIG` is `HttpConfig()`. `proxy_headers=True` trusts X-Forwarded-Proto,
     X-Forwarded-For and X-Real-IP from the proxy (under Cocaine the only peer is the runtime's
@@ -16,8 +16,8 @@ Request
         `[method, uri, version, [[name, value], ...], body]` (PROTOCOL.md §6.1). Validated with
         h11's rules. Raises `cocaine_http.errors.BadRequestError(status, reason)`: 400 malformed
         frame / method / target / header / Content-Length (including one that does not match the
-        body), 413 body over `max_body_size`, 431 headers over `max_header_bytes` or
-        `max_header_count`, 501 a Transfer-Encoding other than one `chunked`, 505 a version
+        body), 413 body over `max_body_size`, 431 headers over `max_header_size` or
+        `max_headers`, 501 a Transfer-Encoding other than one `chunked`, 505 a version
         other than 1.0/1.1. Accepted where h11 would refuse: no Host on 1.1, an empty uri.
     `Request` (slotted, read-only by convention) fields:
         method: str ("GET"); http_version: str ("1.0" | "1.1", from either spelling);

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime
 import re
 
+from cocaine_http.config import ACCESS_LOG_FORMAT as ACCESS_LOG_FORMAT
 from cocaine_http.http.request import Request
 
-#: gunicorn's default access_log_format, plus the duration in milliseconds.
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
-#: The worker's stderr log record format (what `cocaine-http` installs on the root logger).
+#: The worker's stderr log record format (what `cocaine-http` installs on its loggers).
 RECORD_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 _ATOM = re.compile(r"%\((\w+)\)s")

@@ -33,26 +33,31 @@ import msgpack
 from cocaine_http.errors import BadRequestError
 from cocaine_http.http import validate as _v
 
+#: Why a WebSocket handshake gets 400: the app would see a plain GET and answer it wrongly.
+WEBSOCKET_REFUSED = ("WebSocket upgrade refused: a Cocaine session carries one request and "
+                     "its response, not a WebSocket")
+
 #: Frames larger than this are split without copying the body.
 LARGE_FRAME = 65536
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """Per-worker HTTP settings.
+    """Per-worker HTTP settings, under the names of the worker's `Config` fields (the adapters
+    build it from a Config in one place, `adapters.asgi.http_config`).
 
     Attributes:
         max_body_size: larger bodies get 413.
-        max_header_bytes: names plus values of all headers; more gets 431.
-        max_header_count: more header fields get 431.
+        max_header_size: names plus values of all headers; more gets 431.
+        max_headers: more header fields get 431.
         root_path: the mount point of the app (ASGI root_path, WSGI SCRIPT_NAME).
         proxy_headers: trust X-Forwarded-Proto / X-Forwarded-For / X-Real-IP.
         body_chunk_size: size of the `http.request` messages a large body is split into.
     """
 
     max_body_size: int = 64 * 1024 * 1024
-    max_header_bytes: int = 65536
-    max_header_count: int = 100
+    max_header_size: int = 65536
+    max_headers: int = 100
     root_path: str = ""
     proxy_headers: bool = True
     body_chunk_size: int = 65536
@@ -176,7 +181,7 @@ def _unpack_whole(frame: bytes | memoryview) -> tuple[object, ...]:
 def _unpack_large(frame: bytes | memoryview, config: HttpConfig) -> tuple[object, ...]:
     """Unpack the head fields only; the body becomes a view of the frame's tail."""
     view = memoryview(frame)
-    limit = config.max_header_bytes * 2 + 65536  # msgpack overhead, uri and method included
+    limit = config.max_header_size * 2 + 65536  # msgpack overhead, uri and method included
     unpacker = msgpack.Unpacker(raw=True, use_list=False, max_buffer_size=limit)
     fed = min(4096, len(view))
     unpacker.feed(view[:fed])
@@ -280,7 +285,7 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
     against the body (None when absent or when Transfer-Encoding overrides it)."""
     if type(raw_headers) is not tuple:
         raise BadRequestError(400, "request headers are not a list of pairs")
-    if len(raw_headers) > config.max_header_count:
+    if len(raw_headers) > config.max_headers:
         raise BadRequestError(431, f"{len(raw_headers)} header fields is too many")
     cache_get = _pairs_get
     headers: list[tuple[bytes, bytes]] = []
@@ -299,8 +304,8 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
                 special.append((kind, lpair[1]))
                 if kind <= _v.TRANSFER_ENCODING:
                     _v.framing(special)  # checked in order, as h11 does
-    if size > config.max_header_bytes:
-        limit = config.max_header_bytes
+    if size > config.max_header_size:
+        limit = config.max_header_size
         raise BadRequestError(431, f"{size} bytes of header fields is over {limit}")
     req.headers = headers
     req.content_type = None
@@ -326,6 +331,9 @@ def _apply_special(
         if kind == _v.CONTENT_TYPE:
             if req.content_type is None:
                 req.content_type = value
+        elif kind == _v.UPGRADE:
+            if b"websocket" in value.lower():
+                raise BadRequestError(400, WEBSOCKET_REFUSED)
         elif kind > _v.CONTENT_TYPE and config.proxy_headers:
             proxy.append((kind, value))
     if proxy:

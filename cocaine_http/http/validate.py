@@ -27,6 +27,7 @@ CONTENT_TYPE = 4
 X_FORWARDED_FOR = 5
 X_FORWARDED_PROTO = 6
 X_REAL_IP = 7
+UPGRADE = 8
 
 _KINDS = {
     b"host": HOST,
@@ -36,6 +37,7 @@ _KINDS = {
     b"x-forwarded-for": X_FORWARDED_FOR,
     b"x-forwarded-proto": X_FORWARDED_PROTO,
     b"x-real-ip": X_REAL_IP,
+    b"upgrade": UPGRADE,
 }
 
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

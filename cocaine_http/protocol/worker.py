@@ -24,6 +24,7 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Union
 
+from ..config import split_runtime_args
 from ..errors import ConfigError
 from .dialect import TERMINATE_NORMAL, Dialect, get_dialect
 from .session import SessionMachine, SessionState
@@ -45,9 +46,6 @@ _REQUEST_DONE = SessionState.REQUEST_DONE
 _CLOSED = SessionState.CLOSED
 
 # -- options ------------------------------------------------------------------------------------
-
-_OPTION_NAMES = ("app", "endpoint", "locator", "uuid", "protocol")
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
@@ -105,21 +103,7 @@ def parse_options(argv: Sequence[str]) -> WorkerOptions:
     Raises:
         ConfigError: an option without a value, or a `--protocol` other than 0 or 1.
     """
-    found: dict[str, str] = {}
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        name, eq, value = items[i].partition("=")
-        key = name[2:] if name.startswith("--") else ""
-        i += 1
-        if key not in _OPTION_NAMES:
-            continue
-        if not eq:
-            if i >= len(items):
-                raise ConfigError(f"option --{key} needs a value")
-            value = items[i]
-            i += 1
-        found[key] = value
+    found, _ = split_runtime_args(argv)
     protocol = found.pop("protocol", "0")
     try:
         dialect = get_dialect(protocol)

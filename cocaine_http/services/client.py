@@ -22,8 +22,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio.endpoint import Endpoint, parse_endpoint
+from ..config import split_runtime_args
 from ..errors import (
     ChannelError,
+    ConfigError,
     ConnectionLostError,
     RemoteProtocolError,
     ServiceError,
@@ -47,19 +49,18 @@ DEFAULT_LOCATOR = "127.0.0.1:10053"
 
 
 def _option(name: str, argv: Sequence[str] | None) -> str | None:
-    args = list(sys.argv if argv is None else argv)
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
+    """One of the runtime's arguments (`locator`, `protocol`) of a worker's argv, else None."""
+    try:
+        found, _ = split_runtime_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError:  # a trailing option without a value names nothing
+        return None
+    return found.get(name)
 
 
 def locators_from_argv(argv: Sequence[str] | None = None) -> list[str]:
     """Every entry of a worker's `--locator` (a comma list under protocol 1), else the
     default."""
-    value = _option("--locator", argv)
+    value = _option("locator", argv)
     found = [entry.strip() for entry in (value or "").split(",") if entry.strip()]
     return found or [DEFAULT_LOCATOR]
 
@@ -71,7 +72,7 @@ def locator_from_argv(argv: Sequence[str] | None = None) -> str:
 
 def dialect_from_argv(argv: Sequence[str] | None = None) -> Dialect:
     """The dialect of a worker's `--protocol` (absent: v0.11)."""
-    return get_dialect(_option("--protocol", argv))
+    return get_dialect(_option("protocol", argv))
 
 
 def _locators(value: str | tuple[str, int] | Sequence[str] | None) -> list[Endpoint]:

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..errors import CocaineError
+from ..config import split_runtime_args
+from ..errors import CocaineError, ConfigError
 from ..protocol.service import State
 
 if TYPE_CHECKING:
@@ -36,11 +37,11 @@ LEVEL_NAMES = {IGNORE: "IGNORE", ERROR: "ERROR", WARNING: "WARNING", INFO: "INFO
 
 def default_source(argv: list[str] | None = None) -> str:
     """"app/<name>" from the worker's `--app`, else "app/standalone" (PY11, NODE-d)."""
-    args = sys.argv if argv is None else argv
-    for i, arg in enumerate(args):
-        if arg == "--app" and i + 1 < len(args):
-            return f"app/{args[i + 1]}"
-    return "app/standalone"
+    try:
+        found, _ = split_runtime_args(sys.argv[1:] if argv is None else argv)
+    except ConfigError:  # a trailing --app without a value names no app
+        found = {}
+    return f"app/{found['app']}" if "app" in found else "app/standalone"
 
 
 class Logger:

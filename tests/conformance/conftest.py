@@ -136,7 +136,13 @@ def dev(conformance_root: Path) -> Iterator[Callable[[str], DevProcess]]:
 
     def get(name: str) -> DevProcess:
         if name not in started:
-            args = ["--slave", str(ECHO_SCRIPT)] if name == "echo" else HTTP_APPS[name]
+            if name == "echo":  # dev executes the slave file itself: the runtime's slave
+                slave = conformance_root / "dev-echo-slave"
+                slave.write_text(script_slave(ECHO_SCRIPT))
+                slave.chmod(0o755)
+                args = ["--slave", str(slave)]
+            else:
+                args = HTTP_APPS[name]
             process = DevProcess(args, conformance_root, name)
             process.start()
             started[name] = process

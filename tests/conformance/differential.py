@@ -18,6 +18,8 @@ from tests.conformance.client import Reply
 #: runtime behind the tornado proxy"). test_differences_are_documented keeps the two in step.
 DIFFERENCES = {
     "powered-by": "the dev front adds X-Powered-By: Cocaine; the tornado proxy does not",
+    "server-date": "the dev front adds Server and Date when the app sends none; the tornado "
+                   "proxy adds neither",
     "framing": "tornado buffers and sends Content-Length; the dev front streams chunked",
     "no-body-length": "tornado sends Content-Length: 0 on 204/304 and HEAD replies",
     "error-after-head": "an app failing after its head: tornado answers 502, dev drops the "
@@ -167,6 +169,8 @@ def view(reply: Reply, case: Case, front: str, head: bool, fix: Callable[[str], 
     if front == "dev":
         # powered-by: exactly one, added by the front.
         assert reply.all("x-powered-by") == ["Cocaine"], reply.raw_headers
+        # server-date: exactly one of each, added by the front (no example app sends them).
+        assert len(reply.all("server")) == 1 and len(reply.all("date")) == 1, reply.raw_headers
         # framing: the dev front streams; no-body replies carry no length (h11 adds chunked to
         # HEAD replies as it would to the GET).
         if reply.status in NO_BODY:
@@ -179,7 +183,8 @@ def view(reply: Reply, case: Case, front: str, head: bool, fix: Callable[[str], 
         assert framing == [(b"content-length", expected)], framing
     headers = [(n.decode("latin-1").lower(), fix(v.decode("latin-1")))
                for n, v in reply.raw_headers
-               if n.lower() not in (b"x-powered-by", b"content-length", b"transfer-encoding")]
+               if n.lower() not in (b"x-powered-by", b"content-length", b"transfer-encoding",
+                                    b"server", b"date")]
     # Werkzeug builds Allow from a set of str, so its order follows each process's hash seed.
     headers = [(n, ", ".join(sorted(v.split(", "))) if n == "allow" else v) for n, v in headers]
     body = fix(reply.body.decode("latin-1")).encode("latin-1")

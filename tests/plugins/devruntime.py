@@ -8,11 +8,13 @@ Fixtures:
         `.services`, `.locator`.
     dev_app_runtime: `await dev_app_runtime("pkg.module:attr", *app_args, **same options)`
         runs an HTTP app under the dev runtime as `python -m cocaine_http pkg.module:attr ...`.
-    raw_worker_command: the argv of tests/workers/raw_worker.py (a raw protocol worker).
+    raw_worker_command: `[<slave file>]`: an executable slave (a #! line naming this
+        interpreter) that runs tests/workers/raw_worker.py, started by fork + execve as the
+        runtime starts slaves; its "info" event's `mark` is its argv[0] unless RAW_MARK is set.
     raw_runtime: a started runtime (app "raw", services off) running the raw worker.
 
 Helpers (import from tests.plugins.devruntime): RecordingSink, enqueue(engine, event, data),
-app_command(target, *app_args), wait_for(predicate, timeout).
+app_command(target, *app_args), wait_for(predicate, timeout), write_slave(path, body).
 """
 
 from __future__ import annotations
@@ -105,10 +107,26 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 15.0,
     return value
 
 
+def write_slave(path: Path, body: str) -> Path:
+    """An executable slave script at `path`: a #! line naming this interpreter, the repository
+    on sys.path, then `body`."""
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
+                    + body)
+    path.chmod(0o755)
+    return path
+
+
+RAW_SLAVE = (
+    "import os, runpy\n"
+    "os.environ.setdefault('RAW_MARK', sys.argv[0])\n"
+    f"runpy.run_path({str(RAW_WORKER)!r}, run_name='__main__')\n"
+)
+
+
 @pytest.fixture
-def raw_worker_command() -> list[str]:
-    """argv of the raw protocol worker script."""
-    return [sys.executable, str(RAW_WORKER)]
+def raw_worker_command(tmp_path: Path) -> list[str]:
+    """The raw protocol worker as a slave file, executed as the runtime executes slaves."""
+    return [str(write_slave(tmp_path / "raw_slave", RAW_SLAVE))]
 
 
 @pytest.fixture
