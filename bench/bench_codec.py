@@ -6,14 +6,15 @@ Two streams, each fed in 64 KiB slices as a socket would deliver them:
 A third table feeds one request (invoke, chunk, choke) per call, the shape of a lightly loaded
 worker's reads, where the fixed cost of a feed dominates.
 Every decoder's messages go through the same Python dispatch loop, so the figures include
-building the Python objects. The bar (issue 3): the C path at least as fast as
+building the Python objects. The bar: the C path at least as fast as
 `msgpack.Unpacker(raw=True)` + dispatch on the mix, and at least 2 GB/s on 64 KiB chunks.
 
 The Channel tables measure the real receive path: the same byte stream goes into
 `Channel.data_received` (dummy transport, no-op callbacks) and into a minimal protocol that
 feeds `msgpack.Unpacker(raw=True)` and calls the same callbacks (fetched once per read, the
 event decoded to str like the Channel does) with no validation at all.
-Figures are medians of interleaved repetitions (PERF.md: the machine is noisy), with the best.
+Figures are medians of interleaved repetitions (docs/benchmarks.md: the machine is noisy), with the
+best.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Per-request cost of the sans-IO HTTP core, compared with h11.
 
 Strategy: time each step on pre-built inputs with timeit (best of several repeats, so a noisy
-neighbour inflates nothing), on two requests: `hello` (one Host header, the issue's benchmark
+neighbour inflates nothing), on two requests: `hello` (one Host header, the benchmark's
 request) and `browser` (7 headers a browser sends). h11 is measured doing the same validation
 (`h11.Request(...)`) and a full server cycle (parse the bytes, send a response).
 """

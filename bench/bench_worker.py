@@ -69,7 +69,7 @@ def _stream(payload: bytes = b"x" * 200) -> list[bytes]:
     return [data[i : i + 65536] for i in range(0, len(data), 65536)]
 
 
-#: A GET request frame (PROTOCOL.md §6.1) as the HTTP proxy sends it, 3 headers, no body.
+#: A GET request frame (docs/protocol.md §6.1) as the HTTP proxy sends it, 3 headers, no body.
 REQUEST = msgpack.packb(
     ["GET", "/", "1.1", [["Host", "127.0.0.1"], ["User-Agent", "bench"], ["Accept", "*/*"]], b""],
     use_bin_type=False,

@@ -83,7 +83,7 @@ class SessionError(CocaineError):
     """The peer failed a session with an error message.
 
     Attributes:
-        code: the error code from the wire (category folded in for v0.12).
+        code: the error code from the wire (under v0.12 the code of `[category, code]`).
         message: the text from the wire.
     """
 

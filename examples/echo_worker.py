@@ -7,6 +7,12 @@ Run it the way cocaine-runtime does (the runtime's options last, in any order):
         --locator 127.0.0.1:10053 --uuid 0e7f4b9c-5d1a-4c2e-9a57-3f6c2b8d1e40
 
 or let the dev runtime spawn it: `cocaine-http dev --slave examples/echo_worker.py`.
+
+The file is executable, so a manifest's `slave` may name it directly (cocaine-runtime execs the
+slave file itself). Its shebang takes the first `python3` on the runtime's own PATH, which must
+have cocaine_http installed; a PATH in the manifest's `environment` does not change that (the
+runtime passes its own PATH first). Otherwise point the shebang at the venv's interpreter
+(`#!/srv/venv/bin/python`).
 """
 
 from __future__ import annotations

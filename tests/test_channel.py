@@ -40,7 +40,7 @@ KINDS = ["unix", "tcp4", "localhost"] + (["tcp6"] if _ipv6_loopback() else [])
 
 @pytest.fixture(params=DECODERS, autouse=True)
 def channel_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Every channel test runs on each decoder implementation (STYLE.md rule 6)."""
+    """Every channel test runs on each decoder implementation (docs/design.md §7.1)."""
     monkeypatch.setattr(channel_module, "Decoder", request.param)
     return request.param
 

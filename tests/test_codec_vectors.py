@@ -1,4 +1,4 @@
-"""PROTOCOL.md §11: every test vector decodes exactly on both decoders, however it is split,
+"""docs/protocol.md §11: every test vector decodes exactly on both decoders, however it is split,
 and the encoders in protocol/dialect.py produce the encodable ones byte for byte."""
 
 from __future__ import annotations

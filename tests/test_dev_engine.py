@@ -1,4 +1,4 @@
-"""The dev engine against real raw worker processes (PROTOCOL.md §3, §9, §11)."""
+"""The dev engine against real raw worker processes (docs/protocol.md §3, §9, §11)."""
 
 from __future__ import annotations
 

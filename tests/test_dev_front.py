@@ -1,4 +1,5 @@
-"""The dev runtime's HTTP front: routing, the request frame, response rules (PROTOCOL.md §6)."""
+"""The dev runtime's HTTP front: routing, the request frame, response rules
+(docs/protocol.md §6)."""
 
 from __future__ import annotations
 

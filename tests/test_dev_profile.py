@@ -1,4 +1,5 @@
-"""The dev engine's profile: the runtime's defaults and its validation rules (PROTOCOL.md §3.5)."""
+"""The dev engine's profile: the runtime's defaults and its validation rules
+(docs/protocol.md §3.5)."""
 
 from __future__ import annotations
 

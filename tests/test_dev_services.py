@@ -29,7 +29,7 @@ async def exchange(endpoint: tuple[str, int], request: bytes, expect_len: int) -
 
 
 class TestReplyVectors:
-    """PROTOCOL.md §11.3: the replies the dev services send are byte-exact."""
+    """docs/protocol.md §11.3: the replies the dev services send are byte-exact."""
 
     async def test_resolve_not_found_matches_vector(self, dev_services):
         """Unknown name: error(1, "service nosuch is not available") then choke."""

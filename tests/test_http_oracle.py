@@ -6,7 +6,7 @@ then an h11 server connection is fed the request as it would arrive on the wire,
 body framing (Content-Length / Transfer-Encoding against the body the proxy buffered); the
 request is valid when h11 yields exactly that body and the end of the message.
 
-Deliberate exceptions (issue 5), applied to the oracle's input before asking h11:
+Deliberate exceptions (docs/http-core.md), applied to the oracle's input before asking h11:
 - a missing Host on HTTP/1.1 is tolerated (the proxy owns the client connection): a Host header
   is added for h11;
 - an empty uri is valid (the proxy strips `/app/event`): h11 is given "/";

@@ -15,7 +15,7 @@ VECTOR = bytes.fromhex("95a3474554aa2f68656c6c6f3f783d31a3312e319192a4486f7374a1
 
 class TestParseRequest:
     def test_protocol_vector_is_parsed(self):
-        """The PROTOCOL.md §11.2 request frame gives the request it encodes."""
+        """The docs/protocol.md §11.2 request frame gives the request it encodes."""
         req = parse_request(VECTOR)
 
         assert (req.method, req.target, req.http_version) == ("GET", b"/hello?x=1", "1.1")
@@ -34,7 +34,7 @@ class TestParseRequest:
         ],
     )
     def test_both_version_spellings_are_accepted(self, version, expected):
-        """The native proxy sends "1.1", the tornado proxy "HTTP/1.1" (PROTOCOL.md §6.1)."""
+        """The native proxy sends "1.1", the tornado proxy "HTTP/1.1" (docs/protocol.md §6.1)."""
         req = parse_request(build_frame(version=version))
 
         assert req.http_version == expected
@@ -217,7 +217,7 @@ class TestLimits:
         assert info.value.status == 413
 
     def test_default_body_limit_is_64_mib(self):
-        """The default max body size is 64 MiB (issue 5)."""
+        """The default max body size is 64 MiB."""
         assert HttpConfig().max_body_size == 64 * 1024 * 1024
 
 

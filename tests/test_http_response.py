@@ -16,7 +16,7 @@ BODY_VECTOR = bytes.fromhex("a568656c6c6f")
 
 class TestPayloads:
     def test_head_and_body_match_protocol_vectors(self):
-        """Head and body payloads are byte-identical to PROTOCOL.md §11.2."""
+        """Head and body payloads are byte-identical to docs/protocol.md §11.2."""
         resp = Response()
         resp.start(200, [(b"Content-Type", b"text/plain")])
 
@@ -38,7 +38,7 @@ class TestPayloads:
         assert out[1][0] == b"\xdb" + len(data).to_bytes(4, "big")
 
     def test_raw_body_dialect_sends_bytes_as_they_are(self):
-        """v0.12 body writes are the raw bytes (PROTOCOL.md §6.2)."""
+        """v0.12 body writes are the raw bytes (docs/protocol.md §6.2)."""
         resp = Response(raw_body=True)
         resp.start(200, [])
 

@@ -291,7 +291,7 @@ class TestFailures:
 
 
 class TestWireVectors:
-    """PROTOCOL.md §11.3: the calls the client sends are byte-exact."""
+    """docs/protocol.md §11.3: the calls the client sends are byte-exact."""
 
     async def test_calls_match_protocol_vectors(self):
         """resolve, read, write, emit and verbosity calls encode exactly as the vectors."""

@@ -54,7 +54,7 @@ async def wait(awaitable: Any) -> Any:
 
 class TestWorkerProcess:
     async def test_first_bytes_are_handshake_then_heartbeat(self, tmp_path, spawn_worker) -> None:
-        """The spawned worker's first bytes match PROTOCOL.md §11.1 exactly."""
+        """The spawned worker's first bytes match docs/protocol.md §11.1 exactly."""
         path = str(tmp_path / "raw.sock")
         received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         expected = bytes.fromhex(HANDSHAKE_HEX + "93010090")

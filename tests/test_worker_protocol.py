@@ -53,7 +53,7 @@ def open_session(conn: WorkerConnection, sid: int, event: str = "ping") -> Sessi
 
 class TestOptions:
     def test_runtime_order_is_parsed(self) -> None:
-        """The argv cocaine-runtime builds (PROTOCOL.md §12) gives every option."""
+        """The argv cocaine-runtime builds (docs/protocol.md §12) gives every option."""
         argv = ["--app", "echo", "--endpoint", "/run/echo.1", "--locator", "h:10053",
                 "--uuid", UUID]  # fmt: skip
 
@@ -103,7 +103,7 @@ class TestOptions:
 
 class TestWorkerConnection:
     def test_start_sends_handshake_then_heartbeat(self) -> None:
-        """The first bytes are exactly the PROTOCOL.md §11.1 handshake and heartbeat."""
+        """The first bytes are exactly the docs/protocol.md §11.1 handshake and heartbeat."""
         conn = WorkerConnection(UUID, V0_11)
 
         data = b"".join(conn.start(0.0))
@@ -234,7 +234,7 @@ class TestSessionMachine:
         assert machine.receive(Choke) is SessionState.CLOSED
 
     def test_engine_error_is_terminal(self) -> None:
-        """An engine error closes the session in one step (PROTOCOL.md §3.6)."""
+        """An engine error closes the session in one step (docs/protocol.md §3.6)."""
         machine = SessionMachine(1, "ping")
 
         machine.receive(Error)

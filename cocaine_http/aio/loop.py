@@ -1,7 +1,7 @@
 # Strategy: one place decides which event loop runs the worker. "auto" prefers uvloop (the
-# worker's per-request budget is small, PERF.md) and falls back to asyncio when uvloop is not
-# installed; asking for uvloop explicitly when it is missing is a ConfigError, never a silent
-# fallback. `loop_name` gives the string the worker logs at startup.
+# worker's per-request budget is small, docs/benchmarks.md) and falls back to asyncio when uvloop
+# is not installed; asking for uvloop explicitly when it is missing is a ConfigError, never a
+# silent fallback. `loop_name` gives the string the worker logs at startup.
 """Event loop selection: asyncio or uvloop."""
 
 from __future__ import annotations

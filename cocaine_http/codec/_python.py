@@ -1,6 +1,7 @@
 # Strategy: the reference decoder, and the specification the C decoder must match message for
 # message and error type for error type. msgpack.Unpacker does the msgpack work; this module adds
-# the Cocaine frame rules (PROTOCOL.md §2) and the limits, checked in one fixed order per message:
+# the Cocaine frame rules (docs/protocol.md §2) and the limits, checked in one fixed order per
+# message:
 #
 #   1. msgpack itself fails, as soon as the offending bytes are parsed          -> FrameError
 #        (byte 0xc1; an array longer than 2**31-1 or a map longer than 2**30-1 items; an ext

@@ -1,6 +1,6 @@
 # Strategy: the engine of one app, imitating cocaine-runtime v0.11 (CORE11 `src/engine.cpp`;
-# PROTOCOL.md §3, §9). It owns the worker endpoint (a unix socket `<run dir>/<app>.<pid>`), the
-# pool of Slaves, the queue of sessions that wait for a free slot and the engine-wide session
+# docs/protocol.md §3, §9). It owns the worker endpoint (a unix socket `<run dir>/<app>.<pid>`),
+# the pool of Slaves, the queue of sessions that wait for a free slot and the engine-wide session
 # counter (from 1, shared by every worker). Everything is driven by events: an enqueue, a slave
 # becoming active, a slot freed by a choke, a slave failing. After each one `_pump` hands queued
 # sessions to the least loaded active slave and `_balance` spawns workers when the queue outgrows
@@ -173,7 +173,7 @@ class Engine:
         self._balance()
 
     def info(self) -> dict[str, Any]:
-        """The v0.11 app `info` layout (PROTOCOL.md §8.3)."""
+        """The v0.11 app `info` layout (docs/protocol.md §8.3)."""
         active = [s for s in self.pool.values() if s.state is State.ACTIVE]
         loads = [s.load for s in active]
         busy = sum(1 for load in loads if load)

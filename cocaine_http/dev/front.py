@@ -1,6 +1,6 @@
 # Strategy: an HTTP/1.1 server on h11 and asyncio that behaves like Cocaine's HTTP proxies
-# (PROTOCOL.md §6). One asyncio.Protocol per client connection owns an h11.Connection; a request
-# is read whole (the envelope carries the full body), routed, packed into the request frame
+# (docs/protocol.md §6). One asyncio.Protocol per client connection owns an h11.Connection; a
+# request is read whole (the envelope carries the full body), routed, packed into the request frame
 # `[method, uri, "1.1", [[name, value], ...], body]` and enqueued on the engine with a Reply as the
 # sink. The Reply turns the worker's chunks into HTTP as they arrive: the first chunk is the head
 # `[status, [[name, value], ...]]`, later ones are msgpack strings of body bytes (empty skipped).
@@ -304,7 +304,7 @@ class HTTPConnection(asyncio.Protocol):
 
 
 class Reply:
-    """The sink of one HTTP request's session (PROTOCOL.md §6.2)."""
+    """The sink of one HTTP request's session (docs/protocol.md §6.2)."""
 
     def __init__(self, connection: HTTPConnection, *, head_only: bool) -> None:
         self.connection = connection

@@ -1,6 +1,6 @@
 # Strategy: one frozen dataclass holds every knob of the dev engine, with cocaine-runtime v0.11's
-# own defaults (CORE11 `src/context.cpp` `defaults::*`, `src/profile.cpp`; PROTOCOL.md §3.5), and
-# validates them the way the runtime's profile loader does. The CLI, the runtime and the test
+# own defaults (CORE11 `src/context.cpp` `defaults::*`, `src/profile.cpp`; docs/protocol.md §3.5),
+# and validates them the way the runtime's profile loader does. The CLI, the runtime and the test
 # fixtures all build a Profile; nothing else repeats the list.
 """The dev engine's profile: pool, queue and timer settings with the runtime's defaults."""
 

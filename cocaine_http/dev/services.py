@@ -1,6 +1,6 @@
 # Strategy: each dev service is a `_Server`: a method table {id: (name, handler)} served on its
 # own 127.0.0.1 TCP port with raw Channels, speaking v0.11 exactly as cocaine-runtime does
-# (PROTOCOL.md §4.1, §9 item 9, §12): native results are double-encoded (one chunk holding one
+# (docs/protocol.md §4.1, §9 item 9, §12): native results are double-encoded (one chunk holding one
 # msgpack value, then choke), void methods answer choke only, an unknown method id or a handler
 # that raises answers error(1, text) + choke. App services are the exception: enqueue forwards
 # the worker's chunks untouched and an engine failure as error without choke, like the runtime.
@@ -66,7 +66,7 @@ class Reply:
             self.channel.send(self.session, V0_11.choke(self.session))
 
     def error(self, code: int, message: str) -> None:
-        """An error without choke (engine failures, PROTOCOL.md §9 item 7)."""
+        """An error without choke (engine failures, docs/protocol.md §9 item 7)."""
         self.finished = True
         self.channel.send(self.session, V0_11.error(self.session, code, message))
 

@@ -1,5 +1,5 @@
 # Strategy: one Slave object per worker process, as in cocaine-runtime v0.11 (CORE11
-# `src/slave.cpp`; PROTOCOL.md §3, §9). It owns the process (spawned with the runtime's argv,
+# `src/slave.cpp`; docs/protocol.md §3, §9). It owns the process (spawned with the runtime's argv,
 # cwd and environment, stdout+stderr on one pipe kept in a crashlog ring), the worker's channel
 # once the engine has matched its handshake, the sessions assigned to it, and its three timers
 # (startup, heartbeat, idle), all armed with loop.call_at: nothing polls.
@@ -35,7 +35,7 @@ log = logging.getLogger("cocaine_http.dev.engine")
 OUTPUT_LOGGER = "cocaine_http.dev.worker"
 output_log = logging.getLogger(OUTPUT_LOGGER)
 
-#: Reasons given to sessions, verbatim from cocaine-runtime v0.11 (PROTOCOL.md §3.6).
+#: Reasons given to sessions, verbatim from cocaine-runtime v0.11 (docs/protocol.md §3.6).
 TIMED_OUT = "slave has timed out"
 DISCONNECTED = "slave has unexpectedly disconnected"
 SHUT_ITSELF_DOWN = "slave has shut itself down"

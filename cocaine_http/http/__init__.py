@@ -13,10 +13,10 @@ Configuration
 Request
     `parse_request(frame: bytes, config: HttpConfig = DEFAULT_CONFIG) -> Request`
         `frame` is the single request chunk payload, msgpack
-        `[method, uri, version, [[name, value], ...], body]` (PROTOCOL.md §6.1). Validated with
-        h11's rules. Raises `cocaine_http.errors.BadRequestError(status, reason)`: 400 malformed
-        frame / method / target / header / Content-Length (including one that does not match the
-        body), 413 body over `max_body_size`, 431 headers over `max_header_size` or
+        `[method, uri, version, [[name, value], ...], body]` (docs/protocol.md §6.1). Validated
+        with h11's rules. Raises `cocaine_http.errors.BadRequestError(status, reason)`: 400
+        malformed frame / method / target / header / Content-Length (including one that does not
+        match the body), 413 body over `max_body_size`, 431 headers over `max_header_size` or
         `max_headers`, 501 a Transfer-Encoding other than one `chunked`, 505 a version
         other than 1.0/1.1. Accepted where h11 would refuse: no Host on 1.1, an empty uri.
     `Request` (slotted, read-only by convention) fields:

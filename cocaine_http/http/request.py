@@ -1,5 +1,5 @@
 # Strategy: the request frame `[method, uri, version, [[name, value], ...], body]`
-# (PROTOCOL.md §6.1) becomes a `Request` in one pass over the headers.
+# (docs/protocol.md §6.1) becomes a `Request` in one pass over the headers.
 #
 # - The frame is unpacked with `use_list=False`, so each header pair is a hashable tuple and
 #   validation is one dict lookup per pair (validate.py). Everything the scope and environ need

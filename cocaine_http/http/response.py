@@ -1,5 +1,5 @@
 # Strategy: a sans-IO response state machine that adapters feed (start, body, flush, end,
-# fail) and that returns the Cocaine chunk payloads to send (PROTOCOL.md §6.2):
+# fail) and that returns the Cocaine chunk payloads to send (docs/protocol.md §6.2):
 #
 #   head  = msgpack [status, [[name, value], ...]]    (one bytes payload)
 #   body  = v0.11: msgpack raw string of the bytes    ([raw_header, data]: two buffers, the
@@ -7,8 +7,9 @@
 #
 # States (ResponseState): IDLE -> start -> HELD -> (first non-empty body, flush or end) ->
 # SENT -> end -> DONE; fail() from anywhere ends in DONE (500 sent) or FAILED (the adapter sends
-# a Cocaine error). Each method checks its allowed states in `ALLOWED` and raises
-# LocalProtocolError otherwise.
+# a Cocaine error). start() checks `ALLOWED` (`start`, or `replace` with replace=True); body()
+# and end() accept HELD and SENT and flush() HELD, checked inline; fail() accepts every state.
+# A refused call raises LocalProtocolError.
 #
 # Header validation happens in start(), before anything can be sent: names must be tokens,
 # values must not contain CR, LF or NUL (response splitting), Content-Length must be digits.
@@ -51,8 +52,6 @@ class ResponseState(enum.Enum):
 ALLOWED: dict[str, tuple[ResponseState, ...]] = {
     "start": (ResponseState.IDLE,),
     "replace": (ResponseState.IDLE, ResponseState.HELD),
-    "body": (ResponseState.HELD, ResponseState.SENT),
-    "fail": tuple(ResponseState),
 }
 
 _IDLE, _HELD, _SENT, _DONE, _FAILED = tuple(ResponseState)

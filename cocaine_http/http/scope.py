@@ -1,6 +1,6 @@
 # Strategy: the ASGI 3.0 HTTP scope is one dict literal filled from fields the request parser
-# already computed (PERF.md: a fresh scope must cost about 2 µs, so nothing here scans headers
-# or parses anything). The headers list is the request's own (it is fresh per request), and
+# already computed (docs/benchmarks.md: a fresh scope must cost about 2 µs, so nothing here scans
+# headers or parses anything). The headers list is the request's own (it is fresh per request), and
 # the body is handed out as `http.request` messages lazily, one slice at a time, so a large
 # body is never copied as a whole.
 #

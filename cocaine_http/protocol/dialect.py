@@ -4,10 +4,10 @@
 # and the flags the hot paths read (`error_ends_stream`, `fast_ids`, `raw_body`). Nothing else
 # in the library branches on the version or writes wire bytes.
 #
-# Encoders pack strings as old-style raw (use_bin_type=False, PROTOCOL.md §1) and are
-# byte-identical to the vectors in PROTOCOL.md §11. The hot ones (chunk, choke, heartbeat, a response)
-# build their bytes by hand: no Packer state, so they are safe to call from any thread, and a
-# chunk's payload is kept apart from its header so a large body is never copied to be framed.
+# Encoders pack strings as old-style raw (use_bin_type=False, docs/protocol.md §1) and are
+# byte-identical to the vectors in docs/protocol.md §11. The hot ones (chunk, choke, heartbeat, a
+# response) build their bytes by hand: no Packer state, so they are safe to call from any thread,
+# and a chunk's payload is kept apart from its header so a large body is never copied to be framed.
 from __future__ import annotations
 
 import enum
@@ -274,7 +274,7 @@ class Router:
 
 
 class V11(Dialect):
-    """cocaine-runtime v0.11: `[id, session, args]`, control on session 0 (PROTOCOL.md §3)."""
+    """cocaine-runtime v0.11: `[id, session, args]`, control on session 0 (docs/protocol.md §3)."""
 
     name = "v0.11"
     protocol = 0
@@ -335,7 +335,7 @@ class V11(Dialect):
         return pack([method, session, list(args)])
 
     def resolution(self, value: Any) -> Resolution:
-        # [[host, port], version, {id: name}] (PROTOCOL.md §4.2)
+        # [[host, port], version, {id: name}] (docs/protocol.md §4.2)
         try:
             (host, port), version, table = value
             return Resolution(((_text(host), int(port)),), int(version), table_methods(table))
@@ -354,7 +354,8 @@ _V11_ROUTER = Router()
 
 class V12Router(Router):
     """Worker-side routing of "protocol 1": channel 1 is control, other channels are sessions
-    that open with invoke (id 0) and then stream write 0 / error 1 / close 2 (PROTOCOL.md §3.8)."""
+    that open with invoke (id 0) and then stream write 0 / error 1 / close 2
+    (docs/protocol.md §3.8)."""
 
     def __init__(self) -> None:
         self._open: set[int] = set()
@@ -373,7 +374,8 @@ class V12Router(Router):
 
 
 class V12(Dialect):
-    """cocaine v0.12 "protocol 1": `[channel, id, args]`, control on channel 1 (PROTOCOL.md §3.8)."""
+    """cocaine v0.12 "protocol 1": `[channel, id, args]`, control on channel 1
+    (docs/protocol.md §3.8)."""
 
     name = "v0.12"
     protocol = 1

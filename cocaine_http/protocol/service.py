@@ -8,7 +8,7 @@
 # - `CallTable`: the per-connection session counter (PY11 numbers from 1) and the reply state of
 #   every call in flight. v0.11 replies are chunk*/error/choke on the call's session
 #   [CORE11 `src/actor.cpp`]; an error ends the call at once because the runtime does not always
-#   follow it with a choke (PROTOCOL.md §12, "slave has timed out"), and since ids are never
+#   follow it with a choke (docs/protocol.md §12, "slave has timed out"), and since ids are never
 #   reused on a connection, a late choke for a finished call is simply ignored.
 """Sans-IO service client rules: the BaseService state table and per-call reply tracking."""
 

@@ -1,11 +1,12 @@
-# Strategy: one session ("band", PROTOCOL.md §3.4) is two streams: the engine's request (invoke,
-# chunks, choke) and the worker's response (chunks, then choke, or error then choke). The state
-# is the pair of both halves folded into one enum; which side moved picks the table (ENGINE for
-# what arrived, WORKER for what we send), and a missing row is a protocol violation:
+# Strategy: one session ("band", docs/protocol.md §3.4) is two streams: the engine's request
+# (invoke, chunks, choke) and the worker's response (chunks, then choke, or error then choke). The
+# state is the pair of both halves folded into one enum; which side moved picks the table (ENGINE
+# for what arrived, WORKER for what we send), and a missing row is a protocol violation:
 # RemoteProtocolError for the engine, LocalProtocolError for us (protocol.transitions).
 #
 # Invariants:
-#   - an engine `error` is terminal (PROTOCOL.md §3.6: failed streams get error without choke);
+#   - an engine `error` is terminal (docs/protocol.md §3.6: failed streams get error without
+#     choke);
 #   - a worker `error` ends the response: the dialect frames it (error then choke in v0.11, the
 #     error alone in v0.12, `Dialect.failure`) and the machine treats it as the end;
 #   - `ABORT` (the worker gives up: disown, timeout, shutdown) closes from any open state.

@@ -3,7 +3,8 @@
 # deadlines computed from the `now` values it is given:
 #
 #   heartbeat due   start + interval, then `now + interval` each time one is sent
-#                   (the reference frameworks send every 5 s, PROTOCOL.md §3.7)
+#                   (the Node.js framework sends every 5 s, the v0.11 Python one every 20 s,
+#                   docs/protocol.md §3.7)
 #   disown          last heartbeat echo (or start) + disown_timeout: no echo for that long means
 #                   the engine is gone or stuck (§3.7 "disown")
 #   grace           terminate received + termination_grace: sessions still open then are aborted
@@ -200,7 +201,7 @@ WORKER = Transitions("worker", {
 
 
 class WorkerConnection:
-    """The worker's side of the engine conversation (PROTOCOL.md §3.3), minus the I/O.
+    """The worker's side of the engine conversation (docs/protocol.md §3.3), minus the I/O.
 
     Args:
         uuid: sent in the handshake.

@@ -5,7 +5,7 @@
 # used on (or the one given), so code in other threads can submit calls to that loop.
 #
 # The locator address comes from `--locator` in sys.argv when the process is a worker spawned
-# by the runtime (PROTOCOL.md §4.2, PY11 did the same), else 127.0.0.1:10053. A v0.12 runtime
+# by the runtime (docs/protocol.md §4.2, PY11 did the same), else 127.0.0.1:10053. A v0.12 runtime
 # passes a comma list (IPv6 hosts in brackets): the locators are tried in that order, and the
 # one that answered is asked first next time. The dialect is the worker's `--protocol` unless
 # given; every version difference (framing, the locator's methods, the resolve answer's layout,

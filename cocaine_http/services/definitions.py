@@ -7,7 +7,7 @@
 # project's own definition on top of the method table the locator returned.
 #
 # v0.11 native services double-encode: each reply chunk holds one msgpack value
-# (PROTOCOL.md §4.1); app services' enqueue chunks are the worker's bytes, left untouched.
+# (docs/protocol.md §4.1); app services' enqueue chunks are the worker's bytes, left untouched.
 # In v0.12 a reply message carries its value as its arguments, so a chunk reaches the unpack
 # functions as that argument list (a list, never bytes): no arguments mean None, one argument
 # is the value, several are the list. The unpack functions below take both forms.
@@ -183,7 +183,7 @@ def build_methods(
     return specs, extras
 
 
-# -- shipped defaults (PROTOCOL.md §4.2, §5, §8) -------------------------------------------------
+# -- shipped defaults (docs/protocol.md §4.2, §5, §8) ---------------------------------------------
 
 
 def _first(values: list[Any]) -> Any:

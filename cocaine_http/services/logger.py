@@ -4,7 +4,7 @@
 # verbosity() once per connection and then sends `emit` calls without waiting for their chokes
 # (PY11 ignores them too). Messages the verbosity excludes are dropped locally; the rule and the
 # wire levels are the dialect's (v0.11: emit when level <= verbosity, levels 0 ignore .. 4
-# debug, PROTOCOL.md §5; v0.12: wire levels 0 debug .. 3 error, emit when level >= verbosity,
+# debug, docs/protocol.md §5; v0.12: wire levels 0 debug .. 3 error, emit when level >= verbosity,
 # and messages carry attributes). The library's levels are v0.11's in both. Until the verbosity is known,
 # and whenever the connection is down, messages go to a bounded buffer (oldest dropped, the
 # count kept and reported once the service is back) and are echoed to stderr so nothing is lost

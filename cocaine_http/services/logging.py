@@ -1,5 +1,5 @@
 # Strategy: a thin logging.Handler over Logger. Python levels map onto the v0.11 Cocaine levels
-# (ERROR and above -> 1 error, WARNING -> 2, INFO -> 3, anything lower -> 4 debug; PROTOCOL.md
+# (ERROR and above -> 1 error, WARNING -> 2, INFO -> 3, anything lower -> 4 debug; docs/protocol.md
 # §5), the record is formatted by the handler's formatter, and Logger.emit does the rest without
 # blocking or raising. Records from the services client itself are skipped by default, and a
 # thread-local guard stops a record logged while handling a record from looping back.

@@ -16,8 +16,8 @@ from tests.conformance.realruntime import RealRuntime
 
 
 async def test_locator_resolves_the_services(real: RealRuntime):
-    """resolve gives an endpoint in the configured port range and the method tables PROTOCOL.md
-    §12 lists; an unknown name is ServiceNotFoundError."""
+    """resolve gives an endpoint in the configured port range and the method tables
+    docs/protocol.md §12 lists; an unknown name is ServiceNotFoundError."""
     async with Client(real.locator) as client:
         tables = {name: (await client.resolve(name)) for name in ("storage", "logging", "node",
                                                                   "echo")}

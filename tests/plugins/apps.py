@@ -3,7 +3,7 @@
 `FakeSession` is a real worker session (`tests.plugins.worker.RecordingSession`) on a channel
 that decodes what it sends, so the ASGI and WSGI adapters are driven in-process through the
 production write path; a test can fail the session or slow its drain(). `frame()` packs a request the way the HTTP proxy
-does (PROTOCOL.md §6.1).
+does (docs/protocol.md §6.1).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Shared pytest fixtures: codec.
 
 `decoder_cls` runs a test once per decoder implementation (the C one and the Python reference),
-so both are held to one suite (STYLE.md rule 6). Both are always tested, whatever
+so both are held to one suite (docs/design.md §7.1). Both are always tested, whatever
 COCAINE_HTTP_PUREPYTHON says (that switch only picks `cocaine_http.codec.Decoder`), and the C
 build is required: a missing extension fails the C parameter instead of skipping it.
 """

@@ -18,7 +18,8 @@ def build_frame(
     headers: Sequence[tuple[bytes | str, bytes | str]] = ((b"Host", b"example.com"),),
     body: bytes = b"",
 ) -> bytes:
-    """A request frame packed the way the proxies do (PROTOCOL.md §6.1: old-style raw strings)."""
+    """A request frame packed the way the proxies do (docs/protocol.md §6.1: old-style raw
+    strings)."""
     return msgpack.packb(
         [method, uri, version, [list(pair) for pair in headers], body], use_bin_type=False
     )

@@ -47,7 +47,7 @@ class Reply:
 
 
 class Engine:
-    """The engine side of one worker connection (PROTOCOL.md §3.3), driven by the test."""
+    """The engine side of one worker connection (docs/protocol.md §3.3), driven by the test."""
 
     def __init__(self, path: str, dialect: Dialect = V0_11) -> None:
         self.path = path
@@ -302,7 +302,7 @@ class RecordingSession(Session):
 
 
 def worker_argv(path: str, uuid: str = UUID, *extra: str) -> list[str]:
-    """The argv cocaine-runtime passes (PROTOCOL.md §12), after any app arguments."""
+    """The argv cocaine-runtime passes (docs/protocol.md §12), after any app arguments."""
     return [*extra, "--app", "echo", "--endpoint", path, "--locator", "127.0.0.1:10053",
             "--uuid", uuid]  # fmt: skip
 
@@ -342,7 +342,7 @@ async def spawn_worker() -> AsyncIterator[Callable[..., Any]]:
 
 # -- event loops ----------------------------------------------------------------------------------
 
-#: Loops the scenario tests run on: asyncio in debug mode, and uvloop (STYLE.md rule 13).
+#: Loops the scenario tests run on: asyncio in debug mode, and uvloop (docs/design.md §7.3).
 LOOP_KINDS = ["asyncio-debug", "uvloop"]
 
 

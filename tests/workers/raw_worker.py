@@ -1,5 +1,5 @@
 # Strategy: a worker written directly on Channel and the dialect encoders, so the dev runtime is
-# tested against the bare protocol (PROTOCOL.md §3) and not against our Worker library. Its
+# tested against the bare protocol (docs/protocol.md §3) and not against our Worker library. Its
 # behaviour is chosen per event, plus a few environment variables (the manifest environment):
 #   RAW_HEARTBEAT=<seconds>   heartbeat interval (default 0.5)
 #   RAW_NO_HEARTBEAT=1        handshake, then never heartbeat (startup timeout)
