@@ -7,6 +7,7 @@ asserts how fast anything is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -237,10 +238,6 @@ class TestWorkerKilledOrStopped:
         assert after[0] != pid and after == [after[0]] * 3
         assert gone(pid) and worker_pids(runtime) == [after[0]]
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "the dev front answers 500 for every engine-side session failure but a spawn failure "
-        "(cocaine_http/dev/front.py status_for_error): a worker that died under the request "
-        "is a bad gateway (502, as the native proxy's 'not connected'), not an app error"))
     async def test_a_request_whose_worker_died_gets_502(
         self, dev_app_runtime: Callable[..., Any]
     ) -> None:
@@ -276,17 +273,13 @@ class TestWorkerKilledOrStopped:
                 await wait_for(lambda: not runtime.engine.pool, 15)
                 after = await pid_of(client)
             finally:
-                os.kill(pid, signal.SIGCONT)
+                with contextlib.suppress(ProcessLookupError):  # the engine may have killed it
+                    os.kill(pid, signal.SIGCONT)
 
         assert stuck.status_code == 504
         assert cut
         assert after != pid
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "the dev engine tears a worker down with SIGTERM only (cocaine_http/dev/slave.py "
-        "Slave.teardown): a stopped process keeps it pending, and a worker whose loop is "
-        "blocked never runs its SIGTERM handler; either stays until the runtime closes. After "
-        "the teardown the engine needs SIGKILL (after SIGCONT) once a grace has passed"))
     @pytest.mark.parametrize("fault", ["sigstop", "blocked-loop"])
     async def test_a_worker_dropped_at_its_heartbeat_timeout_leaves_no_process(
         self, fault: str, dev_app_runtime: Callable[..., Any]
