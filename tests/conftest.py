@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.plugins.http",
     "tests.plugins.apps",
     "tests.plugins.py2",
+    "tests.plugins.chaos",
 ]
 
 # Oracle and parity tests build large inputs: no deadline, and slow generation is expected.

@@ -39,7 +39,9 @@ import msgpack
 from .. import __version__
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack, raw_header
-from .engine import BROKEN_QUEUE, NOT_ACTIVE, Flow, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine
+from .engine import (BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine,
+                     Flow)
+from .slave import DISCONNECTED, TIMED_OUT
 
 log = logging.getLogger("cocaine_http.dev.front")
 
@@ -59,8 +61,10 @@ def status_for_error(message: str) -> int:
         return 503
     if message in (NOT_ACTIVE, SHUTTING_DOWN, BROKEN_QUEUE):
         return 503
-    if message.startswith(SPAWN_FAILED):
+    if message.startswith(SPAWN_FAILED) or message == DISCONNECTED:
         return 502
+    if message == TIMED_OUT:
+        return 504
     return 500
 
 

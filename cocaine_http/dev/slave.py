@@ -324,7 +324,12 @@ class Slave:
         self.channel.send(0, V0_11.terminate(1, reason))
 
     def teardown(self, reason: str) -> None:
-        """Fail open sessions with error(2, reason), close the socket, SIGTERM the process."""
+        """Fail open sessions with error(2, reason), close the socket, SIGTERM the process.
+
+        A stopped process would keep SIGTERM pending and a worker whose loop is blocked never
+        runs its handler, so the process is continued first and killed once the profile's
+        termination timeout has passed: a torn-down slave never outlives it.
+        """
         if self.state is State.DEAD:
             return
         self.state = State.DEAD
@@ -336,7 +341,9 @@ class Slave:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        self._signal(signal.SIGCONT)
         self._signal(signal.SIGTERM)
+        self._arm("kill", self.profile.termination_timeout, self.kill)
 
     # -- timers --------------------------------------------------------------------------------
 
