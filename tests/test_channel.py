@@ -116,8 +116,15 @@ async def closing() -> AsyncIterator[list[Any]]:
     """Things (channels, servers, writers) to close at teardown."""
     items: list[Any] = []
     yield items
+    await close_all(items)
+
+
+async def close_all(items: list[Any]) -> None:
+    """Close every item, then wait for the servers: since Python 3.12 a server's wait_closed()
+    waits for its connections, so they must be closed first."""
     for item in items:
         item.close()
+    for item in items:
         if isinstance(item, asyncio.AbstractServer):
             await item.wait_closed()
 
@@ -509,10 +516,7 @@ async def _scenario(test: Callable[[list[Any]], Any]) -> None:
     try:
         await test(closing)
     finally:
-        for item in closing:
-            item.close()
-            if isinstance(item, asyncio.AbstractServer):
-                await item.wait_closed()
+        await close_all(closing)
 
 
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)

@@ -35,6 +35,7 @@ import errno as errnos
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -84,6 +85,12 @@ _CALLBACKS = (
     "on_bad_message",
     "on_socket_error",
 )
+
+
+#: asyncio's selector transport of CPython 3.12 and 3.13 queues what writelines() cannot send
+#: without asking the protocol to pause (write() does ask), so a peer that stops reading would
+#: let the buffer grow without bound; the channel asks for that check itself after writelines().
+_WRITELINES_SKIPS_PAUSE = sys.version_info >= (3, 12)
 
 
 class Channel(asyncio.Protocol):
@@ -413,6 +420,10 @@ class Channel(asyncio.Protocol):
             self._transport.write(pending[0])
         else:
             self._transport.writelines(pending)
+            if _WRITELINES_SKIPS_PAUSE and self._paused is None:
+                check = getattr(self._transport, "_maybe_pause_protocol", None)
+                if check is not None:
+                    check()
 
     def _fail(self, code: int) -> None:
         if self._closed:
