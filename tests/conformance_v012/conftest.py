@@ -14,7 +14,6 @@ import asyncio
 import io
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ import pytest
 
 from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
+from tests.conformance.realruntime import free_ports
 
 if os.environ.get("COCAINE_CONFORMANCE12") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -40,26 +40,6 @@ RUNTIME_ROOT = Path(os.environ.get("COCAINE_CACHE", Path.home() / ".cache" / "co
 #: The reference v0.12 Python framework's venv (made by the `py12` fixture when missing).
 PY12_VENV = Path(os.environ.get("COCAINE_PY12_VENV", Path.home() / ".cache" / "py12-venv"))
 PY12_PACKAGES = ("cocaine==0.12.14.5", "msgpack==0.6.2", "tornado==4.5.3", "six==1.10.0")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` consecutive free ports below the kernel's ephemeral range (the runtime binds
-    its services in a range it is given; a failed bind at start crashes it at shutdown)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        if all(_bindable(p) for p in range(base, base + count)):
-            return list(range(base, base + count))
-    raise RuntimeError(f"no {count} consecutive free ports found")
 
 
 class Runtime12:
