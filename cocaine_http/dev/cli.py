@@ -148,6 +148,7 @@ def build_runtime(argv: Sequence[str]) -> tuple[DevRuntime, DevCommand]:
         server_header=dev.server_header, date_header=dev.date_header,
         limits=ClientLimits(dev.header_timeout, dev.keep_alive_timeout, dev.client_idle_timeout,
                             dev.max_response_buffer),
+        protocol=dev.protocol,
     )
     return runtime, command
 

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..aio.channel import Channel, serve
+from ..protocol.dialect import V0_11, Dialect
 from .profile import Profile
-from .slave import ReplySink, Session, Slave, State, child_environment, notify
+from .slave import (OVERSEER_CATEGORY, ReplySink, Session, Slave, State, child_environment,
+                    fail)
 
 log = logging.getLogger("cocaine_http.dev.engine")
 
@@ -36,6 +38,9 @@ SHUTTING_DOWN = "the engine is shutting down"
 BROKEN_QUEUE = "engine is shutting down"
 #: Reason given to workers replaced by `restart` (dev only).
 RELOADING = "the code has changed"
+#: The node's outcomes of start_app that are not failures (the runtime's words).
+STARTED = "the app has been started"
+ALREADY_RUNNING = "the app is already running"
 #: Prefix of the error given to queued sessions when no worker could be started (dev only).
 SPAWN_FAILED = "no slave could be started"
 
@@ -125,6 +130,8 @@ class Engine:
         workdir: the workers' working directory (the runtime's `<spool>/<app>`).
         locator: the `--locator` value, "host:port".
         on_wire: optional tap called with (channel, bytes) for every read from a worker.
+        dialect: the protocol toward the workers: V0_11, or V0_12 as cocaine-runtime v0.12
+            speaks it (workers get `--protocol 1`).
     """
 
     def __init__(
@@ -137,8 +144,10 @@ class Engine:
         workdir: str | None = None,
         locator: str = "127.0.0.1:10053",
         on_wire: Callable[[Channel, bytes], None] | None = None,
+        dialect: Dialect = V0_11,
     ) -> None:
         self.name = name
+        self.dialect = dialect
         self.command = list(command)
         self.profile = profile or Profile()
         self.endpoint = os.path.join(run_dir, f"{name}.{os.getpid()}")
@@ -164,7 +173,8 @@ class Engine:
 
     async def start(self) -> None:
         """Listen on the worker endpoint; workers are spawned lazily, on the first enqueue."""
-        self._server = await serve(self.endpoint, self._on_channel, raw=True)
+        self._server = await serve(self.endpoint, self._on_channel, dialect=self.dialect,
+                                   raw=True)
         self.state = "running"
         log.info("engine %s listening on %s", self.name, self.endpoint)
 
@@ -203,15 +213,17 @@ class Engine:
             if self._spawn(None, replacing=True) is None:
                 break
 
-    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None) -> None:
-        """Queue one event; the reply (or a refusal, error(2, reason)) goes to `sink`."""
+    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None,
+                more: tuple[bytes, ...] = ()) -> None:
+        """Queue one event whose request is `data` (and the chunks of `more`, sent after it);
+        the reply (or a refusal, error(2, reason)) goes to `sink`."""
         if self.state != "running":
-            notify(sink.on_error, 2, NOT_ACTIVE)
+            fail(sink, self.dialect, NOT_ACTIVE)
             return
         if self.profile.queue_limit and len(self.queue) >= self.profile.queue_limit:
-            notify(sink.on_error, 2, QUEUE_FULL)
+            fail(sink, self.dialect, QUEUE_FULL, (OVERSEER_CATEGORY, 1))  # queue_is_full
             return
-        session = Session(self.next_id, event, bytes(data), sink, tag or None)
+        session = Session(self.next_id, event, bytes(data), sink, tag or None, more)
         self.next_id += 1
         self.queue.append(session)
         self._pump()
@@ -419,14 +431,16 @@ class Engine:
                 if replacing else len(self.pool))
         if size >= self.profile.pool_limit:
             return None
-        slave = Slave(self, tag or str(uuidlib.uuid4()), self.profile)
+        slave = Slave(self, tag or str(uuidlib.uuid4()), self.profile, self.dialect)
         self.pool[slave.uuid] = slave
         self._slaves = [s for s in self._slaves if s.task is None or not s.task.done()]
         self._slaves.append(slave)
         self._pool_empty.clear()
         self.spawned += 1
+        # v0.12 adds `--protocol 1` before `--uuid` (docs/v012.md)
+        protocol = ["--protocol", str(self.dialect.protocol)] if self.dialect.protocol else []
         argv = [*self.command, "--app", self.name, "--endpoint", self.endpoint,
-                "--locator", self.locator, "--uuid", slave.uuid]
+                "--locator", self.locator, *protocol, "--uuid", slave.uuid]
         slave.spawn(argv, self.workdir, child_environment(self.profile.environment))
         return slave
 
@@ -452,7 +466,7 @@ class Engine:
         kept: collections.deque[Session] = collections.deque()
         for session in self.queue:
             if session.tag is None or session.tag == slave.uuid:
-                notify(session.sink.on_error, 2, message)
+                fail(session.sink, self.dialect, message)
             else:
                 kept.append(session)
         self.queue = kept
@@ -469,7 +483,7 @@ class Engine:
     def _fail_queue(self, reason: str) -> None:
         queue, self.queue = self.queue, collections.deque()
         for session in queue:
-            notify(session.sink.on_error, 2, reason)
+            fail(session.sink, self.dialect, reason)
 
     async def _reap(self) -> None:
         """Wait for every process; SIGKILL those that survive SIGTERM for termination-timeout."""

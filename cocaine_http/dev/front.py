@@ -38,7 +38,7 @@ import msgpack
 
 from .. import __version__
 from ..http.response import is_front_owned
-from ..protocol.dialect import pack, raw_header
+from ..protocol.dialect import V0_11, pack, raw_header
 from .engine import (BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine,
                      Flow)
 from .slave import DISCONNECTED, TIMED_OUT
@@ -376,7 +376,8 @@ class HTTPConnection(asyncio.Protocol):
         self.body = bytearray()
         self.transport.pause_reading()
         self._enter("reply", 0, None)
-        self.reply = Reply(self, head_only=request.method == b"HEAD")
+        self.reply = Reply(self, head_only=request.method == b"HEAD",
+                           raw_body=getattr(engine, "dialect", V0_11).raw_body)
         engine.enqueue(event, frame, self.reply)
 
     # -- responses -------------------------------------------------------------------------------
@@ -445,9 +446,11 @@ class HTTPConnection(asyncio.Protocol):
 class Reply:
     """The sink of one HTTP request's session (docs/protocol.md §6.2)."""
 
-    def __init__(self, connection: HTTPConnection, *, head_only: bool) -> None:
+    def __init__(self, connection: HTTPConnection, *, head_only: bool,
+                 raw_body: bool = False) -> None:
         self.connection = connection
         self.head_only = head_only
+        self.raw_body = raw_body  # body chunks are the bytes themselves (v0.12)
         self.head_sent = False
         self.finished = False
         self.no_body = head_only
@@ -516,7 +519,7 @@ class Reply:
             log.error("bad response from the app: %s", exc)
             self._fail_response(500, f"bad response from the app: {exc}")
 
-    def on_error(self, code: int, message: str) -> None:
+    def on_error(self, code: int, message: str, category: int | None = None) -> None:
         if self.finished:
             return
         log.info("session failed: [%d] %s", code, message)
@@ -567,7 +570,7 @@ class Reply:
         self.head_sent = True
 
     def _send_body(self, data: bytes) -> None:
-        body = msgpack.unpackb(data, raw=True)
+        body = data if self.raw_body else msgpack.unpackb(data, raw=True)
         if not isinstance(body, bytes):
             raise TypeError("a body chunk must be a msgpack string")
         if not body or self.no_body:

@@ -47,6 +47,9 @@ class DevOptions:
     workers: int = option(
         1, "workers started before serving; 0 starts them on the first request, as the "
         "runtime does (the pool grows on demand either way)")
+    protocol: int = option(
+        0, "the runtime to imitate: 0 is cocaine-runtime v0.11, 1 is v0.12 (\"protocol 1\": "
+        "the engine and the services speak it and workers get --protocol 1)")
     bare: bool = option(
         False, "run no app of its own: only the services, the node and the front, for apps "
         "deployed with `cocaine-http deploy` or cocaine-tool")
@@ -115,6 +118,8 @@ class DevOptions:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be between 0 and 65535, "
                     f"got {getattr(self, name)}")
+        if self.protocol not in (0, 1):
+            raise ConfigError(f"--protocol must be 0 (v0.11) or 1 (v0.12), got {self.protocol}")
         if self.workers < 0:
             raise ConfigError("--workers must not be negative")
         for name in ("request_timeout", "header_timeout", "keep_alive_timeout",

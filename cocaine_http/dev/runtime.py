@@ -23,8 +23,8 @@ import msgpack
 
 from ..aio.channel import Channel
 from ..errors import ConfigError
-from ..protocol.dialect import pack
-from .engine import Engine
+from ..protocol.dialect import Dialect, get_dialect, pack
+from .engine import ALREADY_RUNNING, STARTED, Engine
 from .front import ClientLimits, Front
 from .profile import Profile
 
@@ -58,6 +58,8 @@ class DevRuntime:
         powered_by: the front adds `X-Powered-By: Cocaine` to every response.
         server_header, date_header: the front adds `Server` and `Date` when the app did not.
         limits: the front's client timeouts and response buffer bound (ClientLimits defaults).
+        protocol: the runtime generation to imitate: 0 (v0.11) or 1 (v0.12: engine and
+            services speak "protocol 1", workers get `--protocol 1`), or a Dialect.
     """
 
     def __init__(
@@ -81,7 +83,9 @@ class DevRuntime:
         server_header: bool = True,
         date_header: bool = True,
         limits: ClientLimits | None = None,
+        protocol: int | Dialect = 0,
     ) -> None:
+        self.dialect = protocol if isinstance(protocol, Dialect) else get_dialect(protocol)
         self.command = command
         self.app = app
         self.profile = profile or Profile()
@@ -137,7 +141,7 @@ class DevRuntime:
             from .services import DevServices  # lazily: the engine does not need it
 
             self.services = DevServices(host=self.host, locator_port=self.locator_port,
-                                        storage_dir=self.storage_dir)
+                                        storage_dir=self.storage_dir, dialect=self.dialect)
             self.services.serve_node(self)
             await self.services.start()
         if self.command is not None:
@@ -158,7 +162,7 @@ class DevRuntime:
                             workdir: str | None) -> Engine:
         assert self.run_dir is not None
         engine = Engine(name, command, profile=profile, run_dir=self.run_dir, workdir=workdir,
-                        locator=self.locator, on_wire=self.on_wire)
+                        locator=self.locator, on_wire=self.on_wire, dialect=self.dialect)
         await engine.start()
         if self.services is not None:
             self.services.register_app(engine)
@@ -192,10 +196,10 @@ class DevRuntime:
     async def start_app(self, name: str, profile_name: str) -> str:
         """Start an app from storage (manifest, profile, archive), as the node's start_app."""
         if name in self.running_apps():
-            return "the app is already running"
+            return ALREADY_RUNNING
         if self.engine is not None and name == self.app:
             self.engine.resume()
-            return "the app has been started"
+            return STARTED
         try:
             manifest = self._stored("manifests", name)
             settings = self._stored("profiles", profile_name)
@@ -220,7 +224,7 @@ class DevRuntime:
             log.error("unable to start the '%s' app - %s", name, exc)
             return str(exc) or type(exc).__name__
         log.info("started the '%s' app from storage", name)
-        return "the app has been started"
+        return STARTED
 
     async def pause_app(self, name: str) -> str:
         """Stop an app, as the node's pause_app."""

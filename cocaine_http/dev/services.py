@@ -1,14 +1,19 @@
-# Strategy: each dev service is a `_Server`: a method table {id: (name, handler)} served on its
-# own 127.0.0.1 TCP port with raw Channels, speaking v0.11 exactly as cocaine-runtime does
-# (docs/protocol.md §4.1, §9 item 9, §12): native results are double-encoded (one chunk holding one
-# msgpack value, then choke), void methods answer choke only, an unknown method id or a handler
-# that raises answers error(1, text) + choke. App services are the exception: enqueue forwards
-# the worker's chunks untouched and an engine failure as error without choke, like the runtime.
+# Strategy: each dev service is a `_Server`: a method table {id: (MethodProtocol, handler)}
+# served on its own 127.0.0.1 TCP port with raw Channels, in the dialect of the runtime it
+# imitates; every frame it writes comes from the Dialect (`service_value`, `from_runtime`, ...).
+# v0.11 (docs/protocol.md §4.1, §9 item 9, §12): native results are double-encoded (one chunk
+# holding one msgpack value, then choke), void methods answer choke only, an unknown method id or
+# a handler that raises answers error(1, text) + choke. v0.12 (docs/v012.md): a call opens a
+# channel, its return values are the arguments of one value message, errors are [category, code]
+# and end the call, an unbound method or a reused channel drops the connection, every frame
+# carries the headers element. App services are the exception: enqueue forwards the worker's
+# chunks untouched and an engine failure as an error without choke, like the runtime; under v0.12
+# the request arrives as upstream writes after the call and is enqueued once the client closes it.
 #
 # The locator listens on 10053 unless told otherwise, falling back to an OS-assigned port (and
-# saying so) when that is busy; resolve answers [[host, port], 1, {id: method}]. App services
-# registered after start() come up in the background; resolve waits for them.
-"""DevServices: locator, logging, storage and app services of the dev runtime, on TCP."""
+# saying so) when that is busy; resolve answers in the dialect's layout (`resolve_answer`). App
+# services registered after start() come up in the background; resolve waits for them.
+"""DevServices: locator, logging, storage, node and app services of the dev runtime, on TCP."""
 
 from __future__ import annotations
 
@@ -20,11 +25,15 @@ import json
 import logging
 import os
 import urllib.parse
+import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from ..aio.channel import Channel, serve
-from ..protocol.dialect import V0_11, pack
+from ..protocol.dialect import (SERVICE_NOT_AVAILABLE, STREAM_GRAPH, V0_11, VALUE_GRAPH, Buffer,
+                                Dialect, Kind, pack)
+from ..protocol.service import MethodProtocol
+from .engine import ALREADY_RUNNING, STARTED
 
 log = logging.getLogger("cocaine_http.dev.services")
 service_log = logging.getLogger("cocaine_http.dev.logging")
@@ -32,6 +41,12 @@ service_log = logging.getLogger("cocaine_http.dev.logging")
 #: cocaine v0.11 level -> Python level for the messages the logging service prints.
 _PY_LEVELS = {0: logging.DEBUG, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO,
               4: logging.DEBUG}
+#: [category, code] of a v0.12 dev service whose handler failed for a reason without one of
+#: its own (category "unknown"; the runtime's own services fail in their own categories).
+FAILED = (0xFF, 1)
+#: v0.12 node errors [node plugin `include/cocaine/idl/node.hpp`]: category and codes.
+NODE_CATEGORY = 0x51FF
+NODE_ALREADY_STARTED, NODE_NOT_RUNNING, NODE_SPOOL_ERROR = 5, 6, 7
 
 
 def _text(value: Any) -> str:
@@ -42,51 +57,100 @@ def _text(value: Any) -> str:
     return value
 
 
+class ServiceFailure(Exception):
+    """A handler's failure with its v0.12 [category, code] (v0.11 sends code 1)."""
+
+    def __init__(self, message: str, category_code: tuple[int, int] = FAILED) -> None:
+        super().__init__(message)
+        self.category_code = category_code
+
+
 class Reply:
-    """The answer to one call: v0.11 chunk/error/choke on the call's session."""
+    """The answer to one call, framed by the service's dialect."""
 
-    __slots__ = ("channel", "session", "finished")
+    __slots__ = ("channel", "session", "dialect", "finished")
 
-    def __init__(self, channel: Channel, session: int) -> None:
+    def __init__(self, channel: Channel, session: int, dialect: Dialect = V0_11) -> None:
         self.channel = channel
         self.session = session
+        self.dialect = dialect
         self.finished = False
 
-    def chunk(self, data: bytes) -> None:
-        self.channel.send(self.session, [V0_11.chunk_header(self.session, len(data)), data])
+    def _send(self, frame: Buffer | list[Buffer]) -> None:
+        self.channel.send(self.session, frame)
 
-    def value(self, obj: Any) -> None:
-        """A native result: one chunk holding msgpack(obj), then choke."""
-        self.chunk(pack(obj))
-        self.done()
+    def write(self, data: bytes) -> None:
+        """One data message of a streamed answer (v0.11 chunk, v0.12 write)."""
+        dialect = self.dialect
+        self._send(dialect.from_runtime((dialect.chunk_header(self.session, len(data)), data)))
 
-    def done(self) -> None:
+    def value(self, *values: Any) -> None:
+        """The method's return values (none for a void method); the call ends."""
         if not self.finished:
             self.finished = True
-            self.channel.send(self.session, V0_11.choke(self.session))
+            self._send(self.dialect.service_value(self.session, values))
 
-    def error(self, code: int, message: str) -> None:
-        """An error without choke (engine failures, docs/protocol.md §9 item 7)."""
+    def done(self) -> None:
+        """A void method's answer."""
+        self.value()
+
+    def close(self) -> None:
+        """The end of a streamed answer (v0.11 choke, v0.12 close)."""
+        if not self.finished:
+            self.finished = True
+            self._send(self.dialect.from_runtime(self.dialect.choke(self.session)))
+
+    def error(self, code: int, message: str, category: int | None = None) -> None:
+        """An error that ends the answer; v0.11 sends no choke after it (engine failures,
+        docs/protocol.md §9 item 7)."""
         self.finished = True
-        self.channel.send(self.session, V0_11.error(self.session, code, message))
+        self._send(self.dialect.from_runtime(self._error(code, message, category)))
 
-    def fail(self, code: int, message: str) -> None:
-        """error(code, message) + choke, how services report failures."""
+    def fail(self, code: int, message: str, category: int | None = None) -> None:
+        """How services report failures: the error, then (v0.11) a choke."""
         self.finished = True
-        self.channel.send(self.session, V0_11.error(self.session, code, message))
-        self.channel.send(self.session, V0_11.choke(self.session))
+        dialect = self.dialect
+        frames = dialect.from_runtime(self._error(code, message, category))
+        if not dialect.error_ends_stream:
+            frames += dialect.from_runtime(dialect.choke(self.session))
+        self._send(frames)
+
+    def failure(self, exc: BaseException) -> None:
+        """A handler's exception as a failure: code 1 (v0.11), or its [category, code]."""
+        pair = exc.category_code if isinstance(exc, ServiceFailure) else FAILED
+        code, category = self.dialect.engine_error_code(1, pair)
+        self.fail(code, str(exc) or type(exc).__name__, category)
+
+    def _error(self, code: int, message: str, category: int | None) -> bytes:
+        if category is None:
+            return self.dialect.error(self.session, code, message)
+        return self.dialect.error(self.session, code, message, category)
 
 
-Handler = Callable[[list[Any], Reply], Awaitable[None] | None]
+class Upstream(Protocol):
+    """What a call that takes upstream messages (v0.12 enqueue) is told of them."""
+
+    def on_write(self, data: Any) -> None: ...
+
+    def on_error(self, args: list[Any]) -> None: ...
+
+    def on_close(self) -> None: ...
+
+
+Handler = Callable[[list[Any], Reply], "Awaitable[None] | Upstream | None"]
 
 
 class _Server:
-    """One v0.11 service on a TCP port."""
+    """One service on a TCP port, in one dialect."""
 
-    def __init__(self, name: str, methods: dict[int, tuple[str, Handler]]) -> None:
+    def __init__(self, name: str, methods: dict[int, tuple[MethodProtocol, Handler | None]],
+                 dialect: Dialect = V0_11, version: int = 1) -> None:
         self.name = name
+        self.dialect = dialect
+        self.version = version
         self.methods = methods
-        self.table = {mid: m for mid, (m, _) in methods.items()}
+        #: what resolve lists: every method, with the dialect's extras (v0.12 control)
+        self.protocol = {mid: m for mid, (m, _) in methods.items()} | dialect.service_extras
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._channels: set[Channel] = set()
@@ -94,28 +158,75 @@ class _Server:
         self.ready: asyncio.Future[None] | None = None
 
     async def start(self, host: str, port: int = 0) -> None:
-        server = await serve((host, port), self._on_channel, raw=True)
+        server = await serve((host, port), self._on_channel, dialect=self.dialect, raw=True)
         self._server = server
         # uvloop's server is not an asyncio.Server subclass, but has the same `sockets`.
         self.port = cast(asyncio.Server, server).sockets[0].getsockname()[1]
 
     def _on_channel(self, channel: Channel) -> None:
         self._channels.add(channel)
-        channel.on_message = lambda mid, session, args: self._dispatch(channel, mid, session, args)
-        channel.on_socket_error = lambda errno: self._channels.discard(channel)
+        router = self.dialect.call_router()
+        upstreams: dict[int, Upstream] = {}
 
-    def _dispatch(self, channel: Channel, mid: int, session: int, args: list[Any]) -> None:
-        reply = Reply(channel, session)
-        entry = self.methods.get(mid)
-        if entry is None:
-            reply.fail(1, "unknown message type")
+        def on_message(mid: int, session: int, args: list[Any]) -> None:
+            kind = router.route(mid, session)
+            if kind is Kind.INVOKE:
+                self._dispatch(channel, mid, session, args, router, upstreams)
+            elif kind is Kind.OTHER:
+                log.warning("%s: message %d on channel %d, which is not open; dropping the "
+                            "connection", self.name, mid, session)
+                self._drop(channel, upstreams)
+            else:
+                self._upstream(upstreams, kind, session, args)
+
+        channel.on_message = on_message
+        channel.on_socket_error = lambda errno: self._drop(channel, upstreams)
+
+    def _drop(self, channel: Channel, upstreams: dict[int, Upstream]) -> None:
+        self._channels.discard(channel)
+        channel.close()
+        upstreams.clear()  # calls whose upstream never closed are never enqueued
+
+    def _upstream(self, upstreams: dict[int, Upstream], kind: Kind, session: int,
+                  args: list[Any]) -> None:
+        target = upstreams.get(session)
+        if target is None:
             return
         try:
-            result = entry[1](args, reply)
-        except Exception as exc:
-            reply.fail(1, str(exc) or type(exc).__name__)
+            if kind is Kind.CHUNK:
+                target.on_write(args[0] if args else b"")
+                return
+            del upstreams[session]
+            if kind is Kind.ERROR:
+                target.on_error(args)
+            else:
+                target.on_close()
+        except Exception:
+            log.exception("%s: upstream handler failed", self.name)
+
+    def _dispatch(self, channel: Channel, mid: int, session: int, args: list[Any],
+                  router: Any, upstreams: dict[int, Upstream]) -> None:
+        reply = Reply(channel, session, self.dialect)
+        entry = self.methods.get(mid)
+        if entry is None or entry[1] is None:
+            if self.dialect.drops_unknown_method:
+                log.warning("%s: no method %d; dropping the connection", self.name, mid)
+                self._drop(channel, upstreams)
+            else:
+                reply.fail(1, "unknown message type")
             return
-        if inspect.isawaitable(result):
+        method, handler = entry
+        assert handler is not None
+        try:
+            result = handler(args, reply)
+        except Exception as exc:
+            reply.failure(exc)
+            return
+        if method.upstream_id("write") is not None and result is not None \
+                and not inspect.isawaitable(result):
+            router.keep(session)
+            upstreams[session] = result
+        elif inspect.isawaitable(result):
             task = asyncio.get_running_loop().create_task(self._finish(result, reply))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -124,7 +235,7 @@ class _Server:
         try:
             await pending
         except Exception as exc:
-            reply.fail(1, str(exc) or type(exc).__name__)
+            reply.failure(exc)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -141,12 +252,15 @@ class _Server:
 # -- storage backends --------------------------------------------------------------------------
 
 
-class StorageError(Exception):
-    """A storage failure; its text goes back to the client as error(1, text)."""
+class StorageError(ServiceFailure):
+    """A storage failure; its text goes back to the client as error(1, text) (v0.11) or
+    with its [category, code] (v0.12)."""
 
 
 def _not_found(namespace: str, key: str) -> StorageError:
-    return StorageError(f"the specified object has not been found: {namespace}/{key}")
+    # v0.12's files storage: errno ENOENT (category 12) [CORE12 `src/storage/files.cpp`]
+    return StorageError(f"the specified object has not been found: {namespace}/{key}",
+                        (12, errnos.ENOENT))
 
 
 class MemoryStorage:
@@ -231,7 +345,8 @@ class Engine(Protocol):
 
     name: str
 
-    def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None) -> None: ...
+    def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None,
+                more: tuple[bytes, ...] = ()) -> None: ...
 
     def info(self) -> dict[str, Any]: ...
 
@@ -255,42 +370,102 @@ class _Sink:
         self.reply = reply
 
     def on_chunk(self, data: bytes) -> None:
-        self.reply.chunk(data)
+        self.reply.write(data)
 
-    def on_error(self, code: int, message: str) -> None:
-        self.reply.error(code, message)
+    def on_error(self, code: int, message: str, category: int | None = None) -> None:
+        self.reply.error(code, message, category)
 
     def on_choke(self) -> None:
-        self.reply.done()
+        self.reply.close()
+
+
+class _Request:
+    """A v0.12 enqueue's upstream: the writes, enqueued once the client closes it (the
+    whole request goes to the worker at once, as the HTTP proxies send it)."""
+
+    def __init__(self, engine: Engine, event: str, tag: str | None, reply: Reply) -> None:
+        self.engine, self.event, self.tag, self.reply = engine, event, tag, reply
+        self.chunks: list[bytes] = []
+
+    def on_write(self, data: Any) -> None:
+        self.chunks.append(data if isinstance(data, bytes) else _text(data).encode())
+
+    def on_error(self, args: list[Any]) -> None:
+        log.info("%s: the client failed its request before sending it: %.80r", self.event, args)
+
+    def on_close(self) -> None:
+        first, *more = self.chunks or [b""]
+        self.engine.enqueue(self.event, first, _Sink(self.reply), self.tag, tuple(more))
+
+
+def _graphs(dialect: Dialect, table: dict[int, tuple[str, Any, Any]]
+            ) -> dict[int, MethodProtocol]:
+    """MethodProtocols of {id: (name, upstream, downstream)}; v0.11 keeps the names only."""
+    if not dialect.graph_replies:
+        return {mid: MethodProtocol(name) for mid, (name, _, _) in table.items()}
+    return {mid: MethodProtocol(name, up, down) for mid, (name, up, down) in table.items()}
+
+
+Table = dict[int, tuple[str, Any, Any]]
+_V = VALUE_GRAPH
+_S = STREAM_GRAPH
+#: The services' methods and graphs as cocaine-runtime v0.12 resolves them (v0.11 has the
+#: same ids, names only), and their protocol versions [CORE12 `include/cocaine/idl/*.hpp`].
+STORAGE: Table = {0: ("read", {}, _V), 1: ("write", {}, _V), 2: ("remove", {}, _V), 3: ("find", {}, _V)}
+LOGGING: Table = {0: ("emit", {}, {}), 1: ("verbosity", {}, _V), 2: ("set_verbosity", {}, _V)}
+NODE_V11: Table = {0: ("start_app", {}, _V), 1: ("pause_app", {}, _V), 2: ("list", {}, _V)}
+NODE: Table = {**NODE_V11, 3: ("info", {}, _V), 4: ("control", _S, _V), 5: ("enqueue", _S, _S)}
+APP: Table = {0: ("enqueue", _S, _S), 1: ("info", {}, _V), 2: ("control", _S, _V)}
+VERSIONS = {"locator": 3, "logging": 2}
 
 
 class DevServices:
-    """Locator, logging, storage and app services for local development.
+    """Locator, logging, storage, node and app services for local development.
 
     Args:
         host: address every service binds to and the locator reports.
         locator_port: 10053 by default; 0 picks a free port; a busy port falls back to one.
         storage_dir: keep storage under this directory (default: in memory).
-        verbosity: what logging.verbosity() answers (v0.11 levels, 4 = debug).
+        verbosity: what logging.verbosity() answers (library levels, 4 = debug; sent in the
+            dialect's levels).
+        dialect: V0_11, or V0_12 to speak as cocaine-runtime v0.12 does.
     """
 
     def __init__(self, host: str = "127.0.0.1", locator_port: int = 10053,
-                 storage_dir: str | None = None, verbosity: int = 4) -> None:
+                 storage_dir: str | None = None, verbosity: int = 4,
+                 dialect: Dialect = V0_11) -> None:
         self.host = host
         self.locator_port = locator_port
         self.verbosity = verbosity
+        self.dialect = dialect
         self.storage: MemoryStorage | DirectoryStorage = (
             DirectoryStorage(storage_dir) if storage_dir else MemoryStorage())
+        #: (library level, source, message) of every emit
         self.log_records: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=10000)
+        #: the attributes of each record of `log_records` (v0.12; empty in v0.11)
+        self.log_attributes: collections.deque[list[Any]] = collections.deque(maxlen=10000)
         self._servers: dict[str, _Server] = {
-            "logging": _Server("logging", {0: ("emit", self._emit),
-                                           1: ("verbosity", self._verbosity)}),
-            "storage": _Server("storage", {0: ("read", self._read), 1: ("write", self._write),
-                                           2: ("remove", self._remove), 3: ("find", self._find)}),
+            "logging": self._server("logging", LOGGING, {0: self._emit, 1: self._verbosity}),
+            "storage": self._server("storage", STORAGE, {
+                0: self._read, 1: self._write, 2: self._remove, 3: self._find}),
         }
-        self._locator = _Server("locator", {0: ("resolve", self._resolve)})
+        locator = {mid: (m.name, m.upstream, m.downstream) for mid, m in dialect.locator.items()}
+        bound: dict[int, Handler] = {0: self._resolve}
+        if dialect.graph_replies:  # v0.12's uuid and cluster (v0.11's ids 1-3 are others)
+            bound.update({3: self._cluster, 6: self._uuid})
+        self._locator = self._server("locator", locator, bound)
+        self._uuid_value = str(uuidlib.uuid4())
         self._started = False
         self.node: NodeHost | None = None
+
+    def _server(self, name: str, table: dict[int, tuple[str, Any, Any]],
+                handlers: dict[int, Handler]) -> _Server:
+        methods = {mid: (m, handlers.get(mid))
+                   for mid, m in _graphs(self.dialect, table).items()}
+        if not self.dialect.graph_replies:  # v0.11 tables list only the bound methods
+            methods = {mid: m for mid, m in methods.items() if m[1] is not None}
+        version = VERSIONS.get(name, 1) if self.dialect.graph_replies else 1
+        return _Server(name, methods, self.dialect, version)
 
     @property
     def locator_endpoint(self) -> tuple[str, int]:
@@ -314,8 +489,10 @@ class DevServices:
             await self._locator.start(self.host, 0)
             log.warning("locator port %d is busy; the locator listens on %s:%d instead",
                         self.locator_port, self.host, self._locator.port)
+        self._locator.ready = asyncio.get_running_loop().create_future()
+        self._locator.ready.set_result(None)
         self._started = True
-        log.info("locator on %s:%d", self.host, self._locator.port)
+        log.info("locator on %s:%d (%s)", self.host, self._locator.port, self.dialect.name)
 
     async def _start_server(self, server: _Server) -> None:
         server.ready = asyncio.get_running_loop().create_future()
@@ -328,18 +505,20 @@ class DevServices:
         server.ready.set_result(None)
 
     def serve_node(self, host: NodeHost) -> None:
-        """Serve the v0.11 `node` service (start_app, pause_app, list) for `host`; before
-        start() only."""
+        """Serve the `node` service (start_app, pause_app, list; v0.12 adds info) for
+        `host`; before start() only."""
         self.node = host
-        self._servers["node"] = _Server("node", {0: ("start_app", self._start_app),
-                                                 1: ("pause_app", self._pause_app),
-                                                 2: ("list", self._list)})
+        handlers: dict[int, Handler] = {0: self._start_app, 1: self._pause_app, 2: self._list}
+        if self.dialect.graph_replies:
+            handlers[3] = self._node_info
+        table = NODE if self.dialect.graph_replies else NODE_V11
+        self._servers["node"] = self._server("node", table, handlers)
 
     def register_app(self, engine: Engine) -> None:
         """Serve the app service `engine.name` (enqueue, info); started now if running."""
-        server = _Server(engine.name, {
-            0: ("enqueue", lambda args, reply: self._enqueue(engine, args, reply)),
-            1: ("info", lambda args, reply: reply.value(engine.info())),
+        server = self._server(engine.name, APP, {
+            0: lambda args, reply: self._enqueue(engine, args, reply),
+            1: lambda args, reply: reply.value(engine.info()),
         })
         self._servers[engine.name] = server
         if self._started:
@@ -369,23 +548,42 @@ class DevServices:
     async def _resolve(self, args: list[Any], reply: Reply) -> None:
         (raw_name,) = args
         name = _text(raw_name)
-        server = self._servers.get(name)
+        server = self._locator if name == "locator" and self.dialect.graph_replies \
+            else self._servers.get(name)
         if server is None or server.ready is None:
-            reply.fail(1, f"service {name} is not available")
+            if self.dialect.graph_replies:  # v0.12: [10, 1], the runtime's own words
+                reply.fail(SERVICE_NOT_AVAILABLE[1], "service is not available",
+                           SERVICE_NOT_AVAILABLE[0])
+            else:
+                reply.fail(1, f"service {name} is not available")
             return
         await server.ready
-        reply.value([[self.host, server.port], 1, server.table])
+        reply.value(*self.dialect.resolve_answer((self.host, server.port), server.version,
+                                                 server.protocol))
+
+    def _uuid(self, args: list[Any], reply: Reply) -> None:
+        reply.value(self._uuid_value)
+
+    def _cluster(self, args: list[Any], reply: Reply) -> None:
+        reply.value({})  # no other node
 
     def _emit(self, args: list[Any], reply: Reply) -> None:
-        level, source, message = args[0], _text(args[1]), _text(args[2])
-        if not isinstance(level, int):
+        wire, source, message = args[0], _text(args[1]), _text(args[2])
+        if not isinstance(wire, int):
             raise TypeError("level must be an integer")
+        attributes = [[_text(a[0]), *a[1:]] for a in args[3]] if len(args) > 3 else []
+        level = self.dialect.library_level(wire)
         self.log_records.append((level, source, message))
-        service_log.log(_PY_LEVELS.get(level, logging.DEBUG), "%s: %s", source, message)
+        self.log_attributes.append(attributes)
+        shown = " ".join(f"{_text(a[0])}={a[1]!r}" for a in attributes if len(a) == 2)
+        service_log.log(_PY_LEVELS.get(level, logging.DEBUG), "%s: %s%s", source, message,
+                        f" [{shown}]" if shown else "")
+        if self.dialect.graph_replies:
+            return  # v0.12 emit is mute: no answer at all
         reply.done()
 
     def _verbosity(self, args: list[Any], reply: Reply) -> None:
-        reply.value(self.verbosity)
+        reply.value(self.dialect.log_level(self.verbosity))
 
     def _read(self, args: list[Any], reply: Reply) -> None:
         namespace, key = args
@@ -410,32 +608,65 @@ class DevServices:
         namespace, tags = args
         reply.value(self.storage.find(_text(namespace), [_text(t) for t in tags]))
 
-    # The node's answers are the runtime's: a map of app name to outcome, per app.
+    # The node's answers: v0.11 answers a map of app name to outcome, per app; v0.12 takes one
+    # app and answers nothing or an error in the node category.
 
     async def _start_app(self, args: list[Any], reply: Reply) -> None:
+        assert self.node is not None
+        if self.dialect.graph_replies:
+            name, profile = _text(args[0]), _text(args[1])
+            outcome = await self.node.start_app(name, profile)
+            if outcome == STARTED:
+                reply.done()
+            elif outcome == ALREADY_RUNNING:
+                raise ServiceFailure(f"app '{name}' is already running: application has "
+                                     "already been started", (NODE_CATEGORY, NODE_ALREADY_STARTED))
+            else:
+                raise ServiceFailure(outcome, (NODE_CATEGORY, NODE_SPOOL_ERROR))
+            return
         (runlist,) = args
         if not isinstance(runlist, dict):
             raise TypeError("start_app expects a map of app names to profile names")
-        assert self.node is not None
         result = {}
         for name, profile in runlist.items():
             result[_text(name)] = await self.node.start_app(_text(name), _text(profile))
         reply.value(result)
 
     async def _pause_app(self, args: list[Any], reply: Reply) -> None:
+        assert self.node is not None
+        if self.dialect.graph_replies:
+            name = _text(args[0])
+            if name not in self.node.running_apps():
+                raise ServiceFailure(f"app '{name}' is not running: application is not running",
+                                     (NODE_CATEGORY, NODE_NOT_RUNNING))
+            await self.node.pause_app(name)
+            reply.done()
+            return
         (names,) = args
         if not isinstance(names, (list, tuple)):
             raise TypeError("pause_app expects a list of app names")
-        assert self.node is not None
         reply.value({_text(n): await self.node.pause_app(_text(n)) for n in names})
 
     def _list(self, args: list[Any], reply: Reply) -> None:
         assert self.node is not None
         reply.value(self.node.running_apps())
 
-    def _enqueue(self, engine: Engine, args: list[Any], reply: Reply) -> None:
-        event, data = _text(args[0]), args[1]
+    def _node_info(self, args: list[Any], reply: Reply) -> None:
+        assert self.node is not None
+        name = _text(args[0])
+        if name not in self.node.running_apps():
+            raise ServiceFailure(f"app '{name}' is not running: application is not running",
+                                 (NODE_CATEGORY, NODE_NOT_RUNNING))
+        reply.value({"state": "running"})
+
+    def _enqueue(self, engine: Engine, args: list[Any], reply: Reply) -> _Request | None:
+        event = _text(args[0])
+        if self.dialect.graph_replies:  # v0.12: [event, tag?], then the upstream
+            tag = _text(args[1]) if len(args) > 1 and args[1] else None
+            return _Request(engine, event, tag, reply)
+        data = args[1]
         tag = _text(args[2]) if len(args) > 2 and args[2] is not None else None
         if isinstance(data, str):
             data = data.encode()
         engine.enqueue(event, data, _Sink(reply), tag)
+        return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..aio.channel import Channel
-from ..protocol.dialect import V0_11
+from ..protocol.dialect import V0_11, Dialect, Kind
 from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev.engine")
@@ -42,6 +42,15 @@ SHUT_ITSELF_DOWN = "slave has shut itself down"
 IDLE = "slave is idle"
 
 _MAX_LINE = 65536
+
+#: v0.12 error categories of the node plugin's slave and overseer [node `slave/error.hpp`].
+SLAVE_CATEGORY = 0x53FF
+OVERSEER_CATEGORY = 0x52FF
+#: v0.12 [category, code] of the reasons above (heartbeat_timeout, conrol_ipc_error,
+#: committed_suicide, slave_idle); any other reason of the engine is `invalid_state`.
+V12_CODES = {TIMED_OUT: (SLAVE_CATEGORY, 8), DISCONNECTED: (SLAVE_CATEGORY, 10),
+             SHUT_ITSELF_DOWN: (SLAVE_CATEGORY, 12), IDLE: (SLAVE_CATEGORY, 13)}
+INVALID_STATE = (SLAVE_CATEGORY, 9)
 
 #: A log line of a worker (cli.py `setup_logging`): time, pid, level, logger name, message.
 _RECORD = re.compile(
@@ -63,17 +72,31 @@ class ReplySink(Protocol):
 
     def on_chunk(self, data: bytes) -> None: ...
 
-    def on_error(self, code: int, message: str) -> None: ...
+    def on_error(self, code: int, message: str, category: int | None = None) -> None:
+        """A failed session; `category` is the v0.12 error category (None in v0.11, and
+        never passed as an argument then)."""
 
     def on_choke(self) -> None: ...
 
 
-def notify(callback: Callable[..., Any], *args: Any) -> None:
+def notify(callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Call a sink method; a sink that raises is logged and never breaks the engine."""
     try:
-        callback(*args)
+        callback(*args, **kwargs)
     except Exception:
         log.exception("reply sink %r raised", callback)
+
+
+def fail(sink: ReplySink, dialect: Dialect, reason: str,
+         category_code: tuple[int, int] | None = None) -> None:
+    """Fail a session with one of the engine's own reasons: error(2, reason) in v0.11, the
+    runtime's [category, code] in v0.12 (`category_code`, else by reason)."""
+    pair = category_code or V12_CODES.get(reason, INVALID_STATE)
+    code, category = dialect.engine_error_code(2, pair)
+    if category is None:
+        notify(sink.on_error, code, reason)
+    else:
+        notify(sink.on_error, code, reason, category=category)
 
 
 @dataclass(eq=False)
@@ -85,6 +108,8 @@ class Session:
     data: bytes
     sink: ReplySink
     tag: str | None = None
+    #: request chunks after `data` (a v0.12 app service client may write several)
+    more: tuple[bytes, ...] = ()
 
 
 class State(enum.Enum):
@@ -114,12 +139,19 @@ class Slave:
         host: the engine, told about every state change.
         uuid: the worker's id (a uuid4, or the tag of a tagged enqueue).
         profile: timers, concurrency and output settings.
+        dialect: the wire rules toward the worker (the engine's).
     """
 
-    def __init__(self, host: SlaveHost, uuid: str, profile: Profile) -> None:
+    def __init__(self, host: SlaveHost, uuid: str, profile: Profile,
+                 dialect: Dialect = V0_11) -> None:
         self.host = host
         self.uuid = uuid
         self.profile = profile
+        self.dialect = dialect
+        #: the session id toward the worker of each engine session (they differ in v0.12,
+        #: whose ids count per slave)
+        self._wire: dict[int, int] = {}
+        self._next_channel = dialect.first_session
         self.state = State.SPAWNING
         self.sessions: dict[int, Session] = {}
         self.channel: Channel | None = None
@@ -255,20 +287,21 @@ class Slave:
         self.host.slave_failed(self, reason)
 
     def _on_message(self, mid: int, session: int, args: list[Any]) -> None:
-        if mid == 1:
+        kind = self.dialect.worker_kind(mid, session)
+        if kind is Kind.HEARTBEAT:
             self._on_heartbeat()
-        elif mid == 2:
+        elif kind is Kind.TERMINATE:
             code = args[0] if args and isinstance(args[0], int) else 0
             reason = _text(args[1]) if len(args) > 1 else ""
             self.host.slave_terminated(self, code, reason)
-        elif mid in (4, 5, 6):
-            self._on_session_message(mid, session, args)
+        elif kind in (Kind.CHUNK, Kind.ERROR, Kind.CHOKE):
+            self._on_session_message(kind, session, args)
         else:
-            log.debug("slave %s: dropping message %d", self.uuid, mid)
+            log.debug("slave %s: dropping message %d on session %d", self.uuid, mid, session)
 
     def _on_heartbeat(self) -> None:
         assert self.channel is not None
-        self.channel.send(0, V0_11.heartbeat())
+        self.channel.send(0, self.dialect.from_runtime(self.dialect.heartbeat()))
         self._arm("heartbeat", self.profile.heartbeat_timeout, self._heartbeat_expired)
         if self.state is State.UNKNOWN:
             self._disarm("startup")
@@ -277,25 +310,36 @@ class Slave:
             self._arm_idle()
             self.host.slave_active(self)
 
-    def _on_session_message(self, mid: int, session_id: int, args: list[Any]) -> None:
-        session = self.sessions.get(session_id)
+    def _on_session_message(self, kind: Kind, wire_id: int, args: list[Any]) -> None:
+        session = self.sessions.get(self._wire.get(wire_id, -1))
         if session is None:
-            log.debug("slave %s: orphan message %d for session %d", self.uuid, mid, session_id)
+            log.debug("slave %s: orphan %s for session %d", self.uuid, kind.name, wire_id)
             return
-        if mid == 4:
+        if kind is Kind.CHUNK:
             data = args[0] if args else b""
             if not isinstance(data, bytes):
                 data = _text(data).encode("utf-8")
             notify(session.sink.on_chunk, data)
-        elif mid == 5:
-            code = args[0] if args and isinstance(args[0], int) else 0
-            notify(session.sink.on_error, code, _text(args[1]) if len(args) > 1 else "")
+            return
+        if kind is Kind.ERROR:
+            code = args[0] if args else 0
+            message = _text(args[1]) if len(args) > 1 else ""
+            if isinstance(code, list) and len(code) == 2:  # v0.12 [category, code]
+                notify(session.sink.on_error, _int(code[1]), message, category=_int(code[0]))
+            else:
+                notify(session.sink.on_error, _int(code), message)
+            if not self.dialect.error_ends_stream:
+                return  # v0.11: the choke that follows ends the session
         else:
-            del self.sessions[session_id]
             notify(session.sink.on_choke)
-            if not self.sessions:
-                self._arm_idle()
-            self.host.slave_released(self)
+        self._release(wire_id, session)
+
+    def _release(self, wire_id: int, session: Session) -> None:
+        del self._wire[wire_id]
+        del self.sessions[session.id]
+        if not self.sessions:
+            self._arm_idle()
+        self.host.slave_released(self)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -304,24 +348,24 @@ class Slave:
         assert self.channel is not None and self.free
         self.sessions[session.id] = session
         self._disarm("idle")
-        sid = session.id
-        self.channel.send(
-            sid,
-            [
-                V0_11.invoke(sid, session.event),
-                V0_11.chunk_header(sid, len(session.data)),
-                session.data,
-                V0_11.choke(sid),
-            ],
-        )
+        if self.dialect.sessions_per_connection:
+            sid, self._next_channel = self._next_channel, self._next_channel + 1
+        else:
+            sid = session.id
+        self._wire[sid] = session.id
+        self.channel.send(sid, self.dialect.engine_request(
+            sid, session.event, (session.data, *session.more)))
 
     def terminate(self, reason: str) -> None:
-        """Ask the worker to leave: terminate(1, reason); it stays until it goes."""
+        """Ask the worker to leave: terminate(code, reason) with the engine's code (1 in
+        v0.11, 11 in v0.12); it stays until it goes."""
         if self.channel is None or self.state not in (State.ACTIVE, State.UNKNOWN):
             return
         self.state = State.INACTIVE
         self._disarm("idle")
-        self.channel.send(0, V0_11.terminate(1, reason))
+        dialect = self.dialect
+        self.channel.send(0, dialect.from_runtime(
+            dialect.terminate(dialect.engine_terminate_code, reason)))
 
     def teardown(self, reason: str) -> None:
         """Fail open sessions with error(2, reason), close the socket, SIGTERM the process.
@@ -336,8 +380,9 @@ class Slave:
         for name in list(self._timers):
             self._disarm(name)
         sessions, self.sessions = self.sessions, {}
+        self._wire.clear()
         for session in sessions.values():
-            notify(session.sink.on_error, 2, reason)
+            fail(session.sink, self.dialect, reason)
         if self.channel is not None:
             self.channel.close()
             self.channel = None
@@ -392,6 +437,10 @@ def _json_record(text: str) -> tuple[logging.Logger, int, str] | None:
     if doc.get("exc_info"):
         message += "\n" + str(doc["exc_info"])
     return logging.getLogger(str(doc["logger"])), level, message
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def _text(value: Any) -> str:

@@ -18,7 +18,8 @@ from typing import Any, Union
 import msgpack
 
 from ..errors import RemoteProtocolError
-from .service import Graph, MethodProtocol, Resolution, parse_graph, table_methods
+from .service import (Graph, MethodProtocol, Resolution, dump_graph, parse_graph,
+                      table_methods)
 
 Buffer = Union[bytes, bytearray, memoryview]
 #: One chunk: a buffer, or a list of buffers sent back to back as one payload.
@@ -48,6 +49,9 @@ class Kind(enum.IntEnum):
     CHOKE = 6
     OTHER = 7
 
+
+#: The trace headers of v0.12, in the order a runtime sends them [CORE12 `src/encoder.cpp`].
+TRACE_HEADERS = ("trace_id", "span_id", "parent_id")
 
 #: Terminate code `normal` (`rpc::terminate::code`), what a worker answers a terminate with.
 TERMINATE_NORMAL = 1
@@ -136,7 +140,10 @@ class Dialect:
     def chunk(self, session: int, data: bytes) -> bytes:
         return self.chunk_header(session, len(data)) + data
 
-    def error(self, session: int, code: int, message: str) -> bytes:
+    def error(
+        self, session: int, code: int, message: str, category: int = APP_ERROR_CATEGORY
+    ) -> bytes:
+        """An error on a session; `category` is v0.12's (v0.11 errors have none)."""
         raise NotImplementedError
 
     def choke(self, session: int) -> bytes:
@@ -208,6 +215,82 @@ class Dialect:
             return args[0], _text(args[1]) if len(args) > 1 else ""
         return ()
 
+    # -- the runtime's side: what the dev runtime's engine and services send --------------
+    #: the headers element a runtime appends to every frame it sends (v0.12: the three trace
+    #: headers, zero outside a trace [CORE12 `src/encoder.cpp` pack_headers]); empty: none
+    runtime_headers: bytes = b""
+    #: the code of the terminate an engine sends (v0.11 `normal`; v0.12 the slave category's
+    #: `overseer_shutdowning`)
+    engine_terminate_code: int = TERMINATE_NORMAL
+    #: the first session id toward a worker, and whether ids count per worker connection
+    #: (v0.12: a channel counter per slave) or per engine (v0.11: shared by every worker)
+    first_session: int = 1
+    sessions_per_connection: bool = False
+
+    def engine_error_code(
+        self, code: int, category_code: tuple[int, int]
+    ) -> tuple[int, int | None]:
+        """(code, category) of an error the engine itself gives a session: v0.11's code
+        (category None) or v0.12's [category, code]."""
+        return code, None
+
+    def from_runtime(self, frame: Buffer | Sequence[Buffer]) -> list[Buffer]:
+        """One frame (a packed 3-element message, or its buffers back to back) as a runtime
+        sends it: with the headers element in v0.12, unchanged in v0.11."""
+        parts: list[Buffer] = [frame] if isinstance(frame, _BUFFERS) else list(frame)
+        if not self.runtime_headers:
+            return parts
+        first = parts[0]
+        if not first or first[0] != 0x93:
+            raise ValueError("a frame to extend is a packed 3-element array")
+        parts[0] = b"\x94" + bytes(first[1:])
+        parts.append(self.runtime_headers)
+        return parts
+
+    def engine_request(self, session: int, event: str, chunks: Sequence[Buffer]) -> list[Buffer]:
+        """What an engine sends a worker for one enqueued event: invoke, the request chunks,
+        then the end of the upstream (choke / close)."""
+        out = self.from_runtime(self.invoke(session, event))
+        for data in chunks:
+            out += self.from_runtime((self.chunk_header(session, len(data)), data))
+        out += self.from_runtime(self.choke(session))
+        return out
+
+    def worker_kind(self, mid: int, session: int) -> Kind:
+        """What a message from a worker means to its engine (the handshake is the first
+        message, whatever its id; the engine handles it before this)."""
+        return Kind(mid) if mid < Kind.OTHER else Kind.OTHER
+
+    def call_router(self) -> CallRouter:
+        """A fresh router for one connection to a service (the server's side)."""
+        return CallRouter()
+
+    def service_value(self, session: int, values: Sequence[Any]) -> list[Buffer]:
+        """A service's answer that ends the call: the method's return values (none for a
+        void method). v0.11 sends one chunk holding msgpack of the value (a list for several
+        values, nothing for none), then choke [CORE11 `include/cocaine/rpc/slot/*`]."""
+        out: list[Buffer] = []
+        if values:
+            blob = pack(values[0] if len(values) == 1 else list(values))
+            out.append(self.chunk_header(session, len(blob)))
+            out.append(blob)
+        out.append(self.choke(session))
+        return out
+
+    def resolve_answer(
+        self, endpoint: tuple[str, int], version: int, methods: dict[int, MethodProtocol]
+    ) -> list[Any]:
+        """The values of the locator's answer to `resolve` (the inverse of `resolution`)."""
+        host, port = endpoint
+        return [[[host, port], version, {mid: m.name for mid, m in methods.items()}]]
+
+    #: a call of a method the service does not bind drops the connection (v0.12, seen on
+    #: the runtime); v0.11 answers error(1, "unknown message type") and choke
+    drops_unknown_method: bool = False
+    #: methods every service of this dialect has besides its own (v0.12: the session's
+    #: control messages, which resolve lists for every service)
+    service_extras: dict[int, MethodProtocol] = {}
+
     # -- services --------------------------------------------------------------------------
     #: service replies follow each method's protocol graph (v0.12); in v0.11 they are
     #: chunk*, then error or choke, with fixed ids
@@ -233,6 +316,10 @@ class Dialect:
     def log_level(self, level: int) -> int:
         """The wire level of a library level (v0.11: the same; v0.12: 3 error .. 0 debug)."""
         return level
+
+    def library_level(self, wire: int) -> int:
+        """The library level of a wire level (the inverse of `log_level`)."""
+        return wire
 
     def log_enabled(self, level: int, verbosity: int) -> bool:
         """Whether the logging service keeps a message at library `level` under its wire
@@ -273,6 +360,43 @@ class Router:
         return self._TABLE[mid] if mid < Kind.OTHER else Kind.OTHER
 
 
+class CallRouter:
+    """A service's side of one connection: which messages open a call and which continue
+    one. In v0.11 every message is a call of its own (its id names the method)."""
+
+    def route(self, mid: int, session: int) -> Kind:
+        """INVOKE (a new call; `mid` is the method), CHUNK / ERROR / CHOKE (upstream of an
+        open call) or OTHER (a message on a channel that is no longer open)."""
+        return Kind.INVOKE
+
+    def keep(self, session: int) -> None:
+        """The call on `session` takes upstream messages (v0.12 methods whose upstream graph
+        has `write`)."""
+
+
+class V12CallRouter(CallRouter):
+    """v0.12: the first message on a new channel is the call; channel ids must grow (the
+    runtime revokes a reused one and drops the connection); an open upstream takes write 0,
+    error 1 and close 2, and error or close ends it [CORE12 `src/session.cpp`]."""
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+        self._last = 0
+
+    def route(self, mid: int, session: int) -> Kind:
+        if session in self._open:
+            if mid in (1, 2):
+                self._open.discard(session)
+            return (Kind.CHUNK, Kind.ERROR, Kind.CHOKE)[mid] if mid < 3 else Kind.OTHER
+        if session <= self._last:
+            return Kind.OTHER
+        self._last = session
+        return Kind.INVOKE
+
+    def keep(self, session: int) -> None:
+        self._open.add(session)
+
+
 class V11(Dialect):
     """cocaine-runtime v0.11: `[id, session, args]`, control on session 0 (docs/protocol.md §3)."""
 
@@ -300,7 +424,9 @@ class V11(Dialect):
     def chunk_header(self, session: int, size: int) -> bytes:
         return b"\x93\x04" + pack_uint(session) + b"\x91" + raw_header(size)
 
-    def error(self, session: int, code: int, message: str) -> bytes:
+    def error(
+        self, session: int, code: int, message: str, category: int = APP_ERROR_CATEGORY
+    ) -> bytes:
         return pack([Kind.ERROR, session, [code, message]])
 
     def choke(self, session: int) -> bytes:
@@ -400,17 +526,51 @@ class V12(Dialect):
     def chunk_header(self, session: int, size: int) -> bytes:
         return b"\x93" + pack_uint(session) + b"\x00\x91" + raw_header(size)
 
-    def error(self, session: int, code: int, message: str) -> bytes:
-        return pack([session, 1, [[APP_ERROR_CATEGORY, code], message]])
+    def error(
+        self, session: int, code: int, message: str, category: int = APP_ERROR_CATEGORY
+    ) -> bytes:
+        return pack([session, 1, [[category, code], message]])
 
     def choke(self, session: int) -> bytes:
         return b"\x93" + pack_uint(session) + b"\x02\x90"
 
     graph_replies = True
+    runtime_headers = pack([[False, name, bytes(8)] for name in TRACE_HEADERS])
+    engine_terminate_code = 11
+    drops_unknown_method = True
+    first_session = 2
+    sessions_per_connection = True
+
+    def engine_error_code(
+        self, code: int, category_code: tuple[int, int]
+    ) -> tuple[int, int | None]:
+        return category_code[1], category_code[0]
+
+    def worker_kind(self, mid: int, session: int) -> Kind:
+        if session == self.control:
+            return (Kind.HEARTBEAT, Kind.TERMINATE)[mid] if mid < 2 else Kind.OTHER
+        return (Kind.CHUNK, Kind.ERROR, Kind.CHOKE)[mid] if mid < 3 else Kind.OTHER
+
+    def call_router(self) -> CallRouter:
+        return V12CallRouter()
+
+    def service_value(self, session: int, values: Sequence[Any]) -> list[Buffer]:
+        # the return values are the message's arguments [CORE12 `include/cocaine/rpc/slot`]
+        return self.from_runtime(pack([session, 0, list(values)]))
+
+    def resolve_answer(
+        self, endpoint: tuple[str, int], version: int, methods: dict[int, MethodProtocol]
+    ) -> list[Any]:
+        graph = {mid: [m.name, dump_graph(m.upstream), dump_graph(m.downstream)]
+                 for mid, m in methods.items()}
+        return [[list(endpoint)], version, graph]
 
     def log_level(self, level: int) -> int:
         # blackhole priorities: debug 0, info 1, warning 2, error 3 [CORE12 `forwards.hpp`]
         return max(0, 4 - level)
+
+    def library_level(self, wire: int) -> int:
+        return min(4, max(1, 4 - wire))
 
     def log_enabled(self, level: int, verbosity: int) -> bool:
         return level > 0 and self.log_level(level) >= verbosity
@@ -454,6 +614,8 @@ class V12(Dialect):
 # resolve("locator") describes itself [CORE12 `include/cocaine/idl/locator.hpp`]
 _VALUE: Graph = {0: ("value", {}), 1: ("error", {})}
 _STREAM: Graph = {0: ("write", None), 1: ("error", {}), 2: ("close", {})}
+#: v0.12 graphs: one value or an error; a stream of writes ended by error or close.
+VALUE_GRAPH, STREAM_GRAPH = _VALUE, _STREAM
 V11.locator = table_methods({0: "resolve", 1: "synchronize", 2: "reports", 3: "refresh"})
 V12.default_downstream = _VALUE  # most v0.12 methods answer one value or an error
 V12.locator = {
@@ -462,6 +624,15 @@ V12.locator = {
     2: MethodProtocol("refresh", {}, _VALUE),
     3: MethodProtocol("cluster", {}, _VALUE),
     6: MethodProtocol("uuid", {}, _VALUE),
+}
+
+# the control messages of a v0.12 session, listed by resolve for every service
+# [CORE12 `include/cocaine/idl/primitive.hpp`, `src/session.cpp`]; each answers a value or an error
+V12.service_extras = {
+    0xFFFC: MethodProtocol("goaway", {}, _VALUE),
+    0xFFFD: MethodProtocol("ping", {}, _VALUE),
+    0xFFFE: MethodProtocol("settings", {}, _VALUE),
+    0xFFFF: MethodProtocol("revoke", {}, _VALUE),
 }
 
 #: v0.12 error categories [CORE12 `src/errors.cpp` registrar, node plugin `error.hpp`].
@@ -473,6 +644,9 @@ ERROR_CATEGORIES = {
 }
 #: [category, code] of the v0.12 locator's "service is not available".
 SERVICE_NOT_AVAILABLE = (10, 1)
+#: The error a v0.12 runtime sends a worker on a session whose client left before it closed
+#: its upstream (asio misc `eof`; node plugin `src/node/dispatch/client.cpp` discard).
+CLIENT_GONE = (5, 2, "End of file")
 
 V0_11 = V11()
 V0_12 = V12()

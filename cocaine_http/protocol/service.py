@@ -203,6 +203,13 @@ def parse_graph(value: Any) -> Graph | None:
     return graph
 
 
+def dump_graph(graph: Graph | None) -> dict[int, list[Any]] | None:
+    """A graph in its wire form `{id: [name, next]}`, the inverse of `parse_graph`."""
+    if graph is None:
+        return None
+    return {mid: [name, dump_graph(nxt)] for mid, (name, nxt) in graph.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class MethodProtocol:
     """One method of a service: its name and, where the locator tells them, its graphs.
