@@ -219,12 +219,19 @@ class DevRuntime:
             profile = Profile.from_runtime(settings, environment=env,
                                            log_output=self.profile.log_output)
             slave = os.path.join(spool, manifest["slave"])
-            self.apps[name] = await self._start_engine(name, [slave], profile, spool)
+            await self.add_app(name, [slave], profile, spool)
         except Exception as exc:  # the node reports every failure per app, as text
             log.error("unable to start the '%s' app - %s", name, exc)
             return str(exc) or type(exc).__name__
         log.info("started the '%s' app from storage", name)
         return STARTED
+
+    async def add_app(self, name: str, command: list[str], profile: Profile,
+                      workdir: str | None) -> Engine:
+        """Run another app under this runtime: its engine, its app service and its route in
+        the front (what start_app does with an app from storage)."""
+        engine = self.apps[name] = await self._start_engine(name, command, profile, workdir)
+        return engine
 
     async def pause_app(self, name: str) -> str:
         """Stop an app, as the node's pause_app."""

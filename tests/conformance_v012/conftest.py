@@ -30,6 +30,8 @@ from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
 from tests.conformance.realruntime import free_ports
 
+from .py12 import PY12_VENV, py12  # noqa: F401  (the fixture, for the cross tests)
+
 if os.environ.get("COCAINE_CONFORMANCE12") != "1":
     collect_ignore_glob = ["test_*.py"]
 
@@ -37,9 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 #: Where `make conformance12` builds the runtime (COCAINE_CACHE/v0.12, as build12.sh is told).
 RUNTIME_ROOT = Path(os.environ.get("COCAINE_CACHE", Path.home() / ".cache" / "cocaine-runtime")) / "v0.12"
-#: The reference v0.12 Python framework's venv (made by the `py12` fixture when missing).
-PY12_VENV = Path(os.environ.get("COCAINE_PY12_VENV", Path.home() / ".cache" / "py12-venv"))
-PY12_PACKAGES = ("cocaine==0.12.14.5", "msgpack==0.6.2", "tornado==4.5.3", "six==1.10.0")
 
 
 class Runtime12:
@@ -197,19 +196,3 @@ async def client12(runtime12: Runtime12) -> AsyncIterator[Client]:
     client = Client(runtime12.locator, protocol=V0_12, timeout=15.0)
     yield client
     await client.close()
-
-
-@pytest.fixture(scope="session")
-def py12() -> Path:
-    """The python of a venv holding the reference v0.12 framework (PyPI cocaine 0.12.14.5 on
-    msgpack 0.6.2), installed there once; never the project's venv (it needs an old msgpack)."""
-    python = PY12_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import collections, collections.abc; "
-             "collections.MutableMapping = collections.abc.MutableMapping; import cocaine.worker"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    subprocess.run([sys.executable, "-m", "venv", str(PY12_VENV)], check=True)
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", *PY12_PACKAGES],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"cannot install the v0.12 framework:\n{done.stderr[-3000:]}"
-    return python

@@ -17,23 +17,10 @@ from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
 
 from .conftest import OUR_SLAVE
+from .py12 import ECHO_APP
 
 HERE = Path(__file__).resolve().parent
 ENVELOPE = ["GET", "/x?q=1", "1.1", [["X-A", "b"]], b""]
-
-#: Our side of the comparison: an ASGI app that answers exactly what py12_worker.py answers.
-ECHO_APP = '''
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    message = await receive()
-    headers = dict(scope["headers"])
-    body = "%s %s %s %s" % (scope["method"], scope["query_string"].decode(),
-                            headers.get(b"x-a", b"").decode(), message["body"].decode())
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"Content-Type", b"text/plain"), (b"X-Impl", b"same")]})
-    await send({"type": "http.response.body", "body": body.encode()})
-'''
 
 PY12_SLAVE = """
 os.execv(sys.executable, [sys.executable, {script!r}, *sys.argv[1:]])
