@@ -43,6 +43,8 @@ REAL_APP = [1, {0: ["enqueue", _S, _S], 1: ["info", {}, _V], 2: ["control", _S, 
                 **_CONTROL}]
 #: Sent by the real runtime to a worker: heartbeat echo, a session on channel 2, terminate.
 REAL_HEARTBEAT = bytes.fromhex("94010090") + H
+#: ... and, on channel 7, when the client of that session left before closing its upstream.
+REAL_END_OF_FILE_7 = bytes.fromhex("94070192920502ab456e64206f662066696c65") + H
 REAL_SESSION_2 = (bytes.fromhex("94020091a468747470") + H + bytes.fromhex("94020091a3726571") + H
                   + bytes.fromhex("94020290") + H)  # invoke "http", write b"req", close
 
@@ -230,6 +232,8 @@ while True:
             continue
         if channel not in events:
             events[channel] = payload[0]
+        elif events[channel] == b"slow":
+            continue  # never answers: its client leaves first
         elif mid == 2 and events[channel] == b"err":
             send([channel, 1, [[42, 7], "boom"]])
         elif mid == 2:
@@ -292,6 +296,46 @@ class TestEngineFrames:
         assert terminate[2][0] == 11 and pack(terminate[3]) == H
         assert first.chunks == second.chunks == [b"reply"]
         assert failing.errors == [(7, "boom", 42)]
+
+
+    async def test_client_leaving_before_close_is_told_to_the_worker(
+            self, dev_runtime_factory, tmp_path):
+        """Through the app service, as on the real runtime: each write follows the invoke;
+        a client that leaves before closing its upstream gets its session failed toward the
+        worker with [5, 2] "End of file" (the real runtime's bytes, but for the channel id);
+        one that closed first is never mentioned again; one that fails its upstream has its
+        error forwarded as it is."""
+        record = tmp_path / "record.jsonl"
+        slave = write_slave(tmp_path / "recorder", RECORDER)
+        os.environ["RECORD"] = str(record)
+        try:
+            runtime = await dev_runtime_factory([str(slave)], app="rec", protocol=1,
+                                                workers=1)
+        finally:
+            del os.environ["RECORD"]
+        port = runtime.services.endpoints["rec"][1]
+
+        def raw() -> bytes:
+            lines = [json.loads(line) for line in record.read_text().splitlines()[1:]]
+            return b"".join(bytes.fromhex(line["bytes"]) for line in lines if "bytes" in line)
+
+        def received() -> list[list[Any]]:
+            return [f[:3] for f in frames(raw()) if f[0] != 1]  # sessions only
+
+        await exchange(port, [1, 0, ["slow"]], [1, 0, [b"partial"]], until=0)
+        await wait_for(lambda: [f for f in received() if f[1] == 1])
+        await exchange(port, [1, 0, ["slow"]], [1, 0, [b"whole"]], [1, 2, []], until=0)
+        await wait_for(lambda: any(f[1] == 2 for f in received()))
+        await exchange(port, [1, 0, ["slow"]], [1, 1, [[5, 5], "client error"]], until=0)
+        await wait_for(lambda: len([f for f in received() if f[1] == 1]) == 2)
+        await asyncio.sleep(0.2)  # nothing else comes for the closed session
+        got = received()
+
+        assert [f[:3] for f in got] == [
+            [2, 0, ["slow"]], [2, 0, ["partial"]], [2, 1, [[5, 2], "End of file"]],
+            [3, 0, ["slow"]], [3, 0, ["whole"]], [3, 2, []],
+            [4, 0, ["slow"]], [4, 1, [[5, 5], "client error"]]]
+        assert REAL_END_OF_FILE_7.replace(b"\x94\x07", b"\x94\x02", 1) in raw()
 
 
 # -- our services client on the dev services ------------------------------------------------------

@@ -213,21 +213,55 @@ class Engine:
             if self._spawn(None, replacing=True) is None:
                 break
 
-    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None,
-                more: tuple[bytes, ...] = ()) -> None:
-        """Queue one event whose request is `data` (and the chunks of `more`, sent after it);
-        the reply (or a refusal, error(2, reason)) goes to `sink`."""
+    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None
+                ) -> None:
+        """Queue one event whose request is `data`; the reply (or a refusal, error(2,
+        reason)) goes to `sink`."""
+        self._queue(Session(self.next_id, event, bytes(data), sink, tag or None))
+
+    def open(self, event: str, sink: ReplySink, tag: str | None = None) -> Session | None:
+        """Queue one event whose request its client is still writing (v0.12's app service):
+        feed it with `feed`, then `end_request`, or `abandon` it. None when it was refused (the
+        refusal went to `sink`)."""
+        session = Session(self.next_id, event, None, sink, tag or None, streaming=True)
+        return session if self._queue(session) else None
+
+    def feed(self, session: Session, data: bytes) -> None:
+        """One more request chunk of an open session (kept until it is assigned)."""
+        if session.slave is not None:
+            session.slave.forward(session, data)
+        else:
+            session.more.append(data)
+
+    def end_request(self, session: Session) -> None:
+        """The client closed the request of an open session."""
+        session.streaming = False
+        if session.slave is not None:
+            session.slave.forward(session, None)
+
+    def abandon(self, session: Session,
+                error: tuple[int | None, int, str] | None = None) -> None:
+        """The client of an open session left before closing its request (or failed it with
+        `error`, category, code and message): a queued session is dropped, a running one is
+        discarded (its worker is told, its replies dropped)."""
+        if session.slave is not None:
+            session.slave.discard(session, error)
+        elif session in self.queue:
+            self.queue.remove(session)
+
+    def _queue(self, session: Session) -> bool:
+        sink = session.sink
         if self.state != "running":
             fail(sink, self.dialect, NOT_ACTIVE)
-            return
+            return False
         if self.profile.queue_limit and len(self.queue) >= self.profile.queue_limit:
             fail(sink, self.dialect, QUEUE_FULL, (OVERSEER_CATEGORY, 1))  # queue_is_full
-            return
-        session = Session(self.next_id, event, bytes(data), sink, tag or None, more)
+            return False
         self.next_id += 1
         self.queue.append(session)
         self._pump()
         self._balance()
+        return True
 
     def info(self) -> dict[str, Any]:
         """The v0.11 app `info` layout (docs/protocol.md §8.3)."""

@@ -136,6 +136,9 @@ class Upstream(Protocol):
 
     def on_close(self) -> None: ...
 
+    def on_gone(self) -> None:
+        """The client's connection went away before the upstream was closed."""
+
 
 Handler = Callable[[list[Any], Reply], "Awaitable[None] | Upstream | None"]
 
@@ -185,7 +188,13 @@ class _Server:
     def _drop(self, channel: Channel, upstreams: dict[int, Upstream]) -> None:
         self._channels.discard(channel)
         channel.close()
-        upstreams.clear()  # calls whose upstream never closed are never enqueued
+        gone = list(upstreams.values())
+        upstreams.clear()
+        for upstream in gone:  # calls whose client left before closing their upstream
+            try:
+                upstream.on_gone()
+            except Exception:
+                log.exception("%s: upstream handler failed", self.name)
 
     def _upstream(self, upstreams: dict[int, Upstream], kind: Kind, session: int,
                   args: list[Any]) -> None:
@@ -345,8 +354,18 @@ class Engine(Protocol):
 
     name: str
 
-    def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None,
-                more: tuple[bytes, ...] = ()) -> None: ...
+    def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None) -> None: ...
+
+    def open(self, event: str, sink: Any, tag: str | None = None) -> Any: ...
+
+    def feed(self, session: Any, data: bytes) -> None: ...
+
+    def end_request(self, session: Any) -> None: ...
+
+    def abandon(self, session: Any, error: tuple[int | None, int, str] | None = None
+                ) -> None: ...
+
+    dialect: Dialect
 
     def info(self) -> dict[str, Any]: ...
 
@@ -380,22 +399,31 @@ class _Sink:
 
 
 class _Request:
-    """A v0.12 enqueue's upstream: the writes, enqueued once the client closes it (the
-    whole request goes to the worker at once, as the HTTP proxies send it)."""
+    """A v0.12 enqueue's upstream, fed to the engine as it arrives: the session is queued at
+    the call, each write follows the invoke to the worker, close ends the request, and a
+    client that leaves (or fails its upstream) before closing it is abandoned, as the runtime
+    does (the worker gets [5, 2] "End of file")."""
 
-    def __init__(self, engine: Engine, event: str, tag: str | None, reply: Reply) -> None:
-        self.engine, self.event, self.tag, self.reply = engine, event, tag, reply
-        self.chunks: list[bytes] = []
+    def __init__(self, engine: Engine, session: Any) -> None:
+        self.engine, self.session = engine, session  # session None: refused, already answered
 
     def on_write(self, data: Any) -> None:
-        self.chunks.append(data if isinstance(data, bytes) else _text(data).encode())
+        if self.session is not None:
+            self.engine.feed(self.session, data if isinstance(data, bytes)
+                             else _text(data).encode())
 
     def on_error(self, args: list[Any]) -> None:
-        log.info("%s: the client failed its request before sending it: %.80r", self.event, args)
+        log.info("the client failed its request: %.80r", args)
+        if self.session is not None:  # the runtime forwards the client's error as it is
+            self.engine.abandon(self.session, self.engine.dialect.service_error(args))
 
     def on_close(self) -> None:
-        first, *more = self.chunks or [b""]
-        self.engine.enqueue(self.event, first, _Sink(self.reply), self.tag, tuple(more))
+        if self.session is not None:
+            self.engine.end_request(self.session)
+
+    def on_gone(self) -> None:
+        if self.session is not None:
+            self.engine.abandon(self.session)
 
 
 def _graphs(dialect: Dialect, table: dict[int, tuple[str, Any, Any]]
@@ -663,7 +691,7 @@ class DevServices:
         event = _text(args[0])
         if self.dialect.graph_replies:  # v0.12: [event, tag?], then the upstream
             tag = _text(args[1]) if len(args) > 1 and args[1] else None
-            return _Request(engine, event, tag, reply)
+            return _Request(engine, engine.open(event, _Sink(reply), tag))
         data = args[1]
         tag = _text(args[2]) if len(args) > 2 and args[2] is not None else None
         if isinstance(data, str):

@@ -23,11 +23,11 @@ import os
 import re
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..aio.channel import Channel
-from ..protocol.dialect import V0_11, Dialect, Kind
+from ..protocol.dialect import CLIENT_GONE, V0_11, Dialect, Kind
 from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev.engine")
@@ -99,17 +99,42 @@ def fail(sink: ReplySink, dialect: Dialect, reason: str,
         notify(sink.on_error, code, reason, category=category)
 
 
+class _Gone:
+    """The sink of a session whose client left: the worker's replies go nowhere."""
+
+    def on_chunk(self, data: bytes) -> None:
+        return None
+
+    def on_error(self, code: int, message: str, category: int | None = None) -> None:
+        return None
+
+    def on_choke(self) -> None:
+        return None
+
+
+GONE = _Gone()
+
+
 @dataclass(eq=False)
 class Session:
-    """One enqueued event: its engine-wide id, the request blob and where the reply goes."""
+    """One enqueued event: its engine-wide id, the request and where the reply goes.
+
+    A session's request is `data` (None: no chunk of its own) and the chunks of `more`; while
+    `streaming` (a v0.12 app service client that has not closed its upstream yet) more chunks
+    may come, and they follow the invoke to the worker as they arrive, as the runtime
+    forwards them.
+    """
 
     id: int
     event: str
-    data: bytes
+    data: bytes | None
     sink: ReplySink
     tag: str | None = None
-    #: request chunks after `data` (a v0.12 app service client may write several)
-    more: tuple[bytes, ...] = ()
+    more: list[bytes] = field(default_factory=list)
+    streaming: bool = False
+    #: the slave that runs it and the session's id on that slave's connection, once assigned
+    slave: Slave | None = None
+    wire: int = 0
 
 
 class State(enum.Enum):
@@ -344,7 +369,8 @@ class Slave:
     # -- sessions ------------------------------------------------------------------------------
 
     def assign(self, session: Session) -> None:
-        """Send invoke, the one request chunk and choke, back to back (one write)."""
+        """Send invoke, the request chunks and choke, back to back (one write); a streaming
+        session's choke waits for its client's close (`forward`)."""
         assert self.channel is not None and self.free
         self.sessions[session.id] = session
         self._disarm("idle")
@@ -353,8 +379,34 @@ class Slave:
         else:
             sid = session.id
         self._wire[sid] = session.id
+        session.slave, session.wire = self, sid
         self.channel.send(sid, self.dialect.engine_request(
-            sid, session.event, (session.data, *session.more)))
+            sid, session.event, session.more if session.data is None
+            else (session.data, *session.more), end=not session.streaming))
+
+    def forward(self, session: Session, data: bytes | None) -> None:
+        """One more request chunk of an assigned streaming session; None: its client closed
+        the upstream (choke / close)."""
+        if self.channel is None or self.sessions.get(session.id) is not session:
+            return
+        dialect = self.dialect
+        self.channel.send(session.wire, dialect.engine_chunk(session.wire, data)
+                          if data is not None else dialect.from_runtime(dialect.choke(session.wire)))
+
+    def discard(self, session: Session,
+                error: tuple[int | None, int, str] | None = None) -> None:
+        """The client of an assigned session left before closing its upstream, or failed
+        it with `error` (category, code, message): the worker is told (v0.12: error [5, 2]
+        "End of file", or the client's error as it is) and its replies are dropped."""
+        session.sink = GONE
+        if self.channel is None or self.sessions.get(session.id) is not session:
+            return
+        category, code, message = error or CLIENT_GONE
+        if category is None:
+            category = CLIENT_GONE[0]
+        dialect = self.dialect
+        self.channel.send(session.wire, dialect.from_runtime(
+            dialect.error(session.wire, code, message, category)))
 
     def terminate(self, reason: str) -> None:
         """Ask the worker to leave: terminate(code, reason) with the engine's code (1 in

@@ -247,14 +247,20 @@ class Dialect:
         parts.append(self.runtime_headers)
         return parts
 
-    def engine_request(self, session: int, event: str, chunks: Sequence[Buffer]) -> list[Buffer]:
-        """What an engine sends a worker for one enqueued event: invoke, the request chunks,
-        then the end of the upstream (choke / close)."""
+    def engine_request(self, session: int, event: str, chunks: Sequence[Buffer],
+                       end: bool = True) -> list[Buffer]:
+        """What an engine sends a worker for one enqueued event: invoke, the request chunks
+        so far, then (end=True) the end of the upstream (choke / close)."""
         out = self.from_runtime(self.invoke(session, event))
         for data in chunks:
-            out += self.from_runtime((self.chunk_header(session, len(data)), data))
-        out += self.from_runtime(self.choke(session))
+            out += self.engine_chunk(session, data)
+        if end:
+            out += self.from_runtime(self.choke(session))
         return out
+
+    def engine_chunk(self, session: int, data: Buffer) -> list[Buffer]:
+        """One more request chunk of a session whose upstream is still open."""
+        return self.from_runtime((self.chunk_header(session, len(data)), data))
 
     def worker_kind(self, mid: int, session: int) -> Kind:
         """What a message from a worker means to its engine (the handshake is the first
