@@ -9,8 +9,9 @@
 # the session's drain(), so a slow consumer slows the app instead of filling memory.
 #
 # After the response is complete, or once the session failed, receive() returns
-# http.disconnect; a failed session also cancels the app's Task (nobody is left to answer) and
-# send() raises OSError, as ASGI spec 2.4 asks. The app failing before http.response.start gets
+# http.disconnect; a failed session also cancels the app's Task (nobody is left to answer)
+# unless the app is waiting in receive(), which then returns http.disconnect, and send()
+# raises OSError, as ASGI spec 2.4 asks. The app failing before http.response.start gets
 # a 500; after it, or returning without finishing, the session gets a Cocaine error.
 """ASGI 3 adapter: HTTP sessions of a Cocaine worker -> an ASGI application."""
 
@@ -141,8 +142,11 @@ class _Cycle(Exchange):
             return
         log.info("session %s failed: [%s] %s", self.session.id, code, message)
         self.finished = True
+        # an app waiting in receive() is told (http.disconnect) and left to end; one busy
+        # elsewhere is cancelled, since nobody is left to answer
+        listening = self.waiter is not None and not self.waiter.done()
         self.disconnect()
-        if self.task is not None and not self.task.done():
+        if not listening and self.task is not None and not self.task.done():
             self.task.cancel()
 
     # -- the app ---------------------------------------------------------------------------
