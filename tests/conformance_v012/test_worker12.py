@@ -90,3 +90,40 @@ async def test_runtime_stop_ends_the_worker_cleanly(tmp_path):
             or "engine closed the connection: the runtime is stopping" in log
             or "child has been killed: 9" in log)
     assert "engine connection" not in log  # the error line of a lost connection
+
+
+MARKING_APP = '''
+import os
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    open(os.environ["MARKS"], "a").write("called\\n")
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+
+
+async def test_client_leaving_before_close_fails_the_session_only(runtime12, client12):
+    """A client of the app service that writes the envelope and leaves without closing its
+    upstream: the runtime fails the session toward the worker with [5, 2] "End of file"
+    (asio misc eof); our worker fails that session and never calls the app, which runs only
+    on a complete request. The same client closing first gets its answer."""
+    import socket as socketlib
+
+    marks = runtime12.root / "marks"
+    app_dir = runtime12.slave_script("leave12", OUR_SLAVE.format(target="marking_app:app"))
+    (app_dir / "marking_app.py").write_text(MARKING_APP)
+    await runtime12.deploy(client12, "leave12", app_dir, env={"MARKS": str(marks)})
+    assert await get(client12, "leave12") == 200  # a complete request is served
+    marks.unlink()
+
+    resolved = await client12.resolve("leave12")
+    with socketlib.create_connection(resolved.endpoint) as sock:
+        sock.sendall(pack([1, 0, ["http"]]) + pack([1, 0, [pack(["GET", "/", "1.1", [], b""])]]))
+        await asyncio.sleep(0.5)
+    log = await runtime12.wait_log("End of file")
+
+    await asyncio.sleep(0.5)
+    assert not marks.exists()
+    assert "failed: [2] End of file" in log
