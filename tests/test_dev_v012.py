@@ -92,7 +92,8 @@ async def dev12(dev_runtime_factory):
 class TestExampleApps:
     async def test_cli_serves_flask_with_protocol_1(self):
         """`cocaine-http dev --protocol 1 module:attr`: the worker gets `--protocol 1` and
-        serves over HTTP; Ctrl-C terminates it and the dev runtime exits 0."""
+        serves over HTTP; Ctrl-C terminates it (code 11) and the worker answers with the
+        engine's code, as the reference framework does; the dev runtime exits 0."""
         process, url, before = await start_dev("--protocol", "1", APPS["flask"])
         try:
             async with httpx.AsyncClient(base_url=url, timeout=30) as http:
@@ -104,7 +105,7 @@ class TestExampleApps:
         assert index.status_code == 200 and index.text.startswith("Hello from Flask")
         assert posted.json()["received"] == {"a": [1, 2]}
         assert "--protocol 1 --uuid" in before
-        assert code == 0 and "terminated itself" in output
+        assert code == 0 and "terminated itself (11, the engine is shutting down)" in output
 
     @pytest.mark.parametrize("name", ["fastapi", "django"])
     async def test_asgi_and_django_examples(self, dev_app_runtime, name):

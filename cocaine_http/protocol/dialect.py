@@ -129,6 +129,12 @@ class Dialect:
     def terminate(self, code: int, reason: str) -> bytes:
         raise NotImplementedError
 
+    def terminate_answer(self, code: int | None) -> int:
+        """The code of the worker's terminate after the engine's terminate(`code`) (None:
+        the worker stops on its own): v0.11 answers `normal`; v0.12 echoes the engine's
+        code, as the reference v0.12 framework does (docs/v012.md)."""
+        return TERMINATE_NORMAL
+
     # -- sessions, both directions ---------------------------------------------------------
     def invoke(self, session: int, event: str) -> bytes:
         raise NotImplementedError
@@ -551,6 +557,9 @@ class V12(Dialect):
         self, code: int, category_code: tuple[int, int]
     ) -> tuple[int, int | None]:
         return category_code[1], category_code[0]
+
+    def terminate_answer(self, code: int | None) -> int:
+        return TERMINATE_NORMAL if code is None else code
 
     def worker_kind(self, mid: int, session: int) -> Kind:
         if session == self.control:

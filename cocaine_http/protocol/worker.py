@@ -27,7 +27,7 @@ from typing import Union
 
 from ..config import split_runtime_args
 from ..errors import ConfigError
-from .dialect import TERMINATE_NORMAL, Dialect, get_dialect
+from .dialect import Dialect, get_dialect
 from .session import SessionMachine, SessionState
 from .transitions import Transitions, diagram
 
@@ -236,6 +236,8 @@ class WorkerConnection:
         self.sessions: dict[int, SessionMachine] = {}
         self.open_responses = 0
         self.terminate_reason: str | None = None
+        #: the code of the engine's terminate (None: none came, or we stopped first)
+        self.terminate_code: int | None = None
         self.heartbeat_due: float | None = None
         self.disown_deadline: float | None = None
         self.grace_deadline: float | None = None
@@ -273,10 +275,11 @@ class WorkerConnection:
         self._begin_drain(reason, now)
 
     def finish(self) -> bytes:
-        """Drained (or given up): returns terminate(normal, reason) and closes the machine."""
+        """Drained (or given up): returns our terminate (its code is the dialect's answer to
+        the engine's, `normal` when we stop on our own) and closes the machine."""
         reason = self.terminate_reason or "worker shut down"
         self._advance(WORKER, V.TERMINATE)
-        return self.dialect.terminate(TERMINATE_NORMAL, reason)
+        return self.dialect.terminate(self.dialect.terminate_answer(self.terminate_code), reason)
 
     # -- engine -> worker ----------------------------------------------------------------------
 
@@ -288,6 +291,8 @@ class WorkerConnection:
     def receive_terminate(self, code: int, reason: str, now: float) -> None:
         """The engine asks the worker to go: stop taking invokes, start the grace clock."""
         self._advance(ENGINE, V.TERMINATE)
+        if self.terminate_reason is None:
+            self.terminate_code = code
         self._begin_drain(reason, now)
 
     def _begin_drain(self, reason: str, now: float) -> None:
