@@ -391,11 +391,14 @@ class TestClient:
             listed = await node.list()
             app = await client.service("fl")
             chunks = await app.enqueue("http", pack(["GET", "/", "1.1", [], b""]))
+            info = await app.info()  # node::v2's layout
             await node.pause_app("fl")
             with pytest.raises(ServiceError) as again:
                 await node.pause_app("fl")
 
         assert listed == ["fl"]
+        assert {"load", "pool", "profile", "queue", "requests", "uptime"} <= info.keys()
+        assert info["requests"]["accepted"] == 1 and info["pool"]["total:spawned"] == 1
         assert msgpack.unpackb(chunks[0], raw=False)[0] == 200
         assert b"".join(chunks[1:]).startswith(b"Hello from Flask")
         assert (again.value.category, again.value.code) == (0x51FF, 6)

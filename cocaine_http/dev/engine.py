@@ -162,6 +162,9 @@ class Engine:
         self.queue: collections.deque[Session] = collections.deque()
         self.next_id = 1
         self.spawned = 0
+        #: sessions taken and refused, workers that failed (the v0.12 `info` counters)
+        self.accepted = self.rejected = self.crashed = 0
+        self._started = 0.0
         self._server: asyncio.AbstractServer | None = None
         self._slaves: list[Slave] = []  # every slave ever spawned and not yet reaped
         self._pool_empty = asyncio.Event()
@@ -176,6 +179,7 @@ class Engine:
         self._server = await serve(self.endpoint, self._on_channel, dialect=self.dialect,
                                    raw=True)
         self.state = "running"
+        self._started = time.monotonic()
         log.info("engine %s listening on %s", self.name, self.endpoint)
 
     async def warm(self, count: int) -> None:
@@ -252,16 +256,35 @@ class Engine:
     def _queue(self, session: Session) -> bool:
         sink = session.sink
         if self.state != "running":
+            self.rejected += 1
             fail(sink, self.dialect, NOT_ACTIVE)
             return False
         if self.profile.queue_limit and len(self.queue) >= self.profile.queue_limit:
+            self.rejected += 1
             fail(sink, self.dialect, QUEUE_FULL, (OVERSEER_CATEGORY, 1))  # queue_is_full
             return False
+        self.accepted += 1
         self.next_id += 1
         self.queue.append(session)
         self._pump()
         self._balance()
         return True
+
+    def info_v12(self) -> dict[str, Any]:
+        """The v0.12 app `info` layout, as node::v2 answers it (its rate and timing meters
+        left out: the dev engine keeps none)."""
+        live = [s for s in self.pool.values() if s.state is not State.INACTIVE]
+        busy = sum(1 for s in live if s.load)
+        return {
+            "load": sum(s.load for s in self.pool.values()),
+            "pool": {"active": busy, "capacity": self.profile.pool_limit,
+                     "idle": len(live) - busy, "slaves": {},
+                     "total:crashed": self.crashed, "total:spawned": self.spawned},
+            "profile": {"name": self.name},
+            "queue": {"capacity": self.profile.queue_limit, "depth": len(self.queue)},
+            "requests": {"accepted": self.accepted, "rejected": self.rejected},
+            "uptime": int(time.monotonic() - self._started) if self._started else 0,
+        }
 
     def info(self) -> dict[str, Any]:
         """The v0.11 app `info` layout (docs/protocol.md §8.3)."""
@@ -377,8 +400,10 @@ class Engine:
     def slave_failed(self, slave: Slave, reason: str) -> None:
         if slave.state is State.DEAD:
             return
-        if slave.state is not State.INACTIVE and slave.output:
-            self._dump_crashlog(slave)
+        if slave.state is not State.INACTIVE:
+            self.crashed += 1
+            if slave.output:
+                self._dump_crashlog(slave)
         log.info("slave %s removed: %s", slave.uuid, reason)
         waiter = self._waiters.pop(slave.uuid, None)
         if waiter is not None and not waiter.done():

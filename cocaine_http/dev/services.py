@@ -369,6 +369,8 @@ class Engine(Protocol):
 
     def info(self) -> dict[str, Any]: ...
 
+    def info_v12(self) -> dict[str, Any]: ...
+
 
 class NodeHost(Protocol):
     """What the node service asks of the dev runtime (cocaine_http/dev/runtime.py)."""
@@ -546,7 +548,8 @@ class DevServices:
         """Serve the app service `engine.name` (enqueue, info); started now if running."""
         server = self._server(engine.name, APP, {
             0: lambda args, reply: self._enqueue(engine, args, reply),
-            1: lambda args, reply: reply.value(engine.info()),
+            1: lambda args, reply: reply.value(
+                engine.info_v12() if self.dialect.graph_replies else engine.info()),
         })
         self._servers[engine.name] = server
         if self._started:
