@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from typing import Any
 
 import httpx
@@ -123,6 +124,21 @@ class TestExampleApps:
                 second = await http.get("/stream/")
                 assert first.json() == {"id": 5, "q": "z", "method": "GET"}
                 assert second.content.startswith(b"row 0\n")
+
+    async def test_raw_echo_worker_through_the_app_service(self, dev_runtime_factory):
+        """examples/echo_worker.py (a raw worker, no HTTP) under the v0.12 engine, called
+        through the dev app service: `ping` echoes, `upper` answers in upper case."""
+        from cocaine_http.dev.profile import Profile
+
+        runtime = await dev_runtime_factory(
+            [sys.executable, str(REPO_ROOT / "examples" / "echo_worker.py")], app="echo",
+            protocol=1, workers=1, profile=Profile(environment={"PYTHONPATH": str(REPO_ROOT)}))
+        async with Client(runtime.locator, protocol=V0_12, timeout=10.0) as client:
+            echo = await client.service("echo")
+            pinged = await echo.enqueue("ping", b"hello")
+            upper = await echo.enqueue("upper", b"hello")
+
+        assert (b"".join(pinged), b"".join(upper)) == (b"hello", b"HELLO")
 
     async def test_views_call_storage_with_protocol_1(self, dev_app_runtime):
         """The services demo: the app's own Client takes v0.12 from `--protocol 1` and talks
