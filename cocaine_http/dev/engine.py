@@ -6,6 +6,11 @@
 # sessions to the least loaded active slave and `_balance` spawns workers when the queue outgrows
 # the pool (grow-threshold), which is also how dead workers are replaced on demand.
 #
+# In v0.12 mode (docs/dev-runtime.md "v0.12 mode") the same engine speaks "protocol 1" through
+# its Dialect: workers get `--protocol 1`, each slave counts its own channels from 2, errors
+# carry the node plugin's [category, code], and a session opened by the app service (`open`)
+# streams its request to the worker as the client writes it, until `end_request` or `abandon`.
+#
 # Deviations from the runtime, all for a better local loop: a worker that exits or cannot be
 # exec'd before it activates is reported at once (no wait for the startup timeout), and when no
 # worker can be started the queued sessions fail with SPAWN_FAILED instead of waiting forever

@@ -9,6 +9,10 @@
 # is idempotent: every open session gets error(2, reason) and no choke, the socket is closed and
 # the process gets SIGTERM if it is still alive (v0.11 has no SIGKILL; the engine adds one only
 # when it closes, so that no process outlives the dev runtime).
+#
+# Every frame toward the worker comes from the engine's Dialect (`engine_request`,
+# `from_runtime`, `terminate`), and what the worker sends is classified by it (`worker_kind`),
+# so the same slave serves v0.11 and v0.12 workers.
 """One worker process under the dev engine: spawn, handshake, heartbeats, sessions, teardown."""
 
 from __future__ import annotations

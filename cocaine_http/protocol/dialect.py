@@ -4,6 +4,14 @@
 # and the flags the hot paths read (`error_ends_stream`, `fast_ids`, `raw_body`). Nothing else
 # in the library branches on the version or writes wire bytes.
 #
+# The runtime's side is here too, for the dev runtime: what an engine sends a worker
+# (`engine_request`, the heartbeat echo and terminate through `from_runtime`, which adds the
+# headers element v0.12 puts on every frame), how it reads a worker (`worker_kind`), how a
+# service reads its callers (`call_router`) and frames its answers (`service_value`,
+# `resolve_answer`). What differs in the services' own APIs between the generations (v0.12's
+# node takes one app, its emit has no answer) is the dev services' business, keyed on
+# `graph_replies`.
+#
 # Encoders pack strings as old-style raw (use_bin_type=False, docs/protocol.md §1) and are
 # byte-identical to the vectors in docs/protocol.md §11. The hot ones (chunk, choke, heartbeat, a
 # response) build their bytes by hand: no Packer state, so they are safe to call from any thread,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,6 @@ def sides(runtime12, tmp_path_factory):
     (root / "exits").mkdir()
     loop = asyncio.new_event_loop()
     dev = DevRuntime(None, protocol=1, port=0, locator_port=0, run_dir=str(root / "run"))
-    import threading
-
     ready = threading.Event()
 
     def run() -> None:
