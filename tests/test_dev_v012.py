@@ -355,6 +355,40 @@ class TestEngineFrames:
         assert REAL_END_OF_FILE_7.replace(b"\x94\x07", b"\x94\x02", 1) in raw()
 
 
+    async def test_engine_errors_carry_the_node_categories(self, dev_runtime_factory,
+                                                          tmp_path):
+        """The engine's own refusals and failures in v0.12 mode: a full queue is the
+        overseer's [0x52FF, 1]; a worker that dies under a session is the slave's [0x53FF,
+        10] (the texts stay the dev runtime's)."""
+        from cocaine_http.dev.engine import QUEUE_FULL
+        from cocaine_http.dev.profile import Profile
+        from cocaine_http.dev.slave import DISCONNECTED
+
+        record = tmp_path / "record.jsonl"
+        slave = write_slave(tmp_path / "recorder", RECORDER)
+        os.environ["RECORD"] = str(record)
+        try:
+            runtime = await dev_runtime_factory(
+                [str(slave)], app="rec", protocol=1, services=False, workers=1,
+                profile=Profile(pool_limit=1, concurrency=1, queue_limit=1))
+        finally:
+            del os.environ["RECORD"]
+        engine = runtime.engine
+        assert engine is not None
+        running, queued, refused = Sink(), Sink(), Sink()
+        engine.enqueue("slow", b"", running)
+        engine.enqueue("slow", b"", queued)
+        engine.enqueue("slow", b"", refused)
+        await asyncio.wait_for(refused.ended.wait(), 10)
+        worker = next(iter(engine.pool.values()))
+        assert worker.process is not None
+        worker.process.kill()
+        await asyncio.wait_for(running.ended.wait(), 10)
+
+        assert refused.errors == [(1, QUEUE_FULL, 0x52FF)]
+        assert running.errors == [(10, DISCONNECTED, 0x53FF)]
+
+
 # -- our services client on the dev services ------------------------------------------------------
 
 
