@@ -35,10 +35,13 @@ import msgpack
 from ..errors import DecodeError, FrameError, LimitExceededError
 from ._cdecoder import ffi, lib
 from .records import (
+    BAD_SESSION,
     DIALECTS,
     REC_ARGS,
+    REC_DROPPED,
     Message,
     Records,
+    bad_session,
     check_limits,
     messages_of,
 )
@@ -71,7 +74,7 @@ _REASONS = {
     lib.CDEC_E_DEPTH: "message nested deeper than the limit of {depth}",
     lib.CDEC_E_NOT_ARRAY: "a message must be an array",
     lib.CDEC_E_LAYOUT: "a {dialect} frame has the wrong number of elements",
-    lib.CDEC_E_IDS: "message id and session must be non-negative integers",
+    lib.CDEC_E_IDS: "message id must be a non-negative integer",
     lib.CDEC_E_ARGS: "message arguments must be an array",
     lib.CDEC_E_DECLARED_SIZE: "message exceeds the size limit of {size} bytes: a string or ext"
     " header announces more",
@@ -204,7 +207,8 @@ class Decoder:
         return iter(out), buf
 
     def _patch_records(self, records: list[tuple[Any, ...]], buf: bytes | bytearray) -> None:
-        """Decode the arguments C left as spans (uncommon shapes, ids beyond int64)."""
+        """Decode the arguments C left as spans (uncommon shapes, ids beyond int64, frames
+        whose session is unusable)."""
         with memoryview(buf) as view:
             for i in ffi.unpack(self._patch + 1, self._patch[0]):
                 kind, session, a, b = records[i >> 2]
@@ -214,7 +218,10 @@ class Decoder:
                 frame = _unpack(view[a:b])
                 first, second = frame[0], frame[1]
                 mid, session = (second, first) if self._v12 else (first, second)
-                records[i >> 2] = (mid * 8 + REC_ARGS, session, frame[2], 0)
+                if type(session) is int and session >= 0:
+                    records[i >> 2] = (mid * 8 + REC_ARGS, session, frame[2], 0)
+                else:  # unusable: reported, the stream goes on (records.REC_DROPPED)
+                    records[i >> 2] = (mid * 8 + REC_DROPPED, BAD_SESSION, bad_session(session), 0)
 
     def _joined(self, data: bytes | bytearray | memoryview) -> bytes | bytearray:
         """The unfinished message followed by `data`, as one buffer starting at a message."""
