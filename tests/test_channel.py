@@ -53,7 +53,7 @@ class Recorder:
         self._changed = asyncio.Event()
         for name in ("on_connect", "on_invoke", "on_chunk", "on_choke", "on_error",
                      "on_terminate", "on_heartbeat", "on_message", "on_bad_message",
-                     "on_socket_error"):  # fmt: skip
+                     "on_dropped", "on_socket_error"):  # fmt: skip
             setattr(channel, name, self._recorder(name))
 
     def _recorder(self, name: str) -> Callable[..., None]:
@@ -400,6 +400,46 @@ class TestDelivery:
         assert "integer code" in bad[3][2]
         assert mine.named("on_chunk") == [(1, b"ok")] and client.connected
         assert mine.named("on_socket_error") == []
+
+    async def test_unusable_sessions_are_logged_and_dropped(
+        self, tmp_path: Path, closing, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Well-framed messages whose session is no non-negative integer (a string, a negative
+        number, a float, nil) have no session to fail: each is logged with its id and what was
+        wrong, reported to on_dropped, and the messages after it arrive."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        peer.send(1, [
+            V0_11.chunk(1, b"ok"), pack([4, "abc", [b"x"]]), pack([3, -5, [b"ping"]]),
+            pack([4, 1.5, [b"x"]]), pack([6, None, []]), pack([4, b"s" * 10_000, [b"x"]]),
+            V0_11.chunk(1, b"still"), V0_11.choke(1),
+        ])  # fmt: skip
+        await mine.until(lambda calls: ("on_choke", 1) in calls)
+
+        got = "session must be a non-negative integer, got "
+        assert mine.named("on_dropped") == [
+            (4, got + "string b'abc'"), (3, got + "integer -5"), (4, got + "float 1.5"),
+            (6, got + "nil"), (4, got + "string b'" + "s" * 32 + "'... (10000 bytes)"),
+        ]  # fmt: skip
+        assert mine.named("on_chunk") == [(1, b"ok"), (1, b"still")] and client.connected
+        assert mine.named("on_socket_error") == mine.named("on_bad_message") == []
+        warnings = [r.getMessage() for r in caplog.records if r.name == "cocaine_http.channel"]
+        assert any(w.startswith("dropped message 3 from ") and w.endswith(got + "integer -5")
+                   for w in warnings), warnings  # fmt: skip
+
+    @pytest.mark.parametrize("raw", [False, True])
+    async def test_unusable_sessions_are_dropped_on_the_general_path(self, raw: bool) -> None:
+        """The general path (raw channels, dialects without fast ids) drops them alike: a raw
+        channel's on_message never sees a message without a usable session."""
+        channel = Channel(_RoutedV11(), raw=raw)
+        mine = Recorder(channel)
+        channel.data_received(pack([4, b"x", [b"a"]]) + pack([2**64 - 1, -1, []])
+                              + V0_11.chunk(1, b"ok"))  # fmt: skip
+
+        assert [mid for mid, _ in mine.named("on_dropped")] == [4, 2**64 - 1]
+        delivered = mine.named("on_message") if raw else mine.named("on_chunk")
+        assert delivered == ([(4, 1, [b"ok"])] if raw else [(1, b"ok")])
+        assert not channel.closed
 
     async def test_broken_stream_closes_with_eproto(self, tmp_path: Path, closing) -> None:
         """A frame that is not [id, session, args] breaks the stream: EPROTO, and nothing after

@@ -17,7 +17,10 @@
 # over the size limit: the decoder's DecodeError) closes the channel with EPROTO, because
 # nothing after it can be trusted. A well-framed message whose arguments do not fit leaves the
 # stream in sync: it is logged and reported to on_bad_message(kind, session, reason), and the
-# messages after it are delivered as usual.
+# messages after it are delivered as usual. So is a well-framed message whose session is no
+# non-negative integer (the decoder's DROPPED record), except that it has no session to fail:
+# it is logged and reported to on_dropped(id, reason), even on a raw channel, and goes no
+# further.
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
 # so a tick that answers many sessions costs one syscall, and a large payload goes out as its own
@@ -40,7 +43,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..codec import Decoder, DecodeError
-from ..codec.records import REC_ARGS, REC_EMPTY, REC_RAW, REC_SHORT, records_of, short_bytes
+from ..codec.records import (
+    REC_ARGS,
+    REC_DROPPED,
+    REC_EMPTY,
+    REC_RAW,
+    REC_SHORT,
+    records_of,
+    short_bytes,
+)
 from ..errors import ChannelError, RemoteProtocolError
 from ..protocol.dialect import V0_11, Buffer, Dialect, Kind
 from .endpoint import Endpoint, parse_endpoint
@@ -83,6 +94,7 @@ _CALLBACKS = (
     "on_heartbeat",
     "on_message",
     "on_bad_message",
+    "on_dropped",
     "on_socket_error",
 )
 
@@ -107,7 +119,9 @@ class Channel(asyncio.Protocol):
         on_error(session, code, message), on_terminate(session, code, reason), on_heartbeat(),
         on_message(id, session, args) for the handshake and any id without a callback of its
         own, on_bad_message(kind, session, reason) for a well-framed message whose arguments
-        do not fit (logged; the stream goes on), and on_socket_error(errno) for a failed
+        do not fit (logged; the stream goes on), on_dropped(id, reason) for a well-framed
+        message whose session is unusable (logged and dropped, even when raw; the stream goes
+        on), and on_socket_error(errno) for a failed
         connect, a socket error, the peer's EOF (ESHUTDOWN) or a broken stream (EPROTO;
         `last_error` holds the DecodeError).
     """
@@ -121,6 +135,7 @@ class Channel(asyncio.Protocol):
     on_heartbeat: Callable[[], Any]
     on_message: Callable[[int, int, list[Any]], Any]
     on_bad_message: Callable[[Kind, int, str], Any]
+    on_dropped: Callable[[int, str], Any]
     on_socket_error: Callable[[int], Any]
     #: the loop that runs the connection, kept by connection_made: looking it up per send
     #: costs a getpid() on Python 3.11 (None when a test or benchmark drives it by hand)
@@ -361,6 +376,10 @@ class Channel(asyncio.Protocol):
             args = [data if type(data) is bytes else bytes(data)]
         elif shape == REC_SHORT:
             args = [short_bytes(a)]
+        elif shape == REC_DROPPED:  # no session to deliver it to or to fail
+            log.warning("dropped message %d from %s: %s", mid, self.peer, a)
+            self._call(self.on_dropped, mid, a)
+            return
         else:
             assert shape == REC_ARGS
             args = a
