@@ -23,8 +23,14 @@
 # further.
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
-# so a tick that answers many sessions costs one syscall, and a large payload goes out as its own
-# buffer, never joined.
+# so a tick that answers many sessions costs one syscall. A tick that queued more than
+# LARGE_WRITE bytes takes another path, so that a large payload is never copied whole: asyncio's
+# transport joins what writelines() gets and, on Python before 3.12, copies whatever the kernel
+# did not take at once into its own buffer (a slice, then that buffer: a 1 GiB request frame
+# cost three copies of it). Such buffers wait in the channel's backlog, by reference, and go to
+# the transport as memoryviews of at most WRITE_SLICE bytes while it is below its high-water
+# mark; the rest follows at each resume_writing(). Small buffers next to them are still
+# coalesced, one writelines() per batch. drain() waits for the backlog as well.
 #
 # Failures are reported, never raised into the loop: the first socket error, the peer's EOF
 # (ESHUTDOWN, as the Node.js framework reported it) or a malformed stream (EPROTO, with the
@@ -39,6 +45,7 @@ import logging
 import os
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -104,6 +111,12 @@ _CALLBACKS = (
 #: let the buffer grow without bound; the channel asks for that check itself after writelines().
 _WRITELINES_SKIPS_PAUSE = sys.version_info >= (3, 12)
 
+#: A tick's writes of more than this many bytes go through the backlog (see the top).
+LARGE_WRITE = 64 * 1024
+#: The most of one large buffer handed to the transport at a time (what its own buffer may
+#: copy of it).
+WRITE_SLICE = 1024 * 1024
+
 
 class Channel(asyncio.Protocol):
     """A connection to a Cocaine endpoint (tcp or unix), client or accepted.
@@ -164,7 +177,12 @@ class Channel(asyncio.Protocol):
         self._pending: list[Buffer] = []
         self._pending_size = 0
         self._flush_scheduled = False
+        # writers wait on this while the transport is over its high-water mark or the
+        # backlog is not empty
         self._paused: asyncio.Future[None] | None = None
+        self._transport_paused = False
+        self._backlog: deque[Buffer] = deque()
+        self._backlog_size = 0
         self._detach()
 
     # -- public API ----------------------------------------------------------------------------
@@ -250,10 +268,11 @@ class Channel(asyncio.Protocol):
         """Bytes queued but not yet accepted by the kernel."""
         transport = self._transport
         size = transport.get_write_buffer_size() if transport is not None else 0
-        return size + self._pending_size
+        return size + self._pending_size + self._backlog_size
 
     async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its low-water mark."""
+        """Wait until the transport's write buffer is below its low-water mark and every
+        large buffer queued before has been handed to it."""
         if self._pending:
             self._flush()
         if self._paused is not None:
@@ -275,6 +294,7 @@ class Channel(asyncio.Protocol):
         self._detach()
         if self._transport is not None:
             self._flush()
+            self._hand_over_backlog()
             self._transport.close()
         self._release_writers()
 
@@ -282,7 +302,7 @@ class Channel(asyncio.Protocol):
         """Close the socket at once, discarding queued data; no callback fires after this call."""
         self._closed = True
         self._detach()
-        self._pending.clear()
+        self._discard_writes()
         if self._transport is not None:
             self._transport.abort()
         self._release_writers()
@@ -315,11 +335,16 @@ class Channel(asyncio.Protocol):
         self._release_writers()
 
     def pause_writing(self) -> None:
+        self._transport_paused = True
         if self._paused is None:
             self._paused = (self._loop or asyncio.get_running_loop()).create_future()
 
     def resume_writing(self) -> None:
-        self._release_writers()
+        self._transport_paused = False
+        if self._backlog:
+            self._pump()
+        if not self._backlog and not self._transport_paused:
+            self._release_writers()
 
     # -- receive ------------------------------------------------------------------------------
 
@@ -432,17 +457,73 @@ class Channel(asyncio.Protocol):
         if not self._pending or self._transport is None:
             return
         pending, self._pending = self._pending, []
-        self._pending_size = 0
+        size, self._pending_size = self._pending_size, 0
         if self._transport.is_closing():
             return
-        if len(pending) == 1:
+        if size > LARGE_WRITE or self._backlog:  # see the top: never copied whole
+            self._backlog.extend(pending)
+            self._backlog_size += size
+            self._pump()
+        elif len(pending) == 1:
             self._transport.write(pending[0])
         else:
             self._transport.writelines(pending)
-            if _WRITELINES_SKIPS_PAUSE and self._paused is None:
+            if _WRITELINES_SKIPS_PAUSE and not self._transport_paused:
                 check = getattr(self._transport, "_maybe_pause_protocol", None)
                 if check is not None:
                     check()
+
+    def _writelines(self, buffers: list[Buffer]) -> None:
+        assert self._transport is not None
+        self._transport.writelines(buffers)
+        if _WRITELINES_SKIPS_PAUSE and not self._transport_paused:
+            check = getattr(self._transport, "_maybe_pause_protocol", None)
+            if check is not None:
+                check()
+
+    def _pump(self) -> None:
+        """Hand the backlog to the transport while it is below its high-water mark: small
+        buffers coalesced, large ones as memoryview slices (see the top)."""
+        backlog, transport = self._backlog, self._transport
+        if transport is None or transport.is_closing():
+            return
+        while backlog and not self._transport_paused:
+            batch: list[Buffer] = []
+            taken = 0
+            while backlog and len(backlog[0]) <= LARGE_WRITE and taken < WRITE_SLICE:
+                part = backlog.popleft()
+                batch.append(part)
+                taken += len(part)
+            if not batch:  # a large buffer first: one slice of it
+                view = memoryview(backlog.popleft())
+                if len(view) > WRITE_SLICE:
+                    backlog.appendleft(view[WRITE_SLICE:])
+                    view = view[:WRITE_SLICE]
+                batch.append(view)
+                taken = len(view)
+            self._backlog_size -= taken
+            if len(batch) == 1:
+                transport.write(batch[0])
+            else:
+                self._writelines(batch)
+        if not backlog and not self._transport_paused:
+            self._release_writers()
+        elif self._paused is None:  # writers wait for the backlog, too
+            self._paused = (self._loop or asyncio.get_running_loop()).create_future()
+
+    def _hand_over_backlog(self) -> None:
+        """Closing: the transport writes what is left before it closes (copying it)."""
+        transport, backlog = self._transport, self._backlog
+        if transport is not None and backlog and not transport.is_closing():
+            transport.writelines(list(backlog))
+        self._backlog.clear()
+        self._backlog_size = 0
+
+    def _discard_writes(self) -> None:
+        self._pending.clear()
+        self._pending_size = 0
+        self._backlog.clear()
+        self._backlog_size = 0
 
     def _fail(self, code: int) -> None:
         if self._closed:
@@ -450,7 +531,7 @@ class Channel(asyncio.Protocol):
         callback = self.on_socket_error
         self._closed = True
         self._detach()
-        self._pending.clear()
+        self._discard_writes()
         if self._transport is not None:
             self._transport.abort()
         self._call(callback, code)
