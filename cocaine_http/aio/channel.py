@@ -181,7 +181,7 @@ class Channel(asyncio.Protocol):
         # backlog is not empty
         self._paused: asyncio.Future[None] | None = None
         self._transport_paused = False
-        self._backlog: deque[Buffer] = deque()
+        self._backlog: deque[tuple[int, Any]] = deque()  # (size, buffer or list of them)
         self._backlog_size = 0
         self._detach()
 
@@ -460,9 +460,8 @@ class Channel(asyncio.Protocol):
         size, self._pending_size = self._pending_size, 0
         if self._transport.is_closing():
             return
-        if size > LARGE_WRITE or self._backlog:  # see the top: never copied whole
-            self._backlog.extend(pending)
-            self._backlog_size += size
+        if self._backlog or (size > LARGE_WRITE and max(map(len, pending)) > LARGE_WRITE):
+            self._queue(pending, size)  # see the top: never copied whole
             self._pump()
         elif len(pending) == 1:
             self._transport.write(pending[0])
@@ -473,6 +472,55 @@ class Channel(asyncio.Protocol):
                 if check is not None:
                     check()
 
+    def _queue(self, pending: list[Buffer], size: int) -> None:
+        """Add a flush to the backlog as (size, item) entries: each large buffer alone, the
+        small ones between them as lists written together."""
+        backlog = self._backlog
+        self._backlog_size += size
+        if max(map(len, pending)) <= LARGE_WRITE:
+            backlog.append((size, pending))
+            return
+        batch: list[Buffer] = []
+        batch_size = 0
+        for part in pending:
+            n = len(part)
+            if n <= LARGE_WRITE:
+                batch.append(part)
+                batch_size += n
+                continue
+            if batch:
+                backlog.append((batch_size, batch))
+                batch, batch_size = [], 0
+            backlog.append((n, part))
+        if batch:
+            backlog.append((batch_size, batch))
+
+    def _pump(self) -> None:
+        """Hand the backlog to the transport while it is below its high-water mark: small
+        buffers together, large ones as memoryview slices (see the top)."""
+        backlog, transport = self._backlog, self._transport
+        if transport is None or transport.is_closing():
+            return
+        while backlog and not self._transport_paused:
+            n, item = backlog.popleft()
+            if type(item) is list:
+                self._backlog_size -= n
+                if len(item) == 1:
+                    transport.write(item[0])
+                else:
+                    self._writelines(item)
+                continue
+            view = item if type(item) is memoryview else memoryview(item)
+            if n > WRITE_SLICE:
+                backlog.appendleft((n - WRITE_SLICE, view[WRITE_SLICE:]))
+                view, n = view[:WRITE_SLICE], WRITE_SLICE
+            self._backlog_size -= n
+            transport.write(view)
+        if not backlog and not self._transport_paused:
+            self._release_writers()
+        elif self._paused is None:  # writers wait for the backlog, too
+            self._paused = (self._loop or asyncio.get_running_loop()).create_future()
+
     def _writelines(self, buffers: list[Buffer]) -> None:
         assert self._transport is not None
         self._transport.writelines(buffers)
@@ -481,42 +529,18 @@ class Channel(asyncio.Protocol):
             if check is not None:
                 check()
 
-    def _pump(self) -> None:
-        """Hand the backlog to the transport while it is below its high-water mark: small
-        buffers coalesced, large ones as memoryview slices (see the top)."""
-        backlog, transport = self._backlog, self._transport
-        if transport is None or transport.is_closing():
-            return
-        while backlog and not self._transport_paused:
-            batch: list[Buffer] = []
-            taken = 0
-            while backlog and len(backlog[0]) <= LARGE_WRITE and taken < WRITE_SLICE:
-                part = backlog.popleft()
-                batch.append(part)
-                taken += len(part)
-            if not batch:  # a large buffer first: one slice of it
-                view = memoryview(backlog.popleft())
-                if len(view) > WRITE_SLICE:
-                    backlog.appendleft(view[WRITE_SLICE:])
-                    view = view[:WRITE_SLICE]
-                batch.append(view)
-                taken = len(view)
-            self._backlog_size -= taken
-            if len(batch) == 1:
-                transport.write(batch[0])
-            else:
-                self._writelines(batch)
-        if not backlog and not self._transport_paused:
-            self._release_writers()
-        elif self._paused is None:  # writers wait for the backlog, too
-            self._paused = (self._loop or asyncio.get_running_loop()).create_future()
-
     def _hand_over_backlog(self) -> None:
         """Closing: the transport writes what is left before it closes (copying it)."""
         transport, backlog = self._transport, self._backlog
         if transport is not None and backlog and not transport.is_closing():
-            transport.writelines(list(backlog))
-        self._backlog.clear()
+            parts: list[Buffer] = []
+            for _, item in backlog:
+                if type(item) is list:
+                    parts += item
+                else:
+                    parts.append(item)
+            transport.writelines(parts)
+        backlog.clear()
         self._backlog_size = 0
 
     def _discard_writes(self) -> None:
