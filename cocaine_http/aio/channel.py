@@ -23,8 +23,10 @@
 # further.
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
-# so a tick that answers many sessions costs one syscall. A tick that queued more than
-# LARGE_WRITE bytes takes another path, so that a large payload is never copied whole: asyncio's
+# so a tick that answers many sessions costs one syscall. A tick that queued a buffer of more
+# than LARGE_WRITE bytes takes another path, so that a large payload is never copied whole
+# (only a tick of more than LARGE_WRITE bytes is searched for one, with max(map(len, ...))):
+# asyncio's
 # transport joins what writelines() gets and, on Python before 3.12, copies whatever the kernel
 # did not take at once into its own buffer (a slice, then that buffer: a 1 GiB request frame
 # cost three copies of it). Such buffers wait in the channel's backlog, by reference, and go to
@@ -111,7 +113,8 @@ _CALLBACKS = (
 #: let the buffer grow without bound; the channel asks for that check itself after writelines().
 _WRITELINES_SKIPS_PAUSE = sys.version_info >= (3, 12)
 
-#: A tick's writes of more than this many bytes go through the backlog (see the top).
+#: A buffer of more than this many bytes goes through the backlog, and so does the rest of its
+#: tick and every tick after it until the backlog is empty (see the top).
 LARGE_WRITE = 64 * 1024
 #: The most of one large buffer handed to the transport at a time (what its own buffer may
 #: copy of it).
