@@ -222,11 +222,13 @@ class Engine:
             if self._spawn(None, replacing=True) is None:
                 break
 
-    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None
-                ) -> None:
+    def enqueue(self, event: str, data: bytes | bytearray, sink: ReplySink,
+                tag: str | None = None) -> None:
         """Queue one event whose request is `data`; the reply (or a refusal, error(2,
-        reason)) goes to `sink`."""
-        self._queue(Session(self.next_id, event, bytes(data), sink, tag or None))
+        reason)) goes to `sink`. A bytearray is taken over, not copied (a request frame can
+        be the size of the body): the caller must not change it afterwards."""
+        blob = data if type(data) is bytearray else bytes(data)
+        self._queue(Session(self.next_id, event, blob, sink, tag or None))
 
     def open(self, event: str, sink: ReplySink, tag: str | None = None) -> Session | None:
         """Queue one event whose request its client is still writing (v0.12's app service):

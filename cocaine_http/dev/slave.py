@@ -131,7 +131,7 @@ class Session:
 
     id: int
     event: str
-    data: bytes | None
+    data: bytes | bytearray | None
     sink: ReplySink
     tag: str | None = None
     more: list[bytes] = field(default_factory=list)
