@@ -109,21 +109,29 @@ class TestExampleApps:
         assert code == 0 and "terminated itself (11, the engine is shutting down)" in output
 
     @pytest.mark.parametrize("name", ["fastapi", "django"])
-    async def test_asgi_and_django_examples(self, dev_app_runtime, name):
-        """FastAPI (lifespan, path parameters) and Django (a view, a streamed response) under
-        the v0.12 engine, whose body chunks are raw bytes."""
-        runtime = await dev_app_runtime(APPS[name], protocol=1, workers=1)
-        async with httpx.AsyncClient(base_url=runtime.url, timeout=30) as http:
-            if name == "fastapi":
-                first = await http.get("/")
-                second = await http.get("/items/7?q=x&limit=3")
-                assert first.json() == {"greeting": "hello", "started": True}
-                assert second.json() == {"item_id": 7, "q": "x", "limit": 3}
-            else:
-                first = await http.get("/api/items/5/?q=z")
-                second = await http.get("/stream/")
-                assert first.json() == {"id": 5, "q": "z", "method": "GET"}
-                assert second.content.startswith(b"row 0\n")
+    async def test_cli_serves_fastapi_and_django(self, name):
+        """FastAPI (lifespan, path parameters) and Django (a view, a streamed response)
+        through `cocaine-http dev --protocol 1`, whose engine sends body chunks as raw
+        bytes."""
+        process, url, _ = await start_dev("--protocol", "1", APPS[name])
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                if name == "fastapi":
+                    first = await http.get("/")
+                    second = await http.get("/items/7?q=x&limit=3")
+                else:
+                    first = await http.get("/api/items/5/?q=z")
+                    second = await http.get("/stream/")
+        finally:
+            code, _ = await interrupt(process)
+
+        if name == "fastapi":
+            assert first.json() == {"greeting": "hello", "started": True}
+            assert second.json() == {"item_id": 7, "q": "x", "limit": 3}
+        else:
+            assert first.json() == {"id": 5, "q": "z", "method": "GET"}
+            assert second.content.startswith(b"row 0\n")
+        assert code == 0
 
     async def test_raw_echo_worker_through_the_app_service(self, dev_runtime_factory):
         """examples/echo_worker.py (a raw worker, no HTTP) under the v0.12 engine, called
