@@ -240,7 +240,8 @@ sock.connect(arg("endpoint"))
 def send(obj):
     sock.sendall(msgpack.packb(obj, use_bin_type=False))
 send([1, 0, [arg("uuid")]])
-send([1, 0, []])
+if not os.environ.get("NO_BEAT"):
+    send([1, 0, []])
 unpacker = msgpack.Unpacker(raw=True)
 events = {}
 while True:
@@ -362,6 +363,37 @@ class TestEngineFrames:
             [4, 0, ["slow"]], [4, 1, [[5, 5], "client error"]]]
         assert REAL_END_OF_FILE_7.replace(b"\x94\x07", b"\x94\x02", 1) in raw()
 
+
+    async def test_active_at_handshake_and_never_idle(self, dev_runtime_factory, tmp_path):
+        """As node::v2: a worker is active once its handshake arrives (this one never sends
+        a heartbeat) and is not terminated for being idle (idle-timeout 0.2 s is read and
+        has no effect)."""
+        from cocaine_http.dev.profile import Profile
+
+        record = tmp_path / "record.jsonl"
+        slave = write_slave(tmp_path / "recorder", RECORDER)
+        os.environ.update(RECORD=str(record), NO_BEAT="1")
+        try:
+            runtime = await dev_runtime_factory(
+                [str(slave)], app="rec", protocol=1, services=False, workers=1,
+                profile=Profile(idle_timeout=0.2))
+        finally:
+            del os.environ["RECORD"], os.environ["NO_BEAT"]
+        engine = runtime.engine
+        assert engine is not None
+        first = Sink()
+        engine.enqueue("http", b"req", first)
+        await asyncio.wait_for(first.ended.wait(), 10)
+        await asyncio.sleep(1.0)
+        second = Sink()
+        engine.enqueue("http", b"req", second)
+        await asyncio.wait_for(second.ended.wait(), 10)
+
+        lines = [json.loads(line) for line in record.read_text().splitlines()[1:]]
+        received = frames(b"".join(bytes.fromhex(line["bytes"]) for line in lines))
+        assert first.chunks == second.chunks == [b"reply"]
+        assert [f[:2] for f in received if f[0] == 1] == []  # no echo, no terminate
+        assert len(engine.pool) == 1 and engine.spawned == 1
 
     async def test_engine_errors_carry_the_node_categories(self, dev_runtime_factory,
                                                           tmp_path):

@@ -309,6 +309,9 @@ class Slave:
         self.state = State.UNKNOWN
         channel.on_message = self._on_message
         channel.on_socket_error = self._on_socket_error
+        if self.dialect.active_at_handshake:  # v0.12: the heartbeat timer starts now
+            self._arm("heartbeat", self.profile.heartbeat_timeout, self._heartbeat_expired)
+            self._activate()
 
     def _on_socket_error(self, errno: int) -> None:
         self.channel = None
@@ -333,11 +336,14 @@ class Slave:
         self.channel.send(0, self.dialect.from_runtime(self.dialect.heartbeat()))
         self._arm("heartbeat", self.profile.heartbeat_timeout, self._heartbeat_expired)
         if self.state is State.UNKNOWN:
-            self._disarm("startup")
-            self.state = State.ACTIVE
-            self.activated = True
-            self._arm_idle()
-            self.host.slave_active(self)
+            self._activate()
+
+    def _activate(self) -> None:
+        self._disarm("startup")
+        self.state = State.ACTIVE
+        self.activated = True
+        self._arm_idle()
+        self.host.slave_active(self)
 
     def _on_session_message(self, kind: Kind, wire_id: int, args: list[Any]) -> None:
         session = self.sessions.get(self._wire.get(wire_id, -1))
@@ -458,7 +464,8 @@ class Slave:
             handle.cancel()
 
     def _arm_idle(self) -> None:
-        if self.profile.idle_timeout > 0 and self.state is State.ACTIVE:
+        if (self.profile.idle_timeout > 0 and self.state is State.ACTIVE
+                and self.dialect.idle_terminates):
             self._arm("idle", self.profile.idle_timeout, self._idle_expired)
 
     def _startup_expired(self) -> None:

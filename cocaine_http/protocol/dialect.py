@@ -240,6 +240,12 @@ class Dialect:
     #: (v0.12: a channel counter per slave) or per engine (v0.11: shared by every worker)
     first_session: int = 1
     sessions_per_connection: bool = False
+    #: the engine takes a worker as active at its handshake (v0.12's node::v2, which starts
+    #: the heartbeat timer then) rather than at its first heartbeat (v0.11)
+    active_at_handshake: bool = False
+    #: the engine terminates workers idle for the profile's idle-timeout (v0.11); node::v2
+    #: reads the setting but has no idle timer
+    idle_terminates: bool = True
 
     def engine_error_code(
         self, code: int, category_code: tuple[int, int]
@@ -560,6 +566,8 @@ class V12(Dialect):
     drops_unknown_method = True
     first_session = 2
     sessions_per_connection = True
+    active_at_handshake = True
+    idle_terminates = False
 
     def engine_error_code(
         self, code: int, category_code: tuple[int, int]
