@@ -42,6 +42,9 @@ REPS = int(os.environ.get("BENCH_HTTP_REPS", "2"))
 #: Comma-separated label fragments: run only the scenarios whose label contains one of them.
 ONLY = [s.strip() for s in os.environ.get("BENCH_HTTP_ONLY", "").split(",") if s.strip()]
 IN_FLIGHT = 32
+#: Sessions the engine keeps in flight on the worker's socket: as many as wrk's connections
+#: by default, so that both sides get batches of the same size (BENCH_HTTP_ENGINE_IN_FLIGHT).
+ENGINE_IN_FLIGHT = int(os.environ.get("BENCH_HTTP_ENGINE_IN_FLIGHT", str(IN_FLIGHT)))
 MIB = 1024 * 1024
 HELLO = b"Hello world!"
 BIG = b"x" * MIB
@@ -206,13 +209,23 @@ def pin_self(cpu: int) -> None:
 # -- cocaine-http side ---------------------------------------------------------------------
 
 
-class Engine(asyncio.Protocol):
-    """A minimal v0.11 engine: echoes heartbeats and keeps `in_flight` sessions going."""
+class Engine(asyncio.BufferedProtocol):
+    """A minimal v0.11 engine: echoes heartbeats and keeps `in_flight` sessions going.
+
+    It reads into one reused buffer and walks the worker's messages by their headers, skipping
+    chunk payloads without touching them (as wrk reads and discards a response), so that a
+    1 MiB response costs the generator no copies: with msgpack.Unpacker it copied every body
+    twice (into the unpacker's buffer, then out as bytes), ran at 100 % of its CPU and left the
+    worker idle half of the time, waiting for the socket to drain.
+    """
 
     def __init__(self, request: bytes, in_flight: int) -> None:
         self.request = request
         self.in_flight = in_flight
-        self.unpacker = msgpack.Unpacker(raw=True, max_buffer_size=64 * MIB)
+        self.buffer = bytearray(BUFFER)
+        self.view = memoryview(self.buffer)
+        self.begin = self.end = 0  # unparsed bytes are buffer[begin:end]
+        self.skip = 0  # payload bytes of the current chunk still to come
         self.transport: Any = None
         self.next_id = 1
         self.done = 0
@@ -238,19 +251,81 @@ class Engine(asyncio.Protocol):
             b"\x93\x06" + sid_b + b"\x90",
         ])
 
-    def data_received(self, data: bytes) -> None:
-        self.unpacker.feed(data)
-        for mid, _sid, _args in self.unpacker:
-            if mid == 6:
-                self.done += 1
-                if self.running:
-                    self.send_session()
-            elif mid == 1:
-                self.transport.write(b"\x93\x01\x00\x90")
-                if not self.ready.done():
-                    self.ready.set_result(None)
-            elif mid == 5:
-                self.errors += 1
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.begin == self.end:
+            self.begin = self.end = 0
+        elif len(self.buffer) - self.end < BUFFER // 4:  # move a partial message to the front
+            tail = self.end - self.begin
+            self.buffer[:tail] = self.buffer[self.begin:self.end]
+            self.begin, self.end = 0, tail
+        return self.view[self.end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        buf, p, end = self.buffer, self.begin, self.end
+        if self.skip:
+            taken = min(self.skip, end - p)
+            self.skip -= taken
+            p += taken
+        while end - p >= 4:  # the shortest message, [id, session, []], is 4 bytes
+            if buf[p] != 0x93:
+                raise RuntimeError(f"unexpected byte {buf[p]:#x} from the worker")
+            mid, tag = buf[p + 1], buf[p + 2]
+            q = p + 3 + (0 if tag < 0x80 else _UINT_WIDTH[tag])
+            if q >= end:
+                break
+            args = buf[q]
+            if args == 0x90:
+                p = q + 1
+                if mid == 6:
+                    self.done += 1
+                    if self.running:
+                        self.send_session()
+                elif mid == 1:
+                    self.transport.write(b"\x93\x01\x00\x90")
+                    if not self.ready.done():
+                        self.ready.set_result(None)
+                continue
+            if args == 0x91 and mid == 4 and q + 1 < end:
+                tag = buf[q + 1]
+                if 0xA0 <= tag <= 0xBF:
+                    size, q = tag & 0x1F, q + 2
+                else:
+                    width = _RAW_WIDTH.get(tag, 0)
+                    if not width:
+                        raise RuntimeError(f"unexpected chunk header {tag:#x} from the worker")
+                    if q + 2 + width > end:
+                        break
+                    size = int.from_bytes(buf[q + 2:q + 2 + width], "big")
+                    q += 2 + width
+                if q + size > end:
+                    self.skip = q + size - end
+                    p = end
+                    break
+                p = q + size
+                continue
+            after = self._other(p, end)  # an error or anything else: rare, decoded by msgpack
+            if after is None:
+                break
+            p = after
+        self.begin = p
+
+    def _other(self, p: int, end: int) -> int | None:
+        """Decode one message at p with msgpack; its end, or None until it is complete."""
+        unpacker = msgpack.Unpacker(raw=True)
+        unpacker.feed(self.view[p:end])
+        try:
+            mid, _sid, _args = unpacker.unpack()
+        except msgpack.OutOfData:
+            return None
+        if mid == 5:
+            self.errors += 1
+        return p + unpacker.tell()
+
+
+BUFFER = 256 * 1024
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_RAW_WIDTH = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 def _raw_header(n: int) -> bytes:
@@ -269,8 +344,9 @@ def request_frame(method: str, body_size: int) -> bytes:
 
 
 async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...],
-                     log: bool = False) -> tuple[float, float]:
-    """(requests/s, CPU µs/request) of one cocaine-http worker process."""
+                     log: bool = False) -> tuple[float, float, float]:
+    """(requests/s, CPU µs/request, the load generator's own CPU µs/request) of one
+    cocaine-http worker process."""
     loop = asyncio.get_running_loop()
     tmp = tempfile.mkdtemp(prefix="bench-http-")
     path = os.path.join(tmp, "engine.sock")
@@ -278,13 +354,13 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
 
     def factory() -> Engine:
         nonlocal engine
-        engine = Engine(request_frame(method, body), IN_FLIGHT)
+        engine = Engine(request_frame(method, body), ENGINE_IN_FLIGHT)
         return engine
 
     server = await loop.create_unix_server(factory, path)
     logging = ("--access-log", "--log-level", "info") if log else (
         "--no-access-log", "--log-level", "warning")
-    argv = [*pinned(1), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
+    argv = [*pinned(1), *os.environ.get("BENCH_HTTP_WRAP", "").split(), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
             *logging, *extra, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), stdout=DEVNULL,
@@ -296,7 +372,9 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
         engine.start()
         await asyncio.sleep(0.3)  # warm-up
         cpu0, n0, t0 = tree_cpu(proc.pid), engine.done, time.perf_counter()
+        gen0 = time.process_time()
         await asyncio.sleep(DURATION)
+        gen1 = time.process_time()
         cpu1, n1, t1 = tree_cpu(proc.pid), engine.done, time.perf_counter()
         engine.running = False
         if engine.errors:
@@ -307,10 +385,11 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
         server.close()
         shutil.rmtree(tmp, ignore_errors=True)
     count = n1 - n0
-    return count / (t1 - t0), (cpu1 - cpu0) * 1e6 / max(count, 1)
+    return (count / (t1 - t0), (cpu1 - cpu0) * 1e6 / max(count, 1),
+            (gen1 - gen0) * 1e6 / max(count, 1))
 
 
-def _run_engine(main: Any) -> tuple[float, float]:
+def _run_engine(main: Any) -> tuple[float, float, float]:
     """Run the load generator on uvloop when installed (a slow generator hands the worker
     small batches, and the worker then pays a wake-up for every few requests)."""
     from cocaine_http.aio.loop import new_event_loop
@@ -451,14 +530,15 @@ def _median(values: list[float]) -> str:
 def main() -> None:
     pin_self(0)
     loader = "wrk" if shutil.which("wrk") else "python load generator (wrk not installed)"
-    print(f"{REPS} interleaved runs of {DURATION:.0f} s each, {IN_FLIGHT} in flight; "
-          f"peers driven by {loader}; pinning: {'taskset' if pinned(1) else 'none'}")
-    results: dict[tuple[str, bool, str], list[tuple[float, float]]] = {}
+    print(f"{REPS} interleaved runs of {DURATION:.0f} s each; {ENGINE_IN_FLIGHT} sessions in "
+          f"flight on the worker's socket, peers driven by {loader} with {IN_FLIGHT} "
+          f"connections; pinning: {'taskset' if pinned(1) else 'none'}")
+    results: dict[tuple[str, bool, str], list[tuple[float, ...]]] = {}
     scenarios = [s for s in SCENARIOS if not ONLY or any(o in s[0] for o in ONLY)]
     for _ in range(REPS):
         for label, target, interface, method, body, extra in scenarios:
             for log in LOGS:
-                run = _run_engine(run_worker(target, method, body, extra, log))
+                run: tuple[float, ...] = _run_engine(run_worker(target, method, body, extra, log))
                 results.setdefault((label, log, "ours"), []).append(run)
                 if extra:  # rows with extra options share their base row's peer figures
                     continue
@@ -466,20 +546,30 @@ def main() -> None:
                     run = run_rival(peer, interface, target, method, body, log)
                     results.setdefault((label, log, peer), []).append(run)
     print()
+    print("Ratio: ours against the cheapest peer of the same repetition, median of the "
+          "repetitions [lowest-highest]; busy: the worker's CPU share (req/s x µs/req); "
+          "generator: the load generator's own CPU per request.")
+    print()
     print("| scenario | access log | cocaine-http µs/req | peers µs/req | ratio vs cheapest "
-          "peer | cocaine-http req/s |")
-    print("|---|---|---|---|---|---|")
+          "peer | cocaine-http req/s | worker busy | generator µs/req |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, target, interface, *_ in scenarios:
         base = next(s[0] for s in SCENARIOS if s[1] == target and not s[5])
         for log in LOGS:
             ours = results[(label, log, "ours")]
-            cpu = statistics.median(c for _, c in ours)
-            peers = {peer: statistics.median(c for _, c in results[(base, log, peer)])
-                     for peer in PEERS[interface] if (base, log, peer) in results}
-            listed = ", ".join(f"{_name(p)} {c:,.1f}" for p, c in peers.items())
-            cheapest = min(peers.values()) if peers else float("nan")
-            print(f"| {label} | {'on' if log else 'off'} | {cpu:,.1f} | {listed} | "
-                  f"{cpu / cheapest:.2f} | {_median([r for r, _ in ours])} |", flush=True)
+            cpu = statistics.median(r[1] for r in ours)
+            runs = {peer: results[(base, log, peer)] for peer in PEERS[interface]
+                    if (base, log, peer) in results}
+            listed = ", ".join(f"{_name(p)} {statistics.median(r[1] for r in rs):,.1f}"
+                               for p, rs in runs.items())
+            ratios = [mine[1] / min(rs[i][1] for rs in runs.values())
+                      for i, mine in enumerate(ours) if runs]
+            ratio = (f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+                     if ratios else "-")
+            busy = statistics.median(r[0] * r[1] / 1e6 for r in ours)
+            print(f"| {label} | {'on' if log else 'off'} | {cpu:,.1f} | {listed} | {ratio} | "
+                  f"{_median([r[0] for r in ours])} | {busy:.0%} | "
+                  f"{_median([r[2] for r in ours])} |", flush=True)
 
 
 def _name(peer: str) -> str:
