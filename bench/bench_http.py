@@ -44,6 +44,9 @@ ONLY = [s.strip() for s in os.environ.get("BENCH_HTTP_ONLY", "").split(",") if s
 IN_FLIGHT = 32
 #: Sessions the engine keeps in flight on the worker's socket: as many as wrk's connections
 #: by default, so that both sides get batches of the same size (BENCH_HTTP_ENGINE_IN_FLIGHT).
+#: The checkout whose cocaine_http the worker runs (BENCH_HTTP_WORKER_ROOT: another version
+#: of it, driven by this harness, to compare two versions in one run).
+WORKER_ROOT = os.environ.get("BENCH_HTTP_WORKER_ROOT", str(ROOT))
 ENGINE_IN_FLIGHT = int(os.environ.get("BENCH_HTTP_ENGINE_IN_FLIGHT", str(IN_FLIGHT)))
 MIB = 1024 * 1024
 HELLO = b"Hello world!"
@@ -82,6 +85,14 @@ async def big_request_asgi(scope: dict[str, Any], receive: Any, send: Any) -> No
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def idle_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Takes the request and waits for the disconnect without answering: an idle session."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    await receive()
 
 
 def hello_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -363,7 +374,7 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
     argv = [*pinned(1), *os.environ.get("BENCH_HTTP_WRAP", "").split(), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
             *logging, *extra, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), stdout=DEVNULL,
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=WORKER_ROOT, stdout=DEVNULL,
                                                 stderr=DEVNULL)
     try:
         while engine is None:
@@ -389,14 +400,84 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
             (gen1 - gen0) * 1e6 / max(count, 1))
 
 
-def _run_engine(main: Any) -> tuple[float, float, float]:
+#: Idle sessions opened before the baseline is read (warms the worker's caches and pools),
+#: and the counts of idle sessions measured above it.
+IDLE_WARM = 200
+IDLE_COUNTS = (1_000, 10_000)
+
+
+def _rss(pid: int) -> int:
+    """Resident set size of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def _settle(pid: int) -> None:
+    """Wait until the worker stops using CPU (it has taken every session sent so far)."""
+    before = tree_cpu(pid)
+    while True:
+        await asyncio.sleep(0.3)
+        now = tree_cpu(pid)
+        if now - before < 0.01:
+            return
+        before = now
+
+
+async def idle_memory() -> list[tuple[int, float]]:
+    """(sessions, RSS growth per session in bytes) of a worker holding idle ASGI sessions:
+    each one's request taken by an app now awaiting receive() for the disconnect."""
+    loop = asyncio.get_running_loop()
+    tmp = tempfile.mkdtemp(prefix="bench-http-")
+    path = os.path.join(tmp, "engine.sock")
+    engine: Engine | None = None
+
+    def factory() -> Engine:
+        nonlocal engine
+        engine = Engine(request_frame("GET", 0), 0)
+        return engine
+
+    server = await loop.create_unix_server(factory, path)
+    argv = [*pinned(1), sys.executable, "-m", "cocaine_http", "bench.bench_http:idle_asgi",
+            "--no-access-log", "--log-level", "warning", "--app", "bench", "--endpoint", path,
+            "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=WORKER_ROOT, stdout=DEVNULL,
+                                                stderr=DEVNULL)
+    results = []
+    try:
+        while engine is None:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(engine.ready, 30)
+        for _ in range(IDLE_WARM):
+            engine.send_session()
+        await _settle(proc.pid)
+        base, opened = _rss(proc.pid), 0
+        for count in IDLE_COUNTS:
+            for _ in range(count - opened):
+                engine.send_session()
+            opened = count
+            await _settle(proc.pid)
+            if engine.done or engine.errors:
+                raise RuntimeError("the worker ended idle sessions")
+            results.append((count, (_rss(proc.pid) - base) / count))
+    finally:
+        proc.terminate()
+        await proc.wait()
+        server.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def _run_engine(main: Any) -> Any:
     """Run the load generator on uvloop when installed (a slow generator hands the worker
     small batches, and the worker then pays a wake-up for every few requests)."""
     from cocaine_http.aio.loop import new_event_loop
 
     loop = new_event_loop("auto")
     try:
-        return loop.run_until_complete(main)  # type: ignore[no-any-return]
+        return loop.run_until_complete(main)
     finally:
         loop.close()
 
@@ -570,6 +651,12 @@ def main() -> None:
             print(f"| {label} | {'on' if log else 'off'} | {cpu:,.1f} | {listed} | {ratio} | "
                   f"{_median([r[0] for r in ours])} | {busy:.0%} | "
                   f"{_median([r[2] for r in ours])} |", flush=True)
+    if not ONLY or any(o in "idle ASGI sessions" for o in ONLY):
+        print()
+        print("| idle ASGI sessions held (app awaiting receive()) | RSS growth per session |")
+        print("|---|---|")
+        for count, per in _run_engine(idle_memory()):
+            print(f"| {count:,} | {per / 1024:.1f} KiB |", flush=True)
 
 
 def _name(peer: str) -> str:
