@@ -44,9 +44,12 @@ ONLY = [s.strip() for s in os.environ.get("BENCH_HTTP_ONLY", "").split(",") if s
 IN_FLIGHT = 32
 #: Sessions the engine keeps in flight on the worker's socket: as many as wrk's connections
 #: by default, so that both sides get batches of the same size (BENCH_HTTP_ENGINE_IN_FLIGHT).
-#: The checkout whose cocaine_http the worker runs (BENCH_HTTP_WORKER_ROOT: another version
-#: of it, driven by this harness, to compare two versions in one run).
+#: The checkout whose cocaine_http the worker runs (BENCH_HTTP_WORKER_ROOT), and another one
+#: (BENCH_HTTP_BEFORE_ROOT: an earlier version, driven by this harness) measured in the same
+#: run, interleaved, for a before/after column; its bench/bench_http.py must be this one (the
+#: worker imports the apps from there).
 WORKER_ROOT = os.environ.get("BENCH_HTTP_WORKER_ROOT", str(ROOT))
+BEFORE_ROOT = os.environ.get("BENCH_HTTP_BEFORE_ROOT", "")
 ENGINE_IN_FLIGHT = int(os.environ.get("BENCH_HTTP_ENGINE_IN_FLIGHT", str(IN_FLIGHT)))
 MIB = 1024 * 1024
 HELLO = b"Hello world!"
@@ -347,6 +350,17 @@ def _raw_header(n: int) -> bytes:
     return b"\xdb" + n.to_bytes(4, "big")
 
 
+async def _connected(engine: Any, proc: Any) -> Engine:
+    """The engine side of the worker's connection, once it connected (`engine()` returns
+    it, or None before); RuntimeError when the worker exits or takes 30 s."""
+    deadline = time.monotonic() + 30
+    while engine() is None:
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError("the worker did not connect (see its stderr: run it by hand)")
+        await asyncio.sleep(0.01)
+    return engine()  # type: ignore[no-any-return]
+
+
 def request_frame(method: str, body_size: int) -> bytes:
     headers = [["Host", "127.0.0.1"], ["User-Agent", "bench"], ["Accept", "*/*"]]
     if body_size:
@@ -355,7 +369,7 @@ def request_frame(method: str, body_size: int) -> bytes:
 
 
 async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...],
-                     log: bool = False) -> tuple[float, float, float]:
+                     log: bool = False, root: str = WORKER_ROOT) -> tuple[float, float, float]:
     """(requests/s, CPU µs/request, the load generator's own CPU µs/request) of one
     cocaine-http worker process."""
     loop = asyncio.get_running_loop()
@@ -374,11 +388,10 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
     argv = [*pinned(1), *os.environ.get("BENCH_HTTP_WRAP", "").split(), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
             *logging, *extra, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=WORKER_ROOT, stdout=DEVNULL,
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=root, stdout=DEVNULL,
                                                 stderr=DEVNULL)
     try:
-        while engine is None:
-            await asyncio.sleep(0.01)
+        engine = await _connected(lambda: engine, proc)
         await asyncio.wait_for(engine.ready, 30)
         engine.start()
         await asyncio.sleep(0.3)  # warm-up
@@ -426,7 +439,7 @@ async def _settle(pid: int) -> None:
         before = now
 
 
-async def idle_memory() -> list[tuple[int, float]]:
+async def idle_memory(root: str = WORKER_ROOT) -> list[tuple[int, float]]:
     """(sessions, RSS growth per session in bytes) of a worker holding idle ASGI sessions:
     each one's request taken by an app now awaiting receive() for the disconnect."""
     loop = asyncio.get_running_loop()
@@ -443,12 +456,11 @@ async def idle_memory() -> list[tuple[int, float]]:
     argv = [*pinned(1), sys.executable, "-m", "cocaine_http", "bench.bench_http:idle_asgi",
             "--no-access-log", "--log-level", "warning", "--app", "bench", "--endpoint", path,
             "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=WORKER_ROOT, stdout=DEVNULL,
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=root, stdout=DEVNULL,
                                                 stderr=DEVNULL)
     results = []
     try:
-        while engine is None:
-            await asyncio.sleep(0.01)
+        engine = await _connected(lambda: engine, proc)
         await asyncio.wait_for(engine.ready, 30)
         for _ in range(IDLE_WARM):
             engine.send_session()
@@ -621,6 +633,9 @@ def main() -> None:
             for log in LOGS:
                 run: tuple[float, ...] = _run_engine(run_worker(target, method, body, extra, log))
                 results.setdefault((label, log, "ours"), []).append(run)
+                if BEFORE_ROOT:
+                    run = _run_engine(run_worker(target, method, body, extra, log, BEFORE_ROOT))
+                    results.setdefault((label, log, "before"), []).append(run)
                 if extra:  # rows with extra options share their base row's peer figures
                     continue
                 for peer in PEERS[interface]:
@@ -631,32 +646,44 @@ def main() -> None:
           "repetitions [lowest-highest]; busy: the worker's CPU share (req/s x µs/req); "
           "generator: the load generator's own CPU per request.")
     print()
-    print("| scenario | access log | cocaine-http µs/req | peers µs/req | ratio vs cheapest "
-          "peer | cocaine-http req/s | worker busy | generator µs/req |")
-    print("|---|---|---|---|---|---|---|---|")
+    before = " before µs/req | before ratio |" if BEFORE_ROOT else ""
+    print(f"| scenario | access log | cocaine-http µs/req | peers µs/req | ratio vs cheapest "
+          f"peer |{before} cocaine-http req/s | worker busy | generator µs/req |")
+    print("|---|---|---|---|---|" + "---|---|" * bool(BEFORE_ROOT) + "---|---|---|")
     for label, target, interface, *_ in scenarios:
         base = next(s[0] for s in SCENARIOS if s[1] == target and not s[5])
         for log in LOGS:
             ours = results[(label, log, "ours")]
-            cpu = statistics.median(r[1] for r in ours)
             runs = {peer: results[(base, log, peer)] for peer in PEERS[interface]
                     if (base, log, peer) in results}
             listed = ", ".join(f"{_name(p)} {statistics.median(r[1] for r in rs):,.1f}"
                                for p, rs in runs.items())
-            ratios = [mine[1] / min(rs[i][1] for rs in runs.values())
-                      for i, mine in enumerate(ours) if runs]
-            ratio = (f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
-                     if ratios else "-")
+            row = f"| {label} | {'on' if log else 'off'} | {_median([r[1] for r in ours])} | "
+            row += f"{listed} | {_ratio(ours, runs)} |"
+            if BEFORE_ROOT:
+                earlier = results[(label, log, "before")]
+                row += f" {_median([r[1] for r in earlier])} | {_ratio(earlier, runs)} |"
             busy = statistics.median(r[0] * r[1] / 1e6 for r in ours)
-            print(f"| {label} | {'on' if log else 'off'} | {cpu:,.1f} | {listed} | {ratio} | "
-                  f"{_median([r[0] for r in ours])} | {busy:.0%} | "
+            print(f"{row} {_median([r[0] for r in ours])} | {busy:.0%} | "
                   f"{_median([r[2] for r in ours])} |", flush=True)
     if not ONLY or any(o in "idle ASGI sessions" for o in ONLY):
         print()
-        print("| idle ASGI sessions held (app awaiting receive()) | RSS growth per session |")
-        print("|---|---|")
-        for count, per in _run_engine(idle_memory()):
-            print(f"| {count:,} | {per / 1024:.1f} KiB |", flush=True)
+        roots = [("cocaine-http", WORKER_ROOT)] + [("before", BEFORE_ROOT)] * bool(BEFORE_ROOT)
+        print("| idle ASGI sessions held (app awaiting receive()) | "
+              + " | ".join(f"{name} RSS growth per session" for name, _ in roots) + " |")
+        print("|---|" + "---|" * len(roots))
+        figures = [_run_engine(idle_memory(root)) for _, root in roots]
+        for i, (count, _) in enumerate(figures[0]):
+            print(f"| {count:,} | " + " | ".join(f"{f[i][1] / 1024:.1f} KiB" for f in figures)
+                  + " |", flush=True)
+
+
+def _ratio(mine: list[tuple[float, ...]], peers: dict[str, list[tuple[float, ...]]]) -> str:
+    """Each repetition's CPU per request over its cheapest peer's: median [lowest-highest]."""
+    if not peers:
+        return "-"
+    ratios = [run[1] / min(rs[i][1] for rs in peers.values()) for i, run in enumerate(mine)]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def _name(peer: str) -> str:
