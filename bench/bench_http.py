@@ -175,6 +175,8 @@ SCENARIOS = [
     ("Flask hello, --threads 0", "flask_app", "wsgi", "GET", 0, ("--threads", "0")),
     ("Django hello", "django_app", "wsgi", "GET", 0, ()),
     ("1 MiB response (ASGI)", "big_response_asgi", "asgi", "GET", 0, ()),
+    ("1 MiB response (ASGI), --loop asyncio", "big_response_asgi", "asgi", "GET", 0,
+     ("--loop", "asyncio")),
     ("1 MiB response (WSGI)", "big_response_wsgi", "wsgi", "GET", 0, ()),
     ("1 MiB request body (ASGI)", "big_request_asgi", "asgi", "POST", MIB, ()),
     ("1 MiB request body (ASGI), --no-keep-memory", "big_request_asgi", "asgi", "POST", MIB,
