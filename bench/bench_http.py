@@ -5,14 +5,19 @@
 #
 #   * cocaine-http: one worker process, driven by `Engine` below, a minimal load generator that
 #     speaks the v0.11 worker protocol over the worker's unix socket with pre-encoded sessions
-#     (invoke + request chunk + choke) and keeps IN_FLIGHT of them in flight. It runs on uvloop
-#     when installed: on asyncio its own turnaround limited the worker to small batches (about
-#     40k req/s instead of 70k), and each batch costs the worker a wake-up, as wrk is a C loop;
+#     (invoke + request chunk + choke) and keeps ENGINE_IN_FLIGHT of them in flight (as many as
+#     wrk's connections), reading the replies into one buffer and skipping chunk payloads unread,
+#     as wrk discards a response. It runs on uvloop when installed: on asyncio its own
+#     turnaround limited the worker to small batches (about 40k req/s instead of 70k), and each
+#     batch costs the worker a wake-up, as wrk is a C loop. Its own CPU per request and the
+#     worker's busy share are printed, so that a row the generator limits shows;
 #   * the peers a user would pick, driven by wrk on loopback (a small Python HTTP client if wrk
 #     is missing): uvicorn (uvloop + httptools) for ASGI apps, gunicorn (sync, one worker) for
 #     WSGI apps, and granian (Rust, one worker, its asgi or wsgi interface) for both.
 #
-# The ratio column is ours against the cheapest peer of the same row and log setting. Servers
+# The ratio column is ours against the cheapest peer of the same row, log setting and
+# repetition (median [lowest-highest] of the repetitions). The last table is the worker's memory
+# per idle ASGI session (RSS growth over a warm baseline, divided by the sessions held). Servers
 # run pinned to CPU 1 and load generators to CPU 0 (taskset) when there are two CPUs. Apps are
 # built lazily by the module __getattr__ so that each server process imports only the framework
 # it serves.
@@ -387,7 +392,7 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
     server = await loop.create_unix_server(factory, path)
     logging = ("--access-log", "--log-level", "info") if log else (
         "--no-access-log", "--log-level", "warning")
-    argv = [*pinned(1), *os.environ.get("BENCH_HTTP_WRAP", "").split(), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
+    argv = [*pinned(1), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
             *logging, *extra, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=root, stdout=DEVNULL,
