@@ -1,0 +1,1 @@
+"""`cocaine-http proxy`: the HTTP front for Cocaine clusters (docs/proxy.md)."""
