@@ -58,10 +58,12 @@ def _check(raw: bytes) -> None:
     (b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n", checks.BadTarget, 400),
     (b"GET /foo HTTP/2.0\r\nHost: a\r\n\r\n", checks.UnsupportedVersion, 505),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x07b\r\n\r\n", checks.BadFieldValue, 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\nContent-Type: c/d\r\n\r\n",
+     checks.RepeatedField, 400),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", checks.BadFieldValue, 400),
     (b"GET /" + b"a" * 4100 + b" HTTP/1.1\r\nHost: a\r\n\r\n", checks.HeadTooLarge, 414),
-    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 8200 + b"\r\n\r\n", checks.HeadTooLarge,
-     431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 8186 + b"\r\n\r\n", checks.HeadTooLarge,
+     431),  # 8191 bytes with CRLF
     (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"h%d: x\r\n" % i for i in range(101))
      + b"\r\n", checks.HeadTooLarge, 431),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"

@@ -39,6 +39,7 @@ import msgpack
 from .. import __version__
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack, raw_header
+from ..proxy.checks import HeadGuard, RequestRejected, check_request, check_trailers
 from .engine import (BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine,
                      Flow)
 from .slave import DISCONNECTED, TIMED_OUT
@@ -215,6 +216,7 @@ class HTTPConnection(asyncio.Protocol):
     def __init__(self, front: Front) -> None:
         self.front = front
         self.conn = h11.Connection(h11.SERVER)
+        self.guard = HeadGuard()  # the rules h11 does not keep (docs/proxy-parsing.md)
         self.transport: asyncio.Transport | None = None
         self.request: h11.Request | None = None
         self.body = bytearray()
@@ -251,6 +253,11 @@ class HTTPConnection(asyncio.Protocol):
             self._enter("head", self.front.limits.header_timeout, self._head_timed_out)
         elif self.phase == "body":
             self._set_timer(self.front.limits.idle_timeout, self._body_timed_out)
+        try:
+            data = self.guard.feed(data)
+        except RequestRejected as exc:
+            self._reject(exc)
+            return
         self.conn.receive_data(data)
         self._process()
 
@@ -331,12 +338,23 @@ class HTTPConnection(asyncio.Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
+                try:
+                    check_request(event.method, event.target, list(event.headers.raw_items()),
+                                  event.http_version)
+                except RequestRejected as exc:
+                    self._reject(exc)
+                    return
                 self._on_request(event)
             elif isinstance(event, h11.Data):
                 self.body += event.data
                 if len(self.body) > self.front.max_body_size:
                     self.send_simple(413, "request body too large", close=True)
             elif isinstance(event, h11.EndOfMessage):
+                try:
+                    check_trailers(list(event.headers.raw_items()))
+                except RequestRejected as exc:
+                    self._reject(exc)
+                    return
                 self._dispatch()
             elif isinstance(event, h11.ConnectionClosed):
                 self.close()
@@ -355,6 +373,13 @@ class HTTPConnection(asyncio.Protocol):
         log.info("bad request from a client: %s", exc)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self.send_simple(exc.error_status_hint, f"bad request: {exc}", close=True)
+        else:
+            self.close()
+
+    def _reject(self, exc: RequestRejected) -> None:
+        log.info("refused a request from a client: %s", exc)
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.send_simple(exc.status, f"bad request: {exc.reason}", close=True)
         else:
             self.close()
 
@@ -416,6 +441,11 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.conn.start_next_cycle()
         self.request = None
+        try:
+            self.guard.reset(self.conn.trailing_data[0])
+        except RequestRejected as exc:
+            self._reject(exc)
+            return
         if self.write_paused:  # the next request waits until the client has read this response
             self._enter("drain", self.front.limits.idle_timeout, self._unread_timed_out)
         else:

@@ -12,7 +12,8 @@
 #   reads the request behind it may not merge).
 # * `check_request` sees the parsed request (h11's Request event) and `check_trailers` its
 #   trailers (the EndOfMessage event): version, target form, header and line sizes, framing
-#   headers, control characters in values, fields forbidden in trailers.
+#   headers, repeated singleton fields, control characters in values, fields forbidden in
+#   trailers.
 #
 # Each rule raises `BadRequestError` (a subclass saying which rule) with the status to answer;
 # the front answers it and closes the connection. docs/proxy-parsing.md lists the rules.
@@ -66,6 +67,11 @@ class BadFieldValue(RequestRejected):
     """A control character in a field value (RFC 9110 §5.5)."""
 
 
+class RepeatedField(RequestRejected):
+    """A field that admits one value sent more than once (RFC 9110 §5.3): which one the app
+    would see is anybody's guess."""
+
+
 class ForbiddenTrailer(RequestRejected):
     """A trailer field that must not be sent as a trailer (RFC 9110 §6.5.1)."""
 
@@ -84,7 +90,7 @@ class HeadLimits:
 
     Attributes:
         max_request_line: length of `METHOD SP target SP HTTP/x.y` (414 past it).
-        max_field_size: length of one `name: value` field line (431 past it).
+        max_field_size: length of one field line with its CRLF (431 past it).
         max_fields: number of header fields (431 past it).
     """
 
@@ -132,9 +138,9 @@ def check_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
     if len(headers) > limits.max_fields:
         raise HeadTooLarge(431, "too many header fields")
     _check_target(method, target)
-    hosts = lengths = codings = 0
+    hosts = lengths = codings = types = 0
     for name, value in headers:
-        if len(name) + len(value) + 2 > limits.max_field_size:
+        if len(name) + len(value) + 4 > limits.max_field_size:  # `name: value` CRLF
             raise HeadTooLarge(431, "header field too large")
         lowered = name.lower()
         if lowered == b"host":
@@ -145,11 +151,15 @@ def check_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes
                 raise BadFraming(400, "Content-Length must be one decimal number")
         elif lowered == b"transfer-encoding":
             codings += 1
+        elif lowered == b"content-type":
+            types += 1
     if headers and _CTL.search(b" ".join(value for _, value in headers)):
         raise BadFieldValue(400, "control character in a header value")
     if hosts > 1 or (hosts == 0 and http_version == b"1.1"):
         raise BadHost(400, "an HTTP/1.1 request needs exactly one Host" if hosts == 0
                       else "more than one Host header")
+    if types > 1:
+        raise RepeatedField(400, "more than one Content-Type header")
     if lengths > 1:
         raise BadFraming(400, "more than one Content-Length header")
     if codings and lengths:
