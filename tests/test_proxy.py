@@ -306,3 +306,37 @@ class TestCluster:
         assert len(spread) == 2
         assert [r.status_code for r in after] == [200] * 10
         assert len({r.text for r in after}) == 1 and after[0].text in spread
+
+
+class TestForwarded:
+    async def test_an_untrusted_client_cannot_spoof_its_address(
+        self, app_cluster: Any, proxy_process: Any
+    ) -> None:
+        """With no trusted peer, the client's X-Forwarded-* and X-Real-IP are replaced by the
+        connection's: the app sees the real peer once."""
+        proxy = await proxy_process(app_cluster.locator, "--forwarded-allow-ips", "")
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.get("/app/http/headers", headers={
+                "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6",
+                "X-Forwarded-Proto": "https"})
+
+        headers = [(n.lower(), v) for n, v in response.json()["headers"]]
+        assert [v for n, v in headers if n == "x-forwarded-for"] == ["127.0.0.1"]
+        assert [v for n, v in headers if n == "x-real-ip"] == ["127.0.0.1"]
+        assert [v for n, v in headers if n == "x-forwarded-proto"] == ["http"]
+        assert response.json()["client"][0] == "127.0.0.1"
+
+    async def test_a_trusted_proxy_in_front_keeps_the_chain(
+        self, app_cluster: Any, proxy_process: Any
+    ) -> None:
+        """The default trusts 127.0.0.1 (nginx on the same host): its chain is kept and the
+        peer appended; the app's client is the original one."""
+        proxy = await proxy_process(app_cluster.locator)
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            response = await client.get("/app/http/headers", headers={
+                "X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+
+        headers = [(n.lower(), v) for n, v in response.json()["headers"]]
+        assert [v for n, v in headers if n == "x-forwarded-for"] == ["203.0.113.7, 127.0.0.1"]
+        assert [v for n, v in headers if n == "x-forwarded-proto"] == ["https"]
+        assert response.json()["client"][0] == "203.0.113.7"

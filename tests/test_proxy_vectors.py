@@ -1,0 +1,305 @@
+"""gunicorn's request vectors, sent raw to the HTTP front (docs/proxy-parsing.md).
+
+The vectors are the `tests/requests/{valid,invalid}/*.http` files of gunicorn's sdist, with
+a `.py` file each saying what gunicorn's parser makes of them. They are fetched from PyPI
+(`pip download`) into ~/.cache/cocaine-http/gunicorn-vectors on first use; nothing is vendored.
+
+Each vector goes to a real front on its own connection, with an echo app behind it:
+
+* valid: every request the `.py` file lists is answered by the app (the echo header is there,
+  with the method and body length gunicorn reads), except an HTTP/1.1 request without Host,
+  which RFC 9112 §3.2 makes a 400.
+* invalid: the front answers 4xx (or 505 for an HTTP version it does not speak) or closes the
+  connection; the app never answers.
+
+Some vectors are only valid or invalid under a gunicorn setting other than its default (a
+relaxation such as `permit_obsolete_folding`, the PROXY protocol, a lowered limit); `DIFFERENT`
+states what this front does with each of them, and why.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CACHE = Path(os.environ.get("COCAINE_HTTP_VECTORS",
+                            Path.home() / ".cache" / "cocaine-http" / "gunicorn-vectors"))
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = "X-Echo"
+
+ECHO_APP = '''
+def app(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Echo", "1")])
+    return [("%s %d" % (environ["REQUEST_METHOD"], len(body))).encode()]
+'''
+
+#: Vectors whose verdict here differs from that of gunicorn's default parser, or that depend on
+#: a gunicorn setting: what this front answers ("app", a status, or "rejected": 4xx/closed).
+DIFFERENT: dict[str, tuple[str, str]] = {
+    # valid only with a gunicorn relaxation that this front does not offer
+    "valid/028": ("400", "space before the colon: RFC 9112 §5.1 says 400 (strip_header_spaces)"),
+    "valid/031compat": ("rejected", "lower-case method and no Host (casefold_http_method)"),
+    "valid/031compat2": ("rejected", "unconventional method and no Host"),
+    "valid/compat_obs_fold": ("400", "obsolete line folding (permit_obsolete_folding)"),
+    "valid/compat_obs_fold_huge": ("rejected", "obsolete line folding, and no Host"),
+    "valid/pp_01": ("400", "PROXY protocol line: not spoken here (proxy_protocol)"),
+    "valid/pp_02": ("400", "PROXY protocol line"),
+    "valid/pp_04": ("400", "PROXY protocol v2 header"),
+    "valid/pp_05": ("400", "PROXY protocol v2 header"),
+    "valid/024": ("414", "an 8 KiB request line: over the default limit (limit_request_line)"),
+    "valid/026": ("431", "an 8 KiB field: over the default limit (limit_request_field_size)"),
+    "valid/099": ("rejected", "Content-Length 17914 with 8599 bytes of body: the front waits for "
+                              "the rest, and the stream ends (gunicorn reads what is there)"),
+    # transfer codings other than plain chunked: 501 (RFC 9112 §6.1, as h11 answers)
+    "valid/025": ("501", "Transfer-Encoding: gzip, chunked"),
+    "valid/025_line": ("501", "Transfer-Encoding: gzip, chunked"),
+    "valid/029": ("501", "Transfer-Encoding: chunked with another coding"),
+    "valid/030": ("501", "Transfer-Encoding: chunked with another coding"),
+    "valid/rfc9112_smuggle_gzip_chunked_01": ("501", "Transfer-Encoding: gzip, chunked"),
+    "valid/rfc9112_smuggle_te_identity_chunked_01": ("501", "Transfer-Encoding: identity, "
+                                                            "chunked"),
+    # invalid only under a lowered gunicorn limit: fine under this front's defaults
+    "invalid/011": ("app", "three header fields (limit_request_fields=2 there)"),
+    "invalid/012": ("app", "a 100-byte field (limit_request_field_size=98 there)"),
+    # underscored names: gunicorn refuses them only with header_map=refuse; here they pass to
+    # the app, whose adapter drops them (docs/http.md), as gunicorn's default does
+    "invalid/040": ("app", "Transfer_Encoding / Content_Length names (header_map=refuse)"),
+}
+
+
+# -- vectors -------------------------------------------------------------------------------------
+
+
+def _sdist() -> Path:
+    """The unpacked gunicorn sdist in the cache, downloaded with pip on first use."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for done in sorted(CACHE.glob("gunicorn-*/tests/requests")):
+        return done.parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
+                    "--no-deps", "--no-build-isolation", "gunicorn", "-d", str(CACHE)],
+                   check=True, capture_output=True, timeout=300)
+    archive = max(CACHE.glob("gunicorn-*.tar.gz"))
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if "/tests/requests/" in m.name and m.isfile()]
+        try:
+            tar.extractall(CACHE, members=members, filter="data")
+        except TypeError:  # a Python without extraction filters: members are plain files
+            tar.extractall(CACHE, members=members)
+    return max(p.parent.parent for p in CACHE.glob("gunicorn-*/tests/requests"))
+
+
+def decode_vector(text: bytes) -> bytes:
+    """A `.http` file's bytes on the wire: newlines in the file are layout only; `\\r\\n`,
+    `\\n`, `\\t`, `\\0` and `\\xHH` are escapes."""
+    text = text.replace(b"\n", b"")
+    escapes = {b"\\r\\n": b"\r\n", b"\\n": b"\n", b"\\t": b"\t", b"\\0": b"\0"}
+    out = re.sub(rb"\\r\\n|\\n|\\t|\\0|\\x([0-9A-Fa-f]{2})",
+                 lambda m: bytes([int(m.group(1), 16)]) if m.group(1) else escapes[m.group(0)],
+                 text)
+    assert b"\\" not in out, "an escape this reader does not know"
+    return out
+
+
+class _Config:
+    """Stands in for gunicorn's Config in a `.py` file: records the settings it changes."""
+
+    def __init__(self) -> None:
+        self.settings: dict[str, Any] = {}
+
+    def set(self, name: str, value: Any) -> None:
+        self.settings[name] = value
+
+
+def _stub_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
+                 level: int = 0) -> Any:
+    if not name.startswith("gunicorn"):
+        return builtins.__import__(name, globals, locals, fromlist, level)
+    module = type(sys)(name)
+    for attr in fromlist or ():
+        setattr(module, attr, _Config if attr == "Config" else type(attr, (Exception,), {}))
+    return module
+
+
+def expectation(path: Path) -> tuple[Any, dict[str, Any]]:
+    """What a vector's `.py` file expects (a list of request dicts, or an error class), and
+    the gunicorn settings it changes, read without gunicorn installed."""
+    cfg = _Config()
+    scope: dict[str, Any] = {
+        "__builtins__": {**vars(builtins), "__import__": _stub_import},
+        "cfg": cfg, "uri": lambda raw: {"raw": raw},
+    }
+    exec(compile(path.read_text(), str(path), "exec"), scope)
+    config = scope["cfg"] if isinstance(scope["cfg"], _Config) else cfg
+    request = scope["request"]
+    if isinstance(request, dict):
+        request = [request]
+    return request, config.settings
+
+
+def _vectors() -> list[Any]:
+    try:
+        root = _sdist() / "tests" / "requests"
+    except (subprocess.SubprocessError, OSError) as exc:  # reported by the test below
+        return [pytest.param(None, None, id=f"unavailable: {exc}")]
+    return [pytest.param(kind, path, id=f"{kind}/{path.stem}")
+            for kind in ("valid", "invalid") for path in sorted((root / kind).glob("*.http"))]
+
+
+# -- the front -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """`cocaine-http dev` serving the echo app, as a real process on a free port."""
+    where = tmp_path_factory.mktemp("vectors")
+    (where / "vector_echo.py").write_text(ECHO_APP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(ROOT)])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cocaine_http", "dev", "--port", "0", "--header-timeout", "3",
+         "--keep-alive-timeout", "3", "vector_echo:app"],
+        cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        match = re.search(r"Serving \S+ on http://([^:]+):(\d+)", line)
+        if match:
+            break
+    else:
+        raise AssertionError("the front did not start:\n" + "".join(lines))
+    try:
+        yield match.group(1), int(match.group(2))
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def exchange(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
+    """Send `data`, then read until the front closes or stays silent for a while; if it waits
+    for more (an incomplete request), half-close and read what it says to the end."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        sock.settimeout(1.0)
+        half_closed = False
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if not half_closed and not _complete(bytes(received)):
+                    sock.shutdown(socket.SHUT_WR)
+                    half_closed = True
+                    continue
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+        return bytes(received)
+
+
+def _complete(data: bytes) -> bool:
+    return bool(data) and data.endswith((b"\r\n", b"0\r\n\r\n")) and b"\r\n\r\n" in data
+
+
+def responses(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """The complete responses in what the front sent: (status, headers, body), framed by
+    Content-Length or chunked."""
+    out = []
+    while data.startswith(b"HTTP/"):
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(b":") for line in lines[1:])}
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = bytearray()
+            while True:
+                size_line, _, rest = rest.partition(b"\r\n")
+                size = int(size_line.split(b";")[0] or b"0", 16)
+                if size == 0:
+                    rest = rest.partition(b"\r\n")[2]  # no trailers from this front
+                    break
+                body += rest[:size]
+                rest = rest[size + 2:]
+            out.append((status, headers, bytes(body)))
+            data = rest
+        elif b"content-length" in headers:
+            size = int(headers[b"content-length"])
+            out.append((status, headers, rest[:size]))
+            data = rest[size:]
+        else:  # an HTTP/1.0 client: the body runs to the end of the connection
+            out.append((status, headers, rest))
+            break
+    return out
+
+
+# -- the test ------------------------------------------------------------------------------------
+
+
+def _verdict(answers: list[tuple[int, dict[bytes, bytes], bytes]]) -> str:
+    if any(ECHO.lower().encode() in headers for _, headers, _ in answers):
+        return "app"
+    if not answers:
+        return "closed"
+    return str(answers[0][0])
+
+
+def _served_then(requests: list[dict[str, Any]]) -> tuple[int, str]:
+    """How many of a valid vector's requests the app answers, and what comes next ("" for
+    nothing, or "400" for an HTTP/1.1 request without Host, RFC 9112 §3.2). The front closes
+    the connection after an HTTP/1.0 request (h11 keeps no HTTP/1.0 connection alive, which
+    RFC 9112 §9.3 allows), so what follows one is not answered."""
+    for count, request in enumerate(requests):
+        names = {name.lower() for name, _ in request.get("headers", [])}
+        version = tuple(request.get("version", (1, 1)))
+        if version == (1, 1) and "host" not in names:
+            return count, "400"
+        if version == (1, 0):
+            return count + 1, ""
+    return len(requests), ""
+
+
+@pytest.mark.parametrize("kind, path", _vectors())
+def test_vector(front: tuple[str, int], kind: str | None, path: Path | None) -> None:
+    assert kind is not None and path is not None, "the gunicorn sdist could not be fetched"
+    key = f"{kind}/{path.stem}"
+    requests, _settings = expectation(path.with_suffix(".py"))
+    answers = responses(exchange(front, decode_vector(path.read_bytes())))
+
+    if key in DIFFERENT or kind == "invalid":
+        want = DIFFERENT[key][0] if key in DIFFERENT else "rejected"
+        got = _verdict(answers)
+        if want == "rejected":
+            assert got == "closed" or got.startswith("4") or got == "505", (key, answers[:1])
+        else:
+            assert got == want, (key, answers[:1])
+        return
+    count, then = _served_then(requests)
+    served = [body for _, headers, body in answers[:count] if ECHO.lower().encode() in headers]
+    expected = [f"{r['method']} {len(r.get('body', b''))}".encode() for r in requests[:count]]
+    if requests[0]["method"] == "CONNECT":  # a 2xx answer to CONNECT has no body
+        expected = [b""] * count
+    assert served == expected, (key, answers)
+    assert [status for status, _, _ in answers[count:]] == ([int(then)] if then else []), key
