@@ -285,7 +285,7 @@ class TestProcesses:
 
         served = {line.split()[2] for line in proxy.lines if "cocaine_http.access" in line}
         assert len(workers) == 2
-        assert served == {str(pid) for pid in workers}
+        assert {str(pid) for pid in workers} <= served  # both took connections
         assert after.status_code == 200
 
 

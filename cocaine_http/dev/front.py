@@ -15,6 +15,7 @@ from collections.abc import Container
 from ..proxy.connection import (TORNADO_STATUSES, ClientLimits, HTTPConnection, Reply,
                                 http_date, request_frame)
 from ..proxy.connection import Front as ProxyFront
+from ..proxy.connection import Upstream
 from ..proxy.routing import Router
 from ..proxy.routing import route as _route
 from .engine import (BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine)
@@ -91,6 +92,9 @@ class Front(ProxyFront):
         root_route: route paths that do not name the app to its `http` event (dev mode).
         apps: the other apps the front routes to by name (started through the node service);
             the runtime adds and removes them in this dict.
+        upstream: where requests go instead of the engines themselves (the runtime gives the
+            proxy's ClusterUpstream on its own locator, so requests take the production path:
+            locator, app service, enqueue).
         Others: see cocaine_http.proxy.connection.Front.
     """
 
@@ -98,13 +102,14 @@ class Front(ProxyFront):
                  request_timeout: float = 30.0, max_body_size: int = 16 * 1024 * 1024,
                  root_route: bool = True, apps: dict[str, Engine] | None = None,
                  powered_by: bool = True, server_header: bool = True,
-                 date_header: bool = True, limits: ClientLimits | None = None) -> None:
+                 date_header: bool = True, limits: ClientLimits | None = None,
+                 upstream: Upstream | None = None) -> None:
         self.engine = engine
         self.apps: dict[str, Engine] = {} if apps is None else apps
         own = engine.name if engine is not None else ""
         router = Router(ping=None, known=_Names(own, self.apps),
                         default_app=own if root_route and engine is not None else None)
-        super().__init__(EngineUpstream(engine, self.apps), host=host, port=port,
+        super().__init__(upstream or EngineUpstream(engine, self.apps), host=host, port=port,
                          router=router, request_timeout=request_timeout,
                          max_body_size=max_body_size, powered_by=powered_by,
                          server_header=server_header, date_header=date_header, limits=limits,

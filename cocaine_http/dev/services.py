@@ -28,6 +28,8 @@ from ..protocol.dialect import V0_11, pack
 
 log = logging.getLogger("cocaine_http.dev.services")
 service_log = logging.getLogger("cocaine_http.dev.logging")
+#: Bytes of an app session's reply queued for its caller before its worker is paused.
+SINK_BUFFER = 4 * 1024 * 1024
 
 #: cocaine v0.11 level -> Python level for the messages the logging service prints.
 _PY_LEVELS = {0: logging.DEBUG, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO,
@@ -83,8 +85,10 @@ Handler = Callable[[list[Any], Reply], Awaitable[None] | None]
 class _Server:
     """One v0.11 service on a TCP port."""
 
-    def __init__(self, name: str, methods: dict[int, tuple[str, Handler]]) -> None:
+    def __init__(self, name: str, methods: dict[int, tuple[str, Handler]],
+                 max_message_size: int | None = None) -> None:
         self.name = name
+        self.max_message_size = max_message_size
         self.methods = methods
         self.table = {mid: m for mid, (m, _) in methods.items()}
         self.port = 0
@@ -94,7 +98,8 @@ class _Server:
         self.ready: asyncio.Future[None] | None = None
 
     async def start(self, host: str, port: int = 0) -> None:
-        server = await serve((host, port), self._on_channel, raw=True)
+        server = await serve((host, port), self._on_channel, raw=True,
+                             max_message_size=self.max_message_size)
         self._server = server
         # uvloop's server is not an asyncio.Server subclass, but has the same `sockets`.
         self.port = cast(asyncio.Server, server).sockets[0].getsockname()[1]
@@ -247,21 +252,50 @@ class NodeHost(Protocol):
 
 
 class _Sink:
-    """Forwards an engine session's replies to the caller verbatim (no double encoding)."""
+    """Forwards an engine session's replies to the caller verbatim (no double encoding).
 
-    __slots__ = ("reply",)
+    Back-pressure: while more than SINK_BUFFER bytes wait to be sent to the caller (a proxy
+    that stopped reading for a slow client), the session's worker is paused through the
+    engine's Flow, when the session is the worker's only one, until the connection drains.
+    When another session needs that worker the paused one gives way, as in the front: its
+    remaining replies are dropped and the caller gets an error instead."""
+
+    __slots__ = ("reply", "flow", "dropped")
 
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
+        self.flow: Any = None
+        self.dropped = False
+
+    def attach_flow(self, flow: Any) -> None:
+        self.flow = flow
+        flow.on_shared = self._shared
 
     def on_chunk(self, data: bytes) -> None:
+        if self.dropped:
+            return
         self.reply.chunk(data)
+        flow = self.flow
+        channel = self.reply.channel
+        if flow is not None and not flow.paused and channel.write_buffer_size() > SINK_BUFFER \
+                and flow.pause():
+            task = asyncio.get_running_loop().create_task(channel.drain())
+            task.add_done_callback(lambda _: flow.resume())
+
+    def _shared(self) -> None:
+        if self.flow is not None and self.flow.paused and not self.dropped:
+            log.warning("a caller of app service reads slower than the app writes; dropping "
+                        "its session")
+            self.dropped = True
+            self.reply.error(2, "the caller reads slower than the app writes")
 
     def on_error(self, code: int, message: str) -> None:
-        self.reply.error(code, message)
+        if not self.dropped:
+            self.reply.error(code, message)
 
     def on_choke(self) -> None:
-        self.reply.done()
+        if not self.dropped:
+            self.reply.done()
 
 
 class DevServices:
@@ -272,11 +306,15 @@ class DevServices:
         locator_port: 10053 by default; 0 picks a free port; a busy port falls back to one.
         storage_dir: keep storage under this directory (default: in memory).
         verbosity: what logging.verbosity() answers (v0.11 levels, 4 = debug).
+        message_limit: the largest call an app service reads (an enqueue carries a whole
+            request body); None: the decoder's default.
     """
 
     def __init__(self, host: str = "127.0.0.1", locator_port: int = 10053,
-                 storage_dir: str | None = None, verbosity: int = 4) -> None:
+                 storage_dir: str | None = None, verbosity: int = 4,
+                 message_limit: int | None = None) -> None:
         self.host = host
+        self.message_limit = message_limit
         self.locator_port = locator_port
         self.verbosity = verbosity
         self.storage: MemoryStorage | DirectoryStorage = (
@@ -340,7 +378,7 @@ class DevServices:
         server = _Server(engine.name, {
             0: ("enqueue", lambda args, reply: self._enqueue(engine, args, reply)),
             1: ("info", lambda args, reply: reply.value(engine.info())),
-        })
+        }, self.message_limit)
         self._servers[engine.name] = server
         if self._started:
             task = asyncio.get_running_loop().create_task(self._start_server(server))

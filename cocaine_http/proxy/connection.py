@@ -51,7 +51,7 @@ log = logging.getLogger("cocaine_http.proxy")
 POWERED_BY = (b"X-Powered-By", b"Cocaine")
 SERVER = (b"Server", f"cocaine-http/{__version__}".encode())
 #: The statuses the v0.11 tornado proxy can answer: Python 2's httplib.responses. For any other
-#: status its reply handler raises and the client never gets an answer (docs/deploy.md).
+#: status its reply handler raises and the client never gets an answer (docs/deploy.md §7).
 TORNADO_STATUSES = frozenset(
     {100, 101, *range(200, 207), *range(300, 308), *range(400, 418), *range(500, 506)}
 )
@@ -665,7 +665,7 @@ class Reply:
             raise ValueError(f"bad status {status!r}")
         if self.connection.front.warn_tornado_statuses and status not in TORNADO_STATUSES:
             log.warning("the app answered status %d, which the v0.11 tornado proxy cannot send: "
-                        "behind it this request would hang (see docs/deploy.md)", status)
+                        "behind it this request would hang (see docs/deploy.md §7)", status)
         headers = []
         for pair in pairs:
             name, value = (_bytes(part) for part in pair)

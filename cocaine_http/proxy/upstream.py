@@ -56,6 +56,11 @@ log = logging.getLogger("cocaine_http.proxy.upstream")
 #: v0.12 overseer's category 0x52FF code 1).
 QUEUE_FULL = "the queue is full"
 _QUEUE_FULL_V012 = (0x52FF, 1)
+#: The v0.11 engine's other refusals of a session (docs/protocol.md §7.1): it is not running.
+REFUSALS = frozenset({"the engine is not active", "engine is shutting down",
+                      "the engine is shutting down"})
+#: The v0.11 engine's error for a session whose worker missed its heartbeats.
+TIMED_OUT = "slave has timed out"
 
 
 def is_queue_full(exc: ServiceError) -> bool:
@@ -451,9 +456,15 @@ class ClusterUpstream:
         pool.send(event, frame, reply)
 
     def status_for_error(self, code: int, message: str) -> int:
-        """503 for a full queue (after the retries), 502 for anything else the app or the
-        runtime answered before the head (docs/proxy.md "Error mapping")."""
-        return 503 if QUEUE_FULL in message else 502
+        """The status of an error the runtime or the app answered before the head
+        (docs/proxy.md "Error mapping"): 503 when the runtime refuses the session (a full
+        queue, after the retries; an engine that is not running), 504 for a worker that missed
+        its heartbeats, 502 for anything else (the app failed, its worker died)."""
+        if QUEUE_FULL in message or message in REFUSALS:
+            return 503
+        if message == TIMED_OUT:
+            return 504
+        return 502
 
     async def close(self) -> None:
         for pool in self.pools.values():
