@@ -1,1 +1,7 @@
-"""`cocaine-http proxy`: the HTTP front for Cocaine clusters (docs/proxy.md)."""
+"""`cocaine-http proxy`: the HTTP front of a Cocaine cluster (docs/proxy.md).
+
+The front (`connection.Front`) speaks HTTP/1.1 to clients and hands each request to an
+upstream: `upstream.ClusterUpstream` resolves apps through the cluster's locators and calls
+their `enqueue`; the dev runtime puts the same front on its engines. `routing` decides where a
+request goes, `server` is the command line, its worker processes and signals.
+"""
