@@ -15,7 +15,6 @@ from collections.abc import Container
 from ..proxy.connection import (TORNADO_STATUSES, ClientLimits, HTTPConnection, Reply,
                                 http_date, request_frame)
 from ..proxy.connection import Front as ProxyFront
-from ..proxy.checks import check_request
 from ..proxy.routing import Router
 from ..proxy.routing import route as _route
 from .engine import (BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine)
@@ -109,4 +108,4 @@ class Front(ProxyFront):
                          router=router, request_timeout=request_timeout,
                          max_body_size=max_body_size, powered_by=powered_by,
                          server_header=server_header, date_header=date_header, limits=limits,
-                         warn_tornado_statuses=True, check_request=check_request)
+                         warn_tornado_statuses=True)

@@ -40,11 +40,10 @@ import msgpack
 
 from .. import __version__
 from ..adapters.accesslog import AccessLog
-from ..errors import BadRequestError
 from ..http.request import Request
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack, raw_header
-from .checks import HeadGuard, check_trailers
+from .checks import HeadGuard, RequestRejected, check_request, check_trailers
 from .routing import PING, Router
 
 log = logging.getLogger("cocaine_http.proxy")
@@ -123,9 +122,6 @@ class ClientLimits:
 
 #: Rewrites a request's headers from the connection: (headers, peer address, scheme) -> headers.
 HeaderRewrite = Callable[[list[tuple[bytes, bytes]], "str | None", str], list[tuple[bytes, bytes]]]
-#: Refuses a request h11 accepted but HTTP forbids: (method, target, headers, version); raises
-#: BadRequestError.
-RequestCheck = Callable[[bytes, bytes, list[tuple[bytes, bytes]], bytes], None]
 
 
 def request_frame(method: bytes, uri: bytes, version: bytes,
@@ -154,8 +150,8 @@ class Front:
             response that lacks them.
         limits: client timeouts and the response buffer bound.
         access_log: one line per request (None: none).
-        rewrite_headers: sets the forwarded headers from the connection (None: as sent).
-        check_request: refuses what h11 lets through (None: h11's rules only).
+        rewrite_headers: sets the forwarded headers from the connection (None: as sent);
+            `ForwardedPolicy.rewrite` of proxy.forwarded.
         warn_tornado_statuses: log a warning for a status the v0.11 tornado proxy cannot send
             (dev: the app will run behind it).
         reuse_port: bind with SO_REUSEPORT, so several processes share the port.
@@ -168,7 +164,6 @@ class Front:
                  server_header: bool = True, date_header: bool = True,
                  limits: ClientLimits | None = None, access_log: AccessLog | None = None,
                  rewrite_headers: HeaderRewrite | None = None,
-                 check_request: RequestCheck | None = None,
                  warn_tornado_statuses: bool = False, reuse_port: bool = False) -> None:
         self.upstream = upstream
         self.router = router or Router()
@@ -183,7 +178,6 @@ class Front:
         self.max_body_size = max_body_size
         self.access_log = access_log if access_log is not None and access_log.enabled else None
         self.rewrite_headers = rewrite_headers
-        self.check_request = check_request
         self.warn_tornado_statuses = warn_tornado_statuses
         self.reuse_port = reuse_port
         #: Set by `shutdown`: finish the responses in flight, then close their connections.
@@ -263,8 +257,7 @@ class HTTPConnection(asyncio.Protocol):
     def __init__(self, front: Front) -> None:
         self.front = front
         self.conn = h11.Connection(h11.SERVER)
-        #: The raw-head rules that go with check_request (docs/proxy-parsing.md).
-        self.guard = HeadGuard() if front.check_request is not None else None
+        self.guard = HeadGuard()  # the rules h11 does not keep (docs/proxy-parsing.md)
         self.transport: asyncio.Transport | None = None
         self.peer: str | None = None
         self.request: h11.Request | None = None
@@ -308,12 +301,11 @@ class HTTPConnection(asyncio.Protocol):
             self._enter("head", self.front.limits.header_timeout, self._head_timed_out)
         elif self.phase == "body":
             self._set_timer(self.front.limits.idle_timeout, self._body_timed_out)
-        if self.guard is not None:
-            try:
-                data = self.guard.feed(data)
-            except BadRequestError as exc:
-                self._bad_request(exc.status, exc.reason)
-                return
+        try:
+            data = self.guard.feed(data)
+        except RequestRejected as exc:
+            self._bad_request(exc.status, exc.reason)
+            return
         self.conn.receive_data(data)
         self._process()
 
@@ -400,12 +392,11 @@ class HTTPConnection(asyncio.Protocol):
                 if len(self.body) > self.front.max_body_size:
                     self.send_simple(413, "request body too large", close=True)
             elif isinstance(event, h11.EndOfMessage):
-                if self.guard is not None:
-                    try:
-                        check_trailers(list(event.headers.raw_items()))
-                    except BadRequestError as exc:
-                        self._bad_request(exc.status, exc.reason)
-                        return
+                try:
+                    check_trailers(list(event.headers.raw_items()))
+                except RequestRejected as exc:
+                    self._bad_request(exc.status, exc.reason)
+                    return
                 self._dispatch()
             elif isinstance(event, h11.ConnectionClosed):
                 self.close()
@@ -414,14 +405,12 @@ class HTTPConnection(asyncio.Protocol):
         self.request, self.body = request, bytearray()
         self.started = time.perf_counter()
         self._enter("body", self.front.limits.idle_timeout, self._body_timed_out)
-        check = self.front.check_request
-        if check is not None:
-            try:
-                check(request.method, request.target, list(request.headers.raw_items()),
-                      request.http_version)
-            except BadRequestError as exc:
-                self._bad_request(exc.status, exc.reason)
-                return
+        try:
+            check_request(request.method, request.target, list(request.headers.raw_items()),
+                          request.http_version)
+        except RequestRejected as exc:
+            self._bad_request(exc.status, exc.reason)
+            return
         for name, value in request.headers:
             if name == b"content-length" and int(value) > self.front.max_body_size:
                 self.send_simple(413, "request body too large", close=True)
@@ -498,12 +487,11 @@ class HTTPConnection(asyncio.Protocol):
             self.close()
             return
         self.conn.start_next_cycle()
-        if self.guard is not None:
-            try:
-                self.guard.reset(self.conn.trailing_data[0])
-            except BadRequestError as exc:
-                self._bad_request(exc.status, exc.reason)
-                return
+        try:
+            self.guard.reset(self.conn.trailing_data[0])
+        except RequestRejected as exc:
+            self._bad_request(exc.status, exc.reason)
+            return
         if self.write_paused:  # the next request waits until the client has read this response
             self._enter("drain", self.front.limits.idle_timeout, self._unread_timed_out)
         else:

@@ -29,7 +29,6 @@ from ..config import OptionParser, option
 from ..errors import ConfigError
 from ..http.accesslog import RECORD_FORMAT
 from ..protocol.dialect import get_dialect
-from .checks import check_request
 from .connection import ClientLimits, Front
 from .forwarded import ForwardedPolicy
 from .routing import Router
@@ -170,9 +169,8 @@ def build_front(options: ProxyOptions, *, reuse_port: bool = False) -> Front:
         request_timeout=options.request_timeout, max_body_size=options.max_body_size,
         powered_by=options.powered_by, server_header=options.server_header,
         date_header=options.date_header, limits=limits,
-        access_log=AccessLog(options.access_log), reuse_port=reuse_port,
-        check_request=check_request,
-        rewrite_headers=ForwardedPolicy(options.allow_ips()).rewrite)
+        access_log=AccessLog(options.access_log),
+        rewrite_headers=ForwardedPolicy(options.allow_ips()).rewrite, reuse_port=reuse_port)
 
 
 async def serve(options: ProxyOptions, *, reuse_port: bool = False,

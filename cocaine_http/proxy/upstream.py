@@ -217,9 +217,10 @@ class AppPool:
         ranked: list[tuple[int, int, int, AppConnection]] = []
         turn = next(self._turn)
         size = len(self.endpoints) or 1
-        for index, (_, connections) in enumerate(self.endpoints.values()):
+        for index, (endpoint, (_, connections)) in enumerate(list(self.endpoints.items())):
             live = [c for c in connections if c.usable]
             if not live:
+                self._grow(endpoint, connections)  # a new endpoint, or one reconnecting
                 continue
             best = min(live, key=lambda c: (c.holder is not None, c.sessions))
             tried = best in avoid
@@ -227,13 +228,14 @@ class AppPool:
             ranked.append((int(tried) * 2 + int(best.holder is not None), load,
                            (index - turn) % size, best))
             if best.sessions and len(connections) < self.upstream.pool_size:
-                self._grow(connections[0].endpoint, connections)
+                self._grow(endpoint, connections)
         if not ranked:
             return None
         return min(ranked, key=lambda r: r[:3])[3]
 
-    def _grow(self, endpoint: Endpoint | None, connections: list[AppConnection]) -> None:
-        if endpoint is None or any(c.state is State.CONNECTING for c in connections):
+    def _grow(self, endpoint: Endpoint, connections: list[AppConnection]) -> None:
+        """Open one more connection to `endpoint` in the background (one at a time)."""
+        if any(c.state is State.CONNECTING for c in connections):
             return
         methods, _ = self.endpoints[endpoint]
         connection = self._open(endpoint, methods)
