@@ -4,7 +4,10 @@ The vectors are the `tests/requests/{valid,invalid}/*.http` files of gunicorn's 
 a `.py` file each saying what gunicorn's parser makes of them. They are fetched from PyPI
 (`pip download`) into ~/.cache/cocaine-http/gunicorn-vectors on first use; nothing is vendored.
 
-Each vector goes to a real front on its own connection, with an echo app behind it:
+Each vector goes on its own connection to two real fronts: `cocaine-http dev` with an echo app
+(which its front routes every path to), and `cocaine-http proxy` in front of that runtime's
+locator (which routes `/<app>/<event>` paths, so most vectors reach no app there: a routed 404
+counts as accepted, the verdict being the parser's):
 
 * valid: every request the `.py` file lists is answered by the app (the echo header is there,
   with the method and body length gunicorn reads), except an HTTP/1.1 request without Host,
@@ -160,35 +163,60 @@ def _vectors() -> list[Any]:
 # -- the front -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """`cocaine-http dev` serving the echo app, as a real process on a free port."""
-    where = tmp_path_factory.mktemp("vectors")
-    (where / "vector_echo.py").write_text(ECHO_APP)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(ROOT)])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cocaine_http", "dev", "--port", "0", "--header-timeout", "3",
-         "--keep-alive-timeout", "3", "vector_echo:app"],
-        cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(args: list[str], cwd: Path, env: dict[str, str], ready: str) -> tuple[
+        subprocess.Popen[str], tuple[str, int]]:
+    """A cocaine-http command as a process, once it prints its `ready` line (host:port)."""
+    process = subprocess.Popen([sys.executable, "-m", "cocaine_http", *args], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     lines = []
     for line in process.stdout:
         lines.append(line)
-        match = re.search(r"Serving \S+ on http://([^:]+):(\d+)", line)
+        match = re.search(ready + r" \S*\s*(?:on )?http://([^:]+):(\d+)", line)
         if match:
-            break
-    else:
-        raise AssertionError("the front did not start:\n" + "".join(lines))
+            return process, (match.group(1), int(match.group(2)))
+    process.wait()
+    raise AssertionError(f"{args[0]} did not start:\n" + "".join(lines))
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
     try:
-        yield match.group(1), int(match.group(2))
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
         process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def fronts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[str, int]]]:
+    """`cocaine-http dev` serving the echo app (its own front routes every path to the app),
+    and `cocaine-http proxy` in front of the dev runtime's locator: both real processes."""
+    where = tmp_path_factory.mktemp("vectors")
+    (where / "vector_echo.py").write_text(ECHO_APP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(ROOT)])}
+    locator = _free_port()
+    dev, dev_address = _start(
+        ["dev", "--port", "0", "--locator-port", str(locator), "--header-timeout", "3",
+         "--keep-alive-timeout", "3", "vector_echo:app"], where, env, "Serving")
+    try:
+        proxy, proxy_address = _start(
+            ["proxy", "--locator", f"127.0.0.1:{locator}", "--port", "0", "--header-timeout",
+             "3", "--keep-alive-timeout", "3", "--no-access-log"], where, env, "Listening")
+        try:
+            yield {"dev": dev_address, "proxy": proxy_address}
+        finally:
+            _stop(proxy)
+    finally:
+        _stop(dev)
 
 
 def exchange(address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
@@ -281,25 +309,45 @@ def _served_then(requests: list[dict[str, Any]]) -> tuple[int, str]:
     return len(requests), ""
 
 
+def _routed(answers: list[tuple[int, dict[bytes, bytes], bytes]]) -> bool:
+    """The proxy parsed the request and routed it: the app answered, or there is no app of
+    the name its path gives (the proxy routes `/<app>/<event>`, the vectors' paths are not)."""
+    return bool(answers) and (_verdict(answers) == "app" or (
+        answers[0][0] == 404 and answers[0][2].startswith(b"no such app")))
+
+
+@pytest.mark.parametrize("via", ["dev", "proxy"])
 @pytest.mark.parametrize("kind, path", _vectors())
-def test_vector(front: tuple[str, int], kind: str | None, path: Path | None) -> None:
+def test_vector(fronts: dict[str, tuple[str, int]], via: str, kind: str | None,
+                path: Path | None) -> None:
+    """Through the dev front every path reaches the echo app, so what it read is compared with
+    gunicorn's expectation; through the proxy the verdict is compared (routed or refused)."""
     assert kind is not None and path is not None, "the gunicorn sdist could not be fetched"
     key = f"{kind}/{path.stem}"
     requests, _settings = expectation(path.with_suffix(".py"))
-    answers = responses(exchange(front, decode_vector(path.read_bytes())))
+    answers = responses(exchange(fronts[via], decode_vector(path.read_bytes())))
 
     if key in DIFFERENT or kind == "invalid":
         want = DIFFERENT[key][0] if key in DIFFERENT else "rejected"
         got = _verdict(answers)
-        if want == "rejected":
+        if via == "proxy" and want == "app":
+            assert _routed(answers), (key, answers[:1])
+        elif want == "rejected":
+            assert not _routed(answers), (key, answers[:1])
             assert got == "closed" or got.startswith("4") or got == "505", (key, answers[:1])
         else:
             assert got == want, (key, answers[:1])
         return
     count, then = _served_then(requests)
-    served = [body for _, headers, body in answers[:count] if ECHO.lower().encode() in headers]
-    expected = [f"{r['method']} {len(r.get('body', b''))}".encode() for r in requests[:count]]
-    if requests[0]["method"] == "CONNECT":  # a 2xx answer to CONNECT has no body
-        expected = [b""] * count
-    assert served == expected, (key, answers)
+    if via == "proxy":
+        assert all(_routed([answer]) for answer in answers[:count]), (key, answers)
+        assert len(answers) >= count, (key, answers)
+    else:
+        served = [body for _, headers, body in answers[:count]
+                  if ECHO.lower().encode() in headers]
+        expected = [f"{r['method']} {len(r.get('body', b''))}".encode()
+                    for r in requests[:count]]
+        if requests[0]["method"] == "CONNECT":  # a 2xx answer to CONNECT has no body
+            expected = [b""] * count
+        assert served == expected, (key, answers)
     assert [status for status, _, _ in answers[count:]] == ([int(then)] if then else []), key
