@@ -89,9 +89,15 @@ class TestRouting:
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             unknown = await client.get("/nope/http/")
             no_app = await client.get("/")
+            not_an_app = await client.get("/x", headers={"X-Cocaine-Service": "storage",
+                                                         "X-Cocaine-Event": "read"})
+            after = await client.get("/app/http/")
 
         assert unknown.status_code == 404
         assert no_app.status_code == 404
+        assert (not_an_app.status_code, not_an_app.text) == (
+            404, "no such app: storage is a service, not an app\n")
+        assert after.status_code == 200
 
 
 class TestResponses:
@@ -340,3 +346,25 @@ class TestForwarded:
         assert [v for n, v in headers if n == "x-forwarded-for"] == ["203.0.113.7, 127.0.0.1"]
         assert [v for n, v in headers if n == "x-forwarded-proto"] == ["https"]
         assert response.json()["client"][0] == "203.0.113.7"
+
+
+async def test_a_full_queue_is_retried_on_another_endpoint(
+    dev_app_runtime: Any, proxy_process: Any
+) -> None:
+    """One runtime of two has its only slot busy and its queue full: requests sent there are
+    retried on the other runtime instead of answering 503."""
+    from tests.plugins.apps import frame
+
+    full = await dev_app_runtime(APP, workers=1,
+                                 profile=Profile(pool_limit=1, concurrency=1, queue_limit=1))
+    free = await dev_app_runtime(APP, workers=1, host="127.0.0.2")
+    busy = [enqueue(full.engine, "http", frame("GET", "/hang")) for _ in range(2)]
+    await wait_until(lambda: full.engine.queue)
+    proxy = await proxy_process(f"{full.locator},{free.locator}")
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client:
+        answers = [await client.get("/app/http/pid") for _ in range(6)]
+    await wait_until(lambda: proxy.said("the queue is full at"))
+
+    assert [a.status_code for a in answers] == [200] * 6
+    assert len({a.text for a in answers}) == 1
+    assert not any(sink.ended.is_set() for sink in busy)

@@ -35,6 +35,7 @@ from typing import Any
 from ..aio.endpoint import Endpoint
 from ..errors import (
     ChannelError,
+    CocaineError,
     ConnectionLostError,
     RemoteProtocolError,
     ServiceError,
@@ -308,6 +309,10 @@ class AppPool:
         except (ServiceUnavailableError, ChannelError, RemoteProtocolError) as exc:
             reply.fail(502, f"the app cannot be reached: {exc}")
             return
+        except Exception as exc:  # a bug must still answer the client, and show in the log
+            log.exception("app %s: cannot place a request", self.name)
+            reply.fail(502, f"the app cannot be reached: {exc}")
+            return
         if reply.finished:
             return
         tried.append(connection)
@@ -402,6 +407,8 @@ class AppPool:
             found = await client.resolve(self.name, timeout=self.upstream.timeout)
         except ServiceError as exc:  # an answer, but not a resolve result
             raise ServiceUnavailableError(str(exc)) from exc
+        if "enqueue" not in {m.name for m in table_methods(found.methods).values()}:
+            raise ServiceNotFoundError(self.name, f"{self.name} is a service, not an app")
         host, port = found.endpoint
         return Endpoint(host=host, port=port), found.methods
 
@@ -453,7 +460,11 @@ class ClusterUpstream:
         pool = self.pools.get(service)
         if pool is None:
             pool = self.pools[service] = AppPool(self, service)
-        pool.send(event, frame, reply)
+        try:
+            pool.send(event, frame, reply)
+        except CocaineError as exc:  # the client gets an answer whatever went wrong here
+            log.error("app %s: cannot place a request: %s", service, exc)
+            reply.fail(502, f"the app cannot be reached: {exc}")
 
     def status_for_error(self, code: int, message: str) -> int:
         """The status of an error the runtime or the app answered before the head
