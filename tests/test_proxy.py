@@ -276,7 +276,8 @@ class TestProcesses:
             socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
 
     async def test_two_workers_share_the_port(self, app_cluster: Any, proxy_process: Any) -> None:
-        """--workers 2: two processes serve one port; one that dies is replaced."""
+        """--workers 2: two processes serve one port; one that dies is replaced; SIGTERM stops
+        them all."""
         proxy = await proxy_process(app_cluster.locator, "--workers", "2")
         workers = proxy.children()
         async with httpx.AsyncClient(base_url=proxy.url) as client:
@@ -289,10 +290,15 @@ class TestProcesses:
             after = await client.get("/app/http/")
         await asyncio.sleep(0.5)  # the access log is written in batches
 
+        replaced = proxy.children()
+        code = await asyncio.to_thread(proxy.stop)
+
         served = {line.split()[2] for line in proxy.lines if "cocaine_http.access" in line}
         assert len(workers) == 2
         assert {str(pid) for pid in workers} <= served  # both took connections
         assert after.status_code == 200
+        assert code == 0  # SIGTERM to the parent stops every worker, gracefully
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in replaced)
 
 
 class TestCluster:

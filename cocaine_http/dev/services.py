@@ -30,6 +30,9 @@ log = logging.getLogger("cocaine_http.dev.services")
 service_log = logging.getLogger("cocaine_http.dev.logging")
 #: Bytes of an app session's reply queued for its caller before its worker is paused.
 SINK_BUFFER = 4 * 1024 * 1024
+#: Bytes queued past which a session whose worker cannot be paused (it has other sessions) is
+#: dropped: a caller that stopped reading must not make the runtime hold a whole response.
+SINK_LIMIT = 4 * SINK_BUFFER
 
 #: cocaine v0.11 level -> Python level for the messages the logging service prints.
 _PY_LEVELS = {0: logging.DEBUG, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO,
@@ -277,13 +280,23 @@ class _Sink:
         self.reply.chunk(data)
         flow = self.flow
         channel = self.reply.channel
-        if flow is not None and not flow.paused and channel.write_buffer_size() > SINK_BUFFER \
-                and flow.pause():
+        if flow is None or flow.paused:
+            return
+        queued = channel.write_buffer_size()
+        if queued <= SINK_BUFFER:
+            return
+        if flow.pause():
             task = asyncio.get_running_loop().create_task(channel.drain())
             task.add_done_callback(lambda _: flow.resume())
+        elif queued > SINK_LIMIT:  # a shared worker cannot be paused: the session gives way
+            self._drop()
 
     def _shared(self) -> None:
-        if self.flow is not None and self.flow.paused and not self.dropped:
+        if self.flow is not None and self.flow.paused:
+            self._drop()
+
+    def _drop(self) -> None:
+        if not self.dropped:
             log.warning("a caller of app service reads slower than the app writes; dropping "
                         "its session")
             self.dropped = True
