@@ -374,3 +374,35 @@ async def test_a_full_queue_is_retried_on_another_endpoint(
     assert [a.status_code for a in answers] == [200] * 6
     assert len({a.text for a in answers}) == 1
     assert not any(sink.ended.is_set() for sink in busy)
+
+
+class TestCommandLine:
+    @pytest.mark.parametrize(("argv", "message"), [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--protocol", "2"], "invalid choice"),
+        (["--locator", " , "], "--locator names no locator"),
+        (["--request-timeout", "-1"], "--request-timeout must not be negative"),
+    ])
+    def test_a_bad_option_is_one_line_and_exit_2(
+        self, argv: list[str], message: str, capsys: Any
+    ) -> None:
+        from cocaine_http.cli import main
+
+        assert main(["proxy", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cocaine-http proxy: error: ") and message in err
+        assert err.count("\n") == 1
+
+    def test_a_busy_port_is_reported(self) -> None:
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            done = subprocess.run(
+                [sys.executable, "-m", "cocaine_http", "proxy", "--port",
+                 str(sock.getsockname()[1])], capture_output=True, text=True, timeout=60)
+
+        assert done.returncode == 1
+        assert "cocaine-http proxy: error: cannot listen on 127.0.0.1:" in done.stderr
