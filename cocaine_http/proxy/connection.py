@@ -245,7 +245,10 @@ class Front:
         """Stop accepting and close every client connection."""
         self.stop_accepting()
         for connection in list(self._connections):
-            connection.abort() if connection.request is not None else connection.close()
+            if connection.request is not None:
+                connection.abort()  # a response cut short must not look complete
+            else:
+                connection.close()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
