@@ -406,3 +406,18 @@ class TestCommandLine:
 
         assert done.returncode == 1
         assert "cocaine-http proxy: error: cannot listen on 127.0.0.1:" in done.stderr
+
+
+async def test_the_dev_front_takes_the_proxys_path(app_cluster: Any) -> None:
+    """`cocaine-http dev` with its services: the front resolves the app through the dev locator
+    and sends the request to the app service, as the proxy does with a cluster."""
+    from cocaine_http.proxy.upstream import ClusterUpstream
+
+    async with httpx.AsyncClient(base_url=app_cluster.url) as client:
+        response = await client.get("/status/201")
+
+    upstream = app_cluster.front.upstream
+    (endpoint,) = upstream.pools["app"].endpoints
+    assert isinstance(upstream, ClusterUpstream)
+    assert (response.status_code, response.text) == (201, "status 201")
+    assert (endpoint.host, endpoint.port) == app_cluster.services.endpoints["app"]
