@@ -40,6 +40,7 @@ import msgpack
 
 from .. import __version__
 from ..adapters.accesslog import AccessLog
+from ..aio.channel import _WRITELINES_SKIPS_PAUSE
 from ..http.request import Request
 from ..http.response import is_front_owned
 from ..protocol.dialect import pack, raw_header
@@ -279,14 +280,15 @@ class HTTPConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
+        own: asyncio.Transport = transport  # type: ignore[assignment]
+        self.transport = own
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) and peer else None
         self.front._connections.add(self)
         bound = self.front.limits.max_response_buffer
         if bound:
-            transport.set_write_buffer_limits(high=bound)
+            own.set_write_buffer_limits(high=bound)
         self._wait_for_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -479,6 +481,10 @@ class HTTPConnection(asyncio.Protocol):
                 self.transport.write(out[0])
             else:
                 self.transport.writelines(out)
+                if _WRITELINES_SKIPS_PAUSE and not self.write_paused:  # see aio/channel.py
+                    check = getattr(self.transport, "_maybe_pause_protocol", None)
+                    if check is not None:
+                        check()
 
     def send_simple(self, status: int, text: str, *, close: bool = False) -> None:
         """A short text/plain response made by the front itself."""

@@ -19,12 +19,14 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .. import __version__
 from ..adapters.accesslog import STDERR_HANDLER, AccessLog
 from ..adapters.accesslog import flush as flush_access_log
+from ..aio.loop import new_event_loop
 from ..config import OptionParser, option
 from ..errors import ConfigError
 from ..http.accesslog import RECORD_FORMAT
@@ -88,6 +90,8 @@ class ProxyOptions:
         f"any); other peers' values are replaced (env {FORWARDED_ENV})", kind=str,
         metavar="IPS", shown="127.0.0.1")
     access_log: bool = option(True, "log one line per request to cocaine_http.access")
+    loop: str = option("auto", "event loop; auto: uvloop when installed",
+                       choices=("auto", "asyncio", "uvloop"))
     log_level: str = option(
         "info", "logging level", choices=("critical", "error", "warning", "info", "debug"))
     powered_by: bool = option(True, "add X-Powered-By: Cocaine, as Cocaine's native proxy does")
@@ -265,7 +269,7 @@ class Supervisor:
                 if self._reserve is not None:
                     self._reserve.close()
                 options = _with_port(self.options, self.port)
-                code = asyncio.run(serve(options, reuse_port=True, ready=write))
+                code = run(options, serve(options, reuse_port=True, ready=write))
             finally:
                 os._exit(code)
         os.close(write)
@@ -329,6 +333,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.workers > 1:
         return Supervisor(options).run()
     try:
-        return asyncio.run(serve(options))
+        return run(options, serve(options))
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def run(options: ProxyOptions, main: Coroutine[Any, Any, int]) -> int:
+    """Run `main` on a new loop of `--loop`, closed afterwards.
+
+    Raises:
+        ConfigError: --loop uvloop without uvloop installed.
+    """
+    try:
+        loop = new_event_loop(options.loop)
+    except ConfigError:
+        main.close()
+        raise
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
