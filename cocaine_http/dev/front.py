@@ -69,7 +69,7 @@ class EngineUpstream:
         self.engine = engine
         self.apps = apps
 
-    def send(self, service: str, event: str, frame: bytes, reply: Reply) -> None:
+    def send(self, service: str, event: str, frame: bytes | bytearray, reply: Reply) -> None:
         own = self.engine
         engine = own if own is not None and service == own.name else self.apps.get(service)
         if engine is None:

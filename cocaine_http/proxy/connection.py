@@ -81,8 +81,9 @@ class Upstream(Protocol):
     #: Whether the app's body chunks are the bytes themselves (v0.12), not msgpack strings.
     raw_body: bool
 
-    def send(self, service: str, event: str, frame: bytes, reply: Reply) -> None:
-        """Start one session; its reply (or its failure, `reply.fail`) goes to `reply`."""
+    def send(self, service: str, event: str, frame: bytes | bytearray, reply: Reply) -> None:
+        """Start one session; its reply (or its failure, `reply.fail`) goes to `reply`. The
+        frame is the upstream's to keep (a bytearray is not changed by the front afterwards)."""
 
     def status_for_error(self, code: int, message: str) -> int:
         """The HTTP status of a session that failed with error(code, message) before the
@@ -126,11 +127,16 @@ HeaderRewrite = Callable[[list[tuple[bytes, bytes]], "str | None", str], list[tu
 
 
 def request_frame(method: bytes, uri: bytes, version: bytes,
-                  headers: list[tuple[bytes, bytes]], body: bytes | bytearray) -> bytes:
-    """The packed request frame `[method, uri, version, headers, body]`, copying the body once
-    (packing it as an element would copy it twice: a large body is the front's largest cost)."""
+                  headers: list[tuple[bytes, bytes]], body: bytes | bytearray) -> bytes | bytearray:
+    """The packed request frame `[method, uri, version, headers, body]`. A bytearray body
+    becomes the frame itself, the head inserted in front of it (no second copy of the body
+    exists at any time: a large body is the front's largest cost); bytes are joined once."""
     head = pack([method, uri, version, [list(h) for h in headers]])  # a fixarray of 4
-    return b"".join((b"\x95", memoryview(head)[1:], raw_header(len(body)), body))
+    prefix = b"".join((b"\x95", memoryview(head)[1:], raw_header(len(body))))
+    if type(body) is bytearray:
+        body[:0] = prefix
+        return body
+    return prefix + body
 
 
 class Front:

@@ -74,8 +74,8 @@ class _Session(_Stream):
     __slots__ = ("connection", "reply", "event", "frame", "tried", "answered", "over",
                  "session", "flow")
 
-    def __init__(self, connection: AppConnection, reply: Reply, event: str, frame: bytes,
-                 tried: list[AppConnection]) -> None:
+    def __init__(self, connection: AppConnection, reply: Reply, event: str,
+                 frame: bytes | bytearray, tried: list[AppConnection]) -> None:
         super().__init__("enqueue")
         self.connection = connection
         self.reply = reply
@@ -279,7 +279,7 @@ class AppPool:
 
     # -- sessions --------------------------------------------------------------------------------
 
-    def send(self, event: str, frame: bytes, reply: Reply,
+    def send(self, event: str, frame: bytes | bytearray, reply: Reply,
              tried: list[AppConnection] | None = None) -> None:
         tried = tried if tried is not None else []
         if self.endpoints and time.monotonic() - self.resolved_at > self.upstream.resolve_ttl:
@@ -296,7 +296,7 @@ class AppPool:
         return any(c not in tried for _, cs in self.endpoints.values() for c in cs) or any(
             len(cs) < self.upstream.pool_size for _, cs in self.endpoints.values())
 
-    async def _send_later(self, event: str, frame: bytes, reply: Reply,
+    async def _send_later(self, event: str, frame: bytes | bytearray, reply: Reply,
                           tried: list[AppConnection]) -> None:
         try:
             connection = await self._connection(tried)
@@ -456,7 +456,7 @@ class ClusterUpstream:
                         for locator in self.locators]
         self.pools: dict[str, AppPool] = {}
 
-    def send(self, service: str, event: str, frame: bytes, reply: Reply) -> None:
+    def send(self, service: str, event: str, frame: bytes | bytearray, reply: Reply) -> None:
         pool = self.pools.get(service)
         if pool is None:
             pool = self.pools[service] = AppPool(self, service)
