@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,20 +87,32 @@ DIFFERENT: dict[str, tuple[str, str]] = {
 
 
 def _sdist() -> Path:
-    """The unpacked gunicorn sdist in the cache, downloaded with pip on first use."""
+    """The unpacked gunicorn sdist in the cache, downloaded with pip on first use (unpacked
+    beside and renamed into place, so that a concurrent run never sees half of it)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     for done in sorted(CACHE.glob("gunicorn-*/tests/requests")):
         return done.parent.parent
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:",
-                    "--no-deps", "--no-build-isolation", "gunicorn", "-d", str(CACHE)],
-                   check=True, capture_output=True, timeout=300)
-    archive = max(CACHE.glob("gunicorn-*.tar.gz"))
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if "/tests/requests/" in m.name and m.isfile()]
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix=".download-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                   "gunicorn", "-d", tmp]
+        try:  # metadata from the installed setuptools, else from an isolated build env
+            subprocess.run([*command, "--no-build-isolation"], check=True, capture_output=True,
+                           timeout=300)
+        except subprocess.CalledProcessError:
+            subprocess.run(command, check=True, capture_output=True, timeout=300)
+        archive = max(Path(tmp).glob("gunicorn-*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers()
+                       if "/tests/requests/" in m.name and m.isfile()]
+            try:
+                tar.extractall(tmp, members=members, filter="data")
+            except TypeError:  # a Python without extraction filters: members are plain files
+                tar.extractall(tmp, members=members)
+        unpacked = Path(tmp) / archive.name.removesuffix(".tar.gz")
         try:
-            tar.extractall(CACHE, members=members, filter="data")
-        except TypeError:  # a Python without extraction filters: members are plain files
-            tar.extractall(CACHE, members=members)
+            unpacked.rename(CACHE / unpacked.name)
+        except OSError:  # another run got there first
+            pass
     return max(p.parent.parent for p in CACHE.glob("gunicorn-*/tests/requests"))
 
 
