@@ -273,6 +273,8 @@ class HTTPConnection(asyncio.Protocol):
         self.phase = "keep-alive"
         self.write_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._out: list[Any] = []
+        self._flush_scheduled = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -453,9 +455,30 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- responses -------------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | None) -> None:
+        """Queue bytes for the client; what one turn of the loop queues goes out in one write
+        (a small response's head, body and end: one send instead of three)."""
         if self.transport is not None and data and not self.closing:
-            self.transport.write(data)
+            self._out.append(data)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+
+    def write_pieces(self, pieces: list[Any]) -> None:
+        """Queue h11's pieces of one event (`send_with_data_passthrough`: a body is not
+        copied into its chunk framing)."""
+        for piece in pieces:
+            self.write(piece)
+
+    def flush(self) -> None:
+        """Hand what is queued to the transport (whose buffer back-pressure watches)."""
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if self.transport is not None and out:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
 
     def send_simple(self, status: int, text: str, *, close: bool = False) -> None:
         """A short text/plain response made by the front itself."""
@@ -480,6 +503,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def finish(self, status: int, size: int) -> None:
         """The response is complete: log it, start the next cycle (keep-alive) or close."""
+        self.flush()  # now: whether the client keeps up decides when the next request is read
         self.reply = None
         self._log(status, size)
         if self.request is not None:
@@ -523,6 +547,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection after writing what is queued."""
+        self.flush()
         self.closing = True
         if self.transport is not None:
             self.transport.close()
@@ -533,6 +558,7 @@ class HTTPConnection(asyncio.Protocol):
         if self.request is not None:
             self._log(self.reply.status if self.reply is not None else 0,
                       self.reply.sent if self.reply is not None else 0)
+        self.flush()  # what the kernel takes at once still reaches the client, as if unqueued
         if self.transport is not None:
             self.transport.abort()
 
@@ -560,15 +586,27 @@ class Reply:
         self.flow: Flow | None = None
         self.on_cancel: Callable[[], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timeout = connection.front.request_timeout
+        self._deadline = 0.0
         self._arm()
 
     def _arm(self) -> None:
-        """(Re)start the silence timer: each chunk from the app shows it is still working."""
-        if self._timer is not None:
-            self._timer.cancel()
-        timeout = self.connection.front.request_timeout
-        if timeout > 0:
-            self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+        """Push the silence deadline back: each chunk from the app shows it is still working.
+        One timer serves many chunks: when it fires early it sleeps again until the deadline."""
+        if self._timeout > 0:
+            self._deadline = self._loop.time() + self._timeout
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.finished:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            return
+        self._timed_out()
 
     def cancel(self) -> None:
         """The session is over for the front: no more chunks are taken."""
@@ -577,6 +615,7 @@ class Reply:
         self.finished = True
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self.flow is not None:
             self.flow.resume()
         if self.on_cancel is not None:
@@ -644,8 +683,9 @@ class Reply:
             self.connection.abort()
             return
         self.cancel()
-        self.connection.write(self.connection.conn.send(h11.EndOfMessage()))
-        self.connection.finish(self.status, self.sent)
+        if self.connection.conn.our_state is not h11.SWITCHED_PROTOCOL:
+            self.connection.write(self.connection.conn.send(h11.EndOfMessage()))
+        self.connection.finish(self.status, self.sent)  # switched (CONNECT): closes
 
     def fail(self, status: int, message: str) -> None:
         """End the session: `status` before the head, a dropped connection after it."""
@@ -688,6 +728,9 @@ class Reply:
             h11.Response(status_code=status, headers=headers, reason=_reason(status))))
         self.head_sent = True
         self.status = status
+        if self.connection.conn.our_state is h11.SWITCHED_PROTOCOL:
+            self.no_body = True  # a 2xx to CONNECT: no tunnel here, so nothing follows the head
+            self.remaining = None
 
     def _send_body(self, data: bytes) -> None:
         body = data if self.raw_body else msgpack.unpackb(data, raw=True)
@@ -705,7 +748,8 @@ class Reply:
             if not body:
                 return
         self.sent += len(body)
-        self.connection.write(self.connection.conn.send(h11.Data(data=body)))
+        self.connection.write_pieces(self.connection.conn.send_with_data_passthrough(
+            h11.Data(data=body)) or [])
 
     def _timed_out(self) -> None:
         if not self.finished:
