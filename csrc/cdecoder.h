@@ -25,7 +25,9 @@ typedef struct cdec cdec;
  *   ARGS    any other arguments: data[a:b] is their msgpack array, to be decoded by the caller
  *           (its record index is listed in the patch array)
  *   FULL    kind is exactly 7: an id or session beyond the int64 range (or an id of 2**60 or
- *           more); data[a:b] is the whole frame (also listed in the patch array)
+ *           more), or a session that is not a non-negative integer (a message to drop, the
+ *           stream still in sync); data[a:b] is the whole frame (also listed in the patch
+ *           array)
  * The return value is the size of the records in bytes (32 per record) when every byte up
  * to len was a whole message and no record needs a patch (status CDEC_OK). Otherwise it is
  * the bitwise complement (so, negative) of: status in bits
@@ -64,7 +66,7 @@ typedef struct cdec cdec;
 #define CDEC_E_DEPTH 9
 #define CDEC_E_NOT_ARRAY 10
 #define CDEC_E_LAYOUT 11
-#define CDEC_E_IDS 12
+#define CDEC_E_IDS 12         /* the message id is not a non-negative integer */
 #define CDEC_E_ARGS 13
 #define CDEC_E_DECLARED_SIZE 14 /* a payload header announces a message over the size limit */
 

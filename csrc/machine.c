@@ -250,13 +250,15 @@ enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
     if (d->v12 ? (len != 3 && !(len == 4 && d->el[3].kind == K_ARRAY)) : len != 3)
         return cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT);
     const element *id = &d->el[d->v12 ? 1 : 0], *session = &d->el[d->v12 ? 0 : 1];
-    if (!is_uint(id) || !is_uint(session))
+    if (!is_uint(id))
         return cd_fail(d, CDEC_FRAME, CDEC_E_IDS);
     if (d->el[2].kind != K_ARRAY)
         return cd_fail(d, CDEC_FRAME, CDEC_E_ARGS);
     r->id = id->value;
     r->session = session->value;
-    if (id->kind == K_UINT_BIG || session->kind == K_UINT_BIG) {
+    /* a session that is no non-negative integer leaves the stream in sync: the message is
+     * handed over whole (FULL) for Python to report and drop */
+    if (id->kind == K_UINT_BIG || session->kind == K_UINT_BIG || !is_uint(session)) {
         r->shape = SH_FULL;
         r->a = base;
         r->b = base + size;
@@ -284,8 +286,10 @@ int cdec_pending_raw(const cdec *d, int64_t *out)
     const frame *f0 = &d->stack[0], *f1 = &d->stack[1];
     if (f1->is_map || f1->count != 1 || f1->remaining != 1 || f0->remaining != 1)
         return 0;
-    /* ids beyond int64 take the general path (their record is a whole frame) */
-    if (d->el[0].kind != K_INT || d->el[1].kind != K_INT)
+    /* ids beyond int64 and unusable sessions take the general path (their record is a whole
+     * frame) */
+    if (d->el[0].kind != K_INT || d->el[1].kind != K_INT || d->el[0].value < 0 ||
+        d->el[1].value < 0)
         return 0;
     out[0] = d->skip_start;
     out[1] = d->skip_end;

@@ -1,6 +1,6 @@
 """Write the seed corpus (fuzz/corpus/): the worker's everyday traffic in both dialects, and
-each kind of input the decoder has a rule for (big ids, every msgpack type, nesting, limits,
-ext types, long string headers, malformed bytes), under a few configurations each.
+each kind of input the decoder has a rule for (big ids, unusable sessions, every msgpack type,
+nesting, limits, ext types, long string headers, malformed bytes), under a few configurations each.
 
     python -m fuzz.make_seeds [directory]
 """
@@ -31,7 +31,7 @@ def traffic(d: Dialect) -> bytes:
 
 def frames(v12: bool) -> list[bytes]:
     """Messages of every shape the rules name, as the dialect frames them."""
-    def frame(mid: int, session: int, args: object, *extra: object) -> bytes:
+    def frame(mid: object, session: object, args: object, *extra: object) -> bytes:
         items = [session, mid, args, *extra] if v12 else [mid, session, args]
         packed: bytes = msgpack.packb(items, use_bin_type=False)
         return packed
@@ -53,6 +53,10 @@ def frames(v12: bool) -> list[bytes]:
         b"\x93\x01\x02\x91\xc6\x00\x00\x01\x00" + b"q" * 256, b"\x93\x01\x02\xdd\x80\x00\x00\x00",
         b"\x93\x01\x02\x91" + b"\x91" * 40 + b"\x90", b"\x93\xcf" + b"\xff" * 8 + b"\x00\x90",
         b"\x93\x01\x02\x92\x01\xda\x00\x03abc", b"\x93\x01\x02\x91\xa3ab",
+        # unusable sessions (dropped, the stream goes on), also on a big chunk and with a bad id
+        frame(4, b"abc", [b"x"]), frame(3, -5, [b"ping"]), frame(4, 1.5, []), frame(4, None, [5]),
+        frame(6, True, []), frame(4, [1, 2], [b"x"]), frame(2**64 - 1, -(2**63), []),
+        frame(4, -3, [b"z" * 20000]), frame(-1, b"abc", []), frame(4, b"abc", b"x"),
     ]  # fmt: skip
     if v12:
         out += [frame(0, 3, [b"h"], [[b"hdr", b"v"]]), frame(0, 3, [], b"not a list")]

@@ -2,7 +2,8 @@
 (cocaine_http.codec._c), against the pure-Python reference. For each input both are fed the
 same pieces (the harness's split points, then the whole stream at once) and must give the same
 messages feed by feed and fail alike: same error class, same offset, same messages delivered
-before it.
+before it. The C decoder's records (feed_records, the Channel's path) are compared as well,
+turned back into messages.
 
     python -m fuzz.replay fuzz/corpus [more directories or files]
 """
@@ -15,18 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from cocaine_http.codec import _c, _python
+from cocaine_http.codec.records import messages_of
 from cocaine_http.errors import DecodeError
 
 from .layout import Case, parse
 
 
-def _run(cls: type[Any], case: Case, pieces: Iterable[bytes]) -> list[str]:
-    """What a decoder made of the pieces: one line per feed, and the error if any."""
+def _run(cls: type[Any], case: Case, pieces: Iterable[bytes], records: bool = False) -> list[str]:
+    """What a decoder made of the pieces: one line per feed, and the error if any; through
+    feed_records (records, dropped ones included, turned back into messages) when `records`."""
     decoder = cls(case.dialect, max_message_size=case.max_size, max_depth=case.max_depth)
     out = []
     for piece in pieces:
         try:
-            out.append(repr(decoder.feed(piece)))
+            if records:
+                out.append(repr(messages_of(*decoder.feed_records(piece))))
+            else:
+                out.append(repr(decoder.feed(piece)))
         except DecodeError as exc:
             out.append(f"{type(exc).__name__} at {exc.offset} after {exc.messages!r}")
             break
@@ -35,8 +41,11 @@ def _run(cls: type[Any], case: Case, pieces: Iterable[bytes]) -> list[str]:
 
 def disagreement(case: Case) -> str | None:
     """None if both decoders agree on the case, else where they part."""
-    for name, pieces in (("pieces", list(case.pieces())), ("whole", [case.stream])):
-        c, python = _run(_c.Decoder, case, pieces), _run(_python.Decoder, case, pieces)
+    whole, pieces = [case.stream], list(case.pieces())
+    for name, feeds, records in (("pieces", pieces, False), ("whole", whole, False),
+                                 ("pieces, records", pieces, True)):  # fmt: skip
+        c = _run(_c.Decoder, case, feeds, records)
+        python = _run(_python.Decoder, case, feeds)
         for i, (a, b) in enumerate(zip(c, python)):
             if a != b:
                 return f"{name}, feed {i}: C {a[:300]} / Python {b[:300]}"

@@ -6,12 +6,14 @@ import asyncio
 import errno
 import socket
 import struct
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench import bench_big_post
 from cocaine_http.aio import channel as channel_module
 from cocaine_http.aio.channel import Channel, serve
 from cocaine_http.codec import CDecoder, DecodeError, FrameError, PythonDecoder
@@ -53,7 +55,7 @@ class Recorder:
         self._changed = asyncio.Event()
         for name in ("on_connect", "on_invoke", "on_chunk", "on_choke", "on_error",
                      "on_terminate", "on_heartbeat", "on_message", "on_bad_message",
-                     "on_socket_error"):  # fmt: skip
+                     "on_dropped", "on_socket_error"):  # fmt: skip
             setattr(channel, name, self._recorder(name))
 
     def _recorder(self, name: str) -> Callable[..., None]:
@@ -401,6 +403,46 @@ class TestDelivery:
         assert mine.named("on_chunk") == [(1, b"ok")] and client.connected
         assert mine.named("on_socket_error") == []
 
+    async def test_unusable_sessions_are_logged_and_dropped(
+        self, tmp_path: Path, closing, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Well-framed messages whose session is no non-negative integer (a string, a negative
+        number, a float, nil) have no session to fail: each is logged with its id and what was
+        wrong, reported to on_dropped, and the messages after it arrive."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        peer.send(1, [
+            V0_11.chunk(1, b"ok"), pack([4, "abc", [b"x"]]), pack([3, -5, [b"ping"]]),
+            pack([4, 1.5, [b"x"]]), pack([6, None, []]), pack([4, b"s" * 10_000, [b"x"]]),
+            V0_11.chunk(1, b"still"), V0_11.choke(1),
+        ])  # fmt: skip
+        await mine.until(lambda calls: ("on_choke", 1) in calls)
+
+        got = "session must be a non-negative integer, got "
+        assert mine.named("on_dropped") == [
+            (4, got + "string b'abc'"), (3, got + "integer -5"), (4, got + "float 1.5"),
+            (6, got + "nil"), (4, got + "string b'" + "s" * 32 + "'... (10000 bytes)"),
+        ]  # fmt: skip
+        assert mine.named("on_chunk") == [(1, b"ok"), (1, b"still")] and client.connected
+        assert mine.named("on_socket_error") == mine.named("on_bad_message") == []
+        warnings = [r.getMessage() for r in caplog.records if r.name == "cocaine_http.channel"]
+        assert any(w.startswith("dropped message 3 from ") and w.endswith(got + "integer -5")
+                   for w in warnings), warnings  # fmt: skip
+
+    @pytest.mark.parametrize("raw", [False, True])
+    async def test_unusable_sessions_are_dropped_on_the_general_path(self, raw: bool) -> None:
+        """The general path (raw channels, dialects without fast ids) drops them alike: a raw
+        channel's on_message never sees a message without a usable session."""
+        channel = Channel(_RoutedV11(), raw=raw)
+        mine = Recorder(channel)
+        channel.data_received(pack([4, b"x", [b"a"]]) + pack([2**64 - 1, -1, []])
+                              + V0_11.chunk(1, b"ok"))  # fmt: skip
+
+        assert [mid for mid, _ in mine.named("on_dropped")] == [4, 2**64 - 1]
+        delivered = mine.named("on_message") if raw else mine.named("on_chunk")
+        assert delivered == ([(4, 1, [b"ok"])] if raw else [(1, b"ok")])
+        assert not channel.closed
+
     async def test_broken_stream_closes_with_eproto(self, tmp_path: Path, closing) -> None:
         """A frame that is not [id, session, args] breaks the stream: EPROTO, and nothing after
         it is delivered."""
@@ -545,3 +587,84 @@ def test_scenarios_hold_on_asyncio_debug_and_uvloop(loop_kind: str, tmp_path: Pa
         )
 
     run_on(loop_kind, scenarios)
+
+
+class TestLargeWrites:
+    async def test_a_large_payload_is_never_copied_whole(self, tmp_path: Path, closing) -> None:
+        """A 64 MiB chunk queued between small messages, to a peer that reads only later: while
+        it is being written the channel allocates nothing like the payload (asyncio's
+        transport would join it with its neighbours and copy what the kernel did not take:
+        tracemalloc sees every such copy); then the peer receives every byte, in order, and
+        drain() returns once all of it is written."""
+        readers: asyncio.Queue[asyncio.StreamReader] = asyncio.Queue()
+
+        async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            closing.append(writer)
+            await readers.put(reader)
+
+        path = str(tmp_path / "late.sock")
+        server = await asyncio.start_unix_server(idle, path, limit=2**16)
+        closing.append(server)
+        client = Channel()
+        closing.append(client)
+        assert await client.connect(path)
+        peer = await asyncio.wait_for(readers.get(), WAIT)
+        payload = bytes(range(256)) * (256 * 1024)
+        expected = b"".join([V0_11.chunk(1, b"before"), V0_11.chunk(1, payload),
+                             V0_11.choke(1)])  # fmt: skip
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            client.send(1, V0_11.chunk(1, b"before"))
+            client.send(1, [V0_11.chunk_header(1, len(payload)), payload])
+            client.send(1, V0_11.choke(1))
+            drained = asyncio.ensure_future(client.drain())
+            for _ in range(20):
+                await asyncio.sleep(0)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        blocked = not drained.done()
+        received = bytearray()
+        while len(received) < len(expected):
+            received += await asyncio.wait_for(peer.read(2**20), WAIT)
+        await asyncio.wait_for(drained, WAIT)
+
+        assert blocked and peak < 4 * 1024 * 1024, f"{peak} bytes allocated"
+        assert received == expected and client.write_buffer_size() == 0
+
+    async def test_large_and_small_messages_keep_their_order(
+        self, tmp_path: Path, closing
+    ) -> None:
+        """Sessions mixing small chunks, chunks over the large-write threshold and chokes,
+        sent in one tick and over many, arrive whole and in order; so does what was queued
+        right before close()."""
+        client, peer = await _pair(tmp_path, closing)
+        mine = Recorder(client)
+        sizes = [10, 200_000, 3, 70_000, 1, 2_500_000, 64 * 1024, 64 * 1024 + 1]
+        sent = []
+        for round_ in range(3):
+            for i, size in enumerate(sizes):
+                data = bytes([round_ * 16 + i]) * size
+                sent.append(data)
+                peer.send(1, [V0_11.chunk_header(1, size), data] if size > 10
+                          else V0_11.chunk(1, data))  # fmt: skip
+            if round_ == 1:
+                await peer.drain()
+        peer.send(1, V0_11.choke(1))
+        peer.close()
+        await mine.until(lambda calls: ("on_choke", 1) in calls)
+
+        assert [data for _, data in mine.named("on_chunk")] == sent
+
+
+def test_a_big_post_is_not_copied_on_its_way_to_the_worker() -> None:
+    """A 256 MiB POST through `cocaine-http dev --max-body-size 2G`: neither the dev runtime
+    (front, engine, its channel to the worker) nor the worker (channel, decoder, request
+    parser, ASGI adapter) peaks at 2.5 times the body (bench/bench_big_post.py measures the
+    1 GiB case)."""
+    size = 256 * 1024 * 1024
+    peaks = bench_big_post.measure(size)
+
+    for name, (before, after) in peaks.items():
+        assert (after - before) * 1024 < 2.5 * size, f"{name}: {peaks}"

@@ -3,11 +3,13 @@ the message): same messages and errors as the reference, whatever the split."""
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from cocaine_http import codec
+from cocaine_http.codec import _c
 from cocaine_http.errors import DecodeError, FrameError, LimitExceededError
 from cocaine_http.protocol.dialect import pack
 from tests.plugins.codec import load_decoder
@@ -103,3 +105,44 @@ def test_bad_layout_of_a_collected_chunk_is_a_frame_error() -> None:
     got = outcome("c", stream, 4096, True)
     assert got[0] is FrameError
     assert got == outcome("python", stream, 4096, True)
+
+
+@pytest.mark.parametrize("records", [False, True])
+@pytest.mark.parametrize("read", [4096, 65536, 250_000, 1_500_000])
+def test_streamed_payloads_match_the_reference(
+    read: int, records: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Payloads from the streaming size up (written into their own buffer as the reads
+    arrive; here from 1 MiB) decode to the reference's messages, as bytes, between small
+    messages and one right after another."""
+    size = 1024 * 1024
+    monkeypatch.setattr(_c, "STREAM_PAYLOAD", size)
+    stream = b"".join([pack([3, 1, [b"http"]]), chunk(1, size, 1), pack([6, 1, []]),
+                       chunk(2, 3 * size + 7, 2), chunk(3, size - 1, 3), chunk(4, size + 1, 4),
+                       pack([1, 0, []])])  # fmt: skip
+    got = outcome("c", stream, read, records)
+
+    assert got == outcome("python", stream, read, records)
+    assert [len(m[2][0]) for m in got if m[0] == 4] == [size, 3 * size + 7, size - 1, size + 1]
+    assert all(type(m[2][0]) is bytes for m in got if m[0] == 4)
+
+
+def test_a_streamed_payload_and_its_reads_never_coexist() -> None:
+    """A 64 MiB chunk fed in 256 KiB reads, each let go once fed: the decoder's allocations
+    peak near the payload's size, not at the reads plus the payload (tracemalloc sees both)."""
+    size, read = 2 * _c.STREAM_PAYLOAD, 256 * 1024
+    head = pack([4, 5, [b""]])[:-1] + b"\xc6" + size.to_bytes(4, "big")
+    decoder = load_decoder("c")()
+    filler = bytes(range(256)) * (read // 256)
+    tracemalloc.start()
+    try:
+        assert decoder.feed(head) == []
+        for _ in range(size // read - 1):
+            assert decoder.feed(bytes(bytearray(filler))) == []  # a new read, as a socket gives
+        [(mid, session, [payload])] = decoder.feed(bytes(bytearray(filler)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert (mid, session, len(payload)) == (4, 5, size) and payload[:read] == filler
+    assert peak < 1.25 * size, f"peak {peak} for a payload of {size}"

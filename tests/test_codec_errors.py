@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cocaine_http.codec import DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE
+from cocaine_http.codec.records import BAD_SESSION, REC_DROPPED, messages_of
 from cocaine_http.errors import FrameError, LimitExceededError
 from cocaine_http.protocol.dialect import V0_11, pack
 
@@ -47,14 +48,34 @@ BAD_FRAMES = [
     pytest.param("v0.12", b"\x94\x01\x02\x90\x01", id="v12-headers-not-array"),
     pytest.param("v0.12", b"\x95\x01\x02\x90\x90\x90", id="v12-five-elements"),
     pytest.param("v0.11", b"\x93\xff\x02\x90", id="negative-id"),
-    pytest.param("v0.11", b"\x93\x01\xd0\xfe\x90", id="negative-session"),
     pytest.param("v0.11", b"\x93\xc3\x02\x90", id="bool-id"),
-    pytest.param("v0.11", b"\x93\x01\xc2\x90", id="bool-session"),
     pytest.param("v0.11", b"\x93\xca\x00\x00\x00\x00\x02\x90", id="float-id"),
-    pytest.param("v0.11", b"\x93\x01\xa1x\x90", id="raw-session"),
+    pytest.param("v0.11", b"\x93\xa1x\x02\x90", id="raw-id"),
+    pytest.param("v0.12", b"\x93\x02\xff\x90", id="v12-negative-id"),
     pytest.param("v0.11", b"\x93\x01\x02\xa0", id="args-raw"),
     pytest.param("v0.11", b"\x93\x01\x02\x80", id="args-map"),
     pytest.param("v0.11", b"\x93\x01\x02\xc0", id="args-nil"),
+    # a bad session does not excuse a bad id or bad arguments: the frame is checked first
+    pytest.param("v0.11", b"\x93\xff\xa1x\x90", id="negative-id-raw-session"),
+    pytest.param("v0.11", b"\x93\x01\xa1x\xa0", id="raw-session-args-raw"),
+    pytest.param("v0.11", b"\x92\x01\xa1x", id="raw-session-two-elements"),
+]
+
+#: Well-framed messages whose session is unusable, as (dialect, frame, what the report names):
+#: the stream is in sync, so each is dropped with a report and decoding goes on.
+BAD_SESSIONS = [
+    pytest.param("v0.11", [4, b"abc", [b"x"]], "string b'abc'", id="string"),
+    pytest.param("v0.11", [3, -5, [b"ping"]], "integer -5", id="negative"),
+    pytest.param("v0.11", [4, -(2**63), []], f"integer {-(2**63)}", id="most-negative"),
+    pytest.param("v0.11", [4, 1.5, [b"x"]], "float 1.5", id="float"),
+    pytest.param("v0.11", [4, None, [5]], "nil", id="nil"),
+    pytest.param("v0.11", [6, False, []], "boolean false", id="bool"),
+    pytest.param("v0.11", [4, [1, [2]], [b"x"]], "array of 2 items", id="array"),
+    pytest.param("v0.11", [4, {b"k": 1}, []], "map of 1 items", id="map"),
+    pytest.param("v0.11", [4, b"s" * 5000, [b"x"]], "string b'sss", id="long-string"),
+    pytest.param("v0.11", [2**64 - 1, b"x", []], "string b'x'", id="big-id"),
+    pytest.param("v0.12", [b"abc", 0, [b"x"]], "string b'abc'", id="v12-string-channel"),
+    pytest.param("v0.12", [-1, 0, [b"x"], [[b"h", b"v"]]], "integer -1", id="v12-with-headers"),
 ]
 
 
@@ -80,6 +101,53 @@ def test_wrong_frame_shape_is_frame_error(decoder_cls: Any, dialect: str, data: 
 
     assert info.value.offset == 2 * len(GOOD)
     assert len(info.value.messages) == 2
+
+
+@pytest.mark.parametrize(("dialect", "frame", "named"), BAD_SESSIONS)
+def test_unusable_session_is_dropped_and_the_stream_goes_on(
+    decoder_cls: Any, dialect: str, frame: list[Any], named: str
+) -> None:
+    """A complete, well-framed message with an unusable session comes back as a dropped
+    message, (id, BAD_SESSION, [what was wrong]), between the messages around it; the decoder
+    is not broken, in one feed or byte by byte."""
+    data = GOOD + pack(frame) + GOOD
+    mid = frame[1] if dialect == "v0.12" else frame[0]
+    good = decoder_cls(dialect).feed(GOOD)  # GOOD as the dialect reads it
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        decoder = decoder_cls(dialect)
+        out = [m for piece in pieces for m in decoder.feed(piece)]
+
+        assert len(out) == 3 and [out[0], out[2]] == good * 2
+        dropped_id, session, [reason] = out[1]
+        assert (dropped_id, session) == (mid, BAD_SESSION)
+        assert reason.startswith("session must be a non-negative integer, got " + named)
+        assert len(reason) < 120  # abbreviated, however long the value
+
+
+def test_dropped_records_carry_the_reason(decoder_cls: Any) -> None:
+    """Through feed_records a dropped message is a DROPPED record (kind = id * 8 + 4) with
+    the reason in `a`, and messages_of turns it back into feed's message."""
+    records, buf = decoder_cls().feed_records(pack([4, b"abc", [b"x"]]) + GOOD)
+    records = list(records)
+
+    assert records[0] == (4 * 8 + REC_DROPPED, BAD_SESSION,
+                          "session must be a non-negative integer, got string b'abc'", 0)  # fmt: skip
+    assert messages_of(records, buf) == [
+        (4, BAD_SESSION, ["session must be a non-negative integer, got string b'abc'"]),
+        (4, 7, [b"hi"]),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("read", [1000, 7000])
+def test_big_chunk_with_an_unusable_session_in_many_reads(decoder_cls: Any, read: int) -> None:
+    """A big chunk (the collect path's shape) with a negative or string session, arriving in
+    many reads, is dropped whole; the message after it is decoded."""
+    for session in (-3, b"abc"):
+        data = pack([4, session, [b"p" * 100_000]]) + GOOD
+        decoder = decoder_cls()
+        out = [m for i in range(0, len(data), read) for m in decoder.feed(data[i : i + read])]
+
+        assert [m[:2] for m in out] == [(4, BAD_SESSION), (4, 7)]
 
 
 def test_empty_array_after_a_split_message_is_a_layout_error(decoder_cls: Any) -> None:

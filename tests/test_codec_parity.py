@@ -1,6 +1,7 @@
 """Property tests: the C decoder and the Python reference agree on every input, feed by feed:
-the same messages, or the same error type at the same offset with the same messages before it,
-through `feed` and through `feed_records` alike."""
+the same messages (dropped ones with an unusable session included, with the same report), or
+the same error type at the same offset with the same messages before it, through `feed` and
+through `feed_records` alike."""
 
 from __future__ import annotations
 
@@ -36,13 +37,21 @@ values = st.recursive(
     max_leaves=12,
 )
 ids = st.integers(min_value=0, max_value=2**64 - 1) | st.integers(0, 10)
+#: Sessions a well-framed message may carry that are no non-negative integer: such a message
+#: is dropped with a report and the stream goes on.
+bad_sessions = (
+    st.integers(min_value=-(2**63), max_value=-1) | st.none() | st.booleans() | st.floats()
+    | st.binary(max_size=50) | st.lists(st.integers(0, 5), max_size=3)
+    | st.dictionaries(st.integers(0, 5), st.integers(0, 5), max_size=2)
+)  # fmt: skip
 headers = st.lists(st.integers(0, 200) | st.lists(scalars, max_size=3), max_size=3)
 
 
 @st.composite
 def frames(draw: Any, dialect: str) -> Any:
     args = draw(st.lists(values, max_size=4) | st.sampled_from([[], [b"ping"], [-100, b"x"]]))
-    frame = [draw(ids), draw(ids), args]
+    session = draw(ids | bad_sessions) if draw(st.integers(0, 5)) == 0 else draw(ids)
+    frame = [draw(ids), session, args] if dialect == "v0.11" else [session, draw(ids), args]
     if dialect == "v0.12" and draw(st.booleans()):
         frame.append(draw(headers))
     return frame

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from cocaine_http.codec.records import BAD_SESSION
 from cocaine_http.protocol.dialect import V0_11, V0_12, pack
 
 UUID = "0e7f4b9c-5d1a-4c2e-9a57-3f6c2b8d1e40"
@@ -117,6 +118,21 @@ VECTORS = [
       (0, 2, [b"ping"]), None, "runtime-untraced"),
     v(V12, "94020091a470696e679193c3cf0000000000000050a88877665544332211",
       (0, 2, [b"ping"]), None, "runtime-traced"),
+    # unusable sessions: dropped with a report (decode-only: no encoder makes them)
+    v(V11, "9304a361626391a178",
+      (4, BAD_SESSION, ["session must be a non-negative integer, got string b'abc'"]), None,
+      "string-session"),
+    v(V11, "9303fb91a470696e67",
+      (3, BAD_SESSION, ["session must be a non-negative integer, got integer -5"]), None,
+      "negative-session"),
+    v(V11, "9304cb3ff800000000000091a178",
+      (4, BAD_SESSION, ["session must be a non-negative integer, got float 1.5"]), None,
+      "float-session"),
+    v(V11, "9304c091a178", (4, BAD_SESSION, ["session must be a non-negative integer, got nil"]),
+      None, "nil-session"),
+    v(V12, "93ff0491a178",
+      (4, BAD_SESSION, ["session must be a non-negative integer, got integer -1"]), None,
+      "negative-channel"),
 ]
 
 
@@ -187,8 +203,8 @@ class TestVectors:
 
     def test_encoder_is_byte_exact(self, vector: Vector) -> None:
         """The encoder for this message produces exactly the vector's bytes."""
-        if vector.encode is None:
-            assert vector.hex.startswith("94")  # hand-built runtime frames: decode-only
+        if vector.encode is None:  # hand-built runtime frames and dropped messages: decode-only
+            assert vector.hex.startswith("94") or vector.decoded[1] == BAD_SESSION
             return
 
         assert vector.encode().hex() == data_of(vector).hex()

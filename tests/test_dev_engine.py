@@ -156,6 +156,29 @@ class TestSessions:
         assert all(s.choked and not s.errors for s in held)
         assert engine.spawned == 1
 
+    async def test_messages_with_unusable_sessions_are_logged_and_dropped(
+        self, dev_runtime_factory: Any, raw_worker_command: list[str],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:  # fmt: skip
+        """A worker's messages whose session is a string or a negative number are logged and
+        dropped by the engine's channel; the sessions in flight on that worker go on, and the
+        worker keeps serving."""
+        engine = await start(dev_runtime_factory, raw_worker_command, pool_limit=1)
+
+        held = [enqueue(engine, "hold") for _ in range(2)]
+        for sink in held:
+            await sink.wait_chunks(1)
+        stray = await enqueue(engine, "stray").wait()
+        release = await enqueue(engine, "release").wait()
+        for sink in held:
+            await sink.wait()
+
+        assert (stray.chunks, stray.errors, stray.choked) == ([b"after strays"], [], True)
+        assert release.body == b"2" and all(s.choked and not s.errors for s in held)
+        dropped = [r.getMessage() for r in caplog.records if "dropped message" in r.getMessage()]
+        assert len(dropped) == 2 and dropped[0].endswith("got string b'abc'"), dropped
+        assert dropped[1].endswith("got integer -1") and engine.spawned == 1
+
     async def test_worker_error_is_forwarded_and_choke_still_ends(
         self, dev_runtime_factory: Any, raw_worker_command: list[str]
     ) -> None:

@@ -196,6 +196,21 @@ class TestFailures:
         assert again == "ok" and server.connections == 1 and svc.state is State.CONNECTED
         svc.close()
 
+    async def test_reply_with_an_unusable_session_is_dropped(self, raw_server):
+        """A reply whose session is no non-negative integer (a string, a negative number)
+        answers no call: the channel logs and drops it, and the call gets its real reply on
+        the same connection."""
+        def on_call(ch, mid, session, args):
+            ch.send(session, [pack([4, "abc", [pack("lost")]]), pack([6, -1, []]),
+                              V0_11.chunk(session, pack("ok")), V0_11.choke(session)])
+
+        server = await raw_server(on_call)
+        svc = Service("odd", endpoint=("127.0.0.1", server.port), table={0: "get"})
+
+        assert await svc.get() == "ok" and await svc.get() == "ok"
+        assert server.connections == 1 and svc.state is State.CONNECTED
+        svc.close()
+
     async def test_reset_mid_call_fails_pending_then_next_call_reconnects(self, raw_server):
         """Pending calls get ConnectionLostError(errno); the next call reconnects (backoff)."""
         def on_call(ch, mid, session, args):

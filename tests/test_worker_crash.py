@@ -93,3 +93,64 @@ async def test_bad_message_never_kills_the_worker_by_a_signal(
         assert b"Exception ignored" not in output, output.decode(errors="replace")
     assert b"codec c," in c[2] and b"codec python," in python[2]
     assert c[0] == python[0]
+
+
+#: Well-framed messages whose session is unusable: (wire bytes, the id, what the log names).
+UNUSABLE_SESSIONS = [
+    (msgpack.packb([4, "abc", [b"x"]]), 4, "got string b'abc'"),
+    (msgpack.packb([3, -5, [b"ping"]]), 3, "got integer -5"),
+]
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+async def test_unusable_sessions_are_logged_and_the_others_complete(
+    tmp_path: Path, decoder: str
+) -> None:
+    """With three sessions in flight, the engine sends a message with a string session id
+    and one with a negative one: the worker logs each (its id, what was wrong) and drops it,
+    the sessions in flight complete, a new one is served, and the worker exits normally when
+    told to."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COCAINE_HTTP_")}
+    env.update(DECODERS[decoder], PYTHONUNBUFFERED="1")
+    path = str(tmp_path / "engine.sock")
+    engine = await Engine(path).start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "examples/echo_worker.py"), *worker_argv(path), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await asyncio.wait_for(engine.connected(), WAIT)
+        assert engine.channel is not None
+        flight = [engine.invoke("ping", b"first %d" % i, choke=False) for i in range(3)]
+        await asyncio.wait_for(_echoed(engine, flight), WAIT)
+        for data, _, _ in UNUSABLE_SESSIONS:
+            engine.channel.send(0, data)
+        for sid in flight:
+            engine.send_chunk(sid, b"second")
+            engine.send_choke(sid)
+        replies = [await asyncio.wait_for(engine.reply(sid), WAIT) for sid in flight]
+        after = await asyncio.wait_for(engine.reply(engine.invoke("upper", b"after")), WAIT)
+        engine.terminate("slave is idle")
+        code = await asyncio.wait_for(proc.wait(), WAIT)
+        assert proc.stdout is not None
+        output = (await proc.stdout.read()).decode(errors="replace")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await engine.close()
+
+    assert [(r.chunks, r.error) for r in replies] == [
+        ([b"first %d" % i, b"second"], None) for i in range(3)
+    ]
+    assert after.chunks == [b"AFTER"] and after.error is None
+    for _, mid, named in UNUSABLE_SESSIONS:
+        line = f"dropped message {mid} from "
+        assert any(line in x and x.endswith(named) for x in output.splitlines()), output
+    assert f"codec {decoder}," in output and code == 0, output
+
+
+async def _echoed(engine: Engine, sessions: list[int]) -> None:
+    """Until each session has its first chunk back."""
+    while any(not engine.replies[sid].chunks for sid in sessions):
+        await asyncio.sleep(0.01)

@@ -17,11 +17,22 @@
 # over the size limit: the decoder's DecodeError) closes the channel with EPROTO, because
 # nothing after it can be trusted. A well-framed message whose arguments do not fit leaves the
 # stream in sync: it is logged and reported to on_bad_message(kind, session, reason), and the
-# messages after it are delivered as usual.
+# messages after it are delivered as usual. So is a well-framed message whose session is no
+# non-negative integer (the decoder's DROPPED record), except that it has no session to fail:
+# it is logged and reported to on_dropped(id, reason), even on a raw channel, and goes no
+# further.
 #
 # Writes are batched: send() queues buffers and one writelines() per event-loop tick flushes them,
-# so a tick that answers many sessions costs one syscall, and a large payload goes out as its own
-# buffer, never joined.
+# so a tick that answers many sessions costs one syscall. A tick that queued a buffer of more
+# than LARGE_WRITE bytes takes another path, so that a large payload is never copied whole
+# (only a tick of more than LARGE_WRITE bytes is searched for one, with max(map(len, ...))):
+# asyncio's
+# transport joins what writelines() gets and, on Python before 3.12, copies whatever the kernel
+# did not take at once into its own buffer (a slice, then that buffer: a 1 GiB request frame
+# cost three copies of it). Such buffers wait in the channel's backlog, by reference, and go to
+# the transport as memoryviews of at most WRITE_SLICE bytes while it is below its high-water
+# mark; the rest follows at each resume_writing(). Small buffers next to them are still
+# coalesced, one writelines() per batch. drain() waits for the backlog as well.
 #
 # Failures are reported, never raised into the loop: the first socket error, the peer's EOF
 # (ESHUTDOWN, as the Node.js framework reported it) or a malformed stream (EPROTO, with the
@@ -36,11 +47,20 @@ import logging
 import os
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..codec import Decoder, DecodeError
-from ..codec.records import REC_ARGS, REC_EMPTY, REC_RAW, REC_SHORT, records_of, short_bytes
+from ..codec.records import (
+    REC_ARGS,
+    REC_DROPPED,
+    REC_EMPTY,
+    REC_RAW,
+    REC_SHORT,
+    records_of,
+    short_bytes,
+)
 from ..errors import ChannelError, RemoteProtocolError
 from ..protocol.dialect import V0_11, Buffer, Dialect, Kind
 from .endpoint import Endpoint, parse_endpoint
@@ -83,6 +103,7 @@ _CALLBACKS = (
     "on_heartbeat",
     "on_message",
     "on_bad_message",
+    "on_dropped",
     "on_socket_error",
 )
 
@@ -91,6 +112,13 @@ _CALLBACKS = (
 #: without asking the protocol to pause (write() does ask), so a peer that stops reading would
 #: let the buffer grow without bound; the channel asks for that check itself after writelines().
 _WRITELINES_SKIPS_PAUSE = sys.version_info >= (3, 12)
+
+#: A buffer of more than this many bytes goes through the backlog, and so does the rest of its
+#: tick and every tick after it until the backlog is empty (see the top).
+LARGE_WRITE = 64 * 1024
+#: The most of one large buffer handed to the transport at a time (what its own buffer may
+#: copy of it).
+WRITE_SLICE = 1024 * 1024
 
 
 class Channel(asyncio.Protocol):
@@ -107,7 +135,9 @@ class Channel(asyncio.Protocol):
         on_error(session, code, message), on_terminate(session, code, reason), on_heartbeat(),
         on_message(id, session, args) for the handshake and any id without a callback of its
         own, on_bad_message(kind, session, reason) for a well-framed message whose arguments
-        do not fit (logged; the stream goes on), and on_socket_error(errno) for a failed
+        do not fit (logged; the stream goes on), on_dropped(id, reason) for a well-framed
+        message whose session is unusable (logged and dropped, even when raw; the stream goes
+        on), and on_socket_error(errno) for a failed
         connect, a socket error, the peer's EOF (ESHUTDOWN) or a broken stream (EPROTO;
         `last_error` holds the DecodeError).
     """
@@ -121,6 +151,7 @@ class Channel(asyncio.Protocol):
     on_heartbeat: Callable[[], Any]
     on_message: Callable[[int, int, list[Any]], Any]
     on_bad_message: Callable[[Kind, int, str], Any]
+    on_dropped: Callable[[int, str], Any]
     on_socket_error: Callable[[int], Any]
     #: the loop that runs the connection, kept by connection_made: looking it up per send
     #: costs a getpid() on Python 3.11 (None when a test or benchmark drives it by hand)
@@ -149,7 +180,12 @@ class Channel(asyncio.Protocol):
         self._pending: list[Buffer] = []
         self._pending_size = 0
         self._flush_scheduled = False
+        # writers wait on this while the transport is over its high-water mark or the
+        # backlog is not empty
         self._paused: asyncio.Future[None] | None = None
+        self._transport_paused = False
+        self._backlog: deque[tuple[int, Any]] = deque()  # (size, buffer or list of them)
+        self._backlog_size = 0
         self._detach()
 
     # -- public API ----------------------------------------------------------------------------
@@ -235,10 +271,11 @@ class Channel(asyncio.Protocol):
         """Bytes queued but not yet accepted by the kernel."""
         transport = self._transport
         size = transport.get_write_buffer_size() if transport is not None else 0
-        return size + self._pending_size
+        return size + self._pending_size + self._backlog_size
 
     async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its low-water mark."""
+        """Wait until the transport's write buffer is below its low-water mark and every
+        large buffer queued before has been handed to it."""
         if self._pending:
             self._flush()
         if self._paused is not None:
@@ -260,6 +297,7 @@ class Channel(asyncio.Protocol):
         self._detach()
         if self._transport is not None:
             self._flush()
+            self._hand_over_backlog()
             self._transport.close()
         self._release_writers()
 
@@ -267,7 +305,7 @@ class Channel(asyncio.Protocol):
         """Close the socket at once, discarding queued data; no callback fires after this call."""
         self._closed = True
         self._detach()
-        self._pending.clear()
+        self._discard_writes()
         if self._transport is not None:
             self._transport.abort()
         self._release_writers()
@@ -300,11 +338,16 @@ class Channel(asyncio.Protocol):
         self._release_writers()
 
     def pause_writing(self) -> None:
+        self._transport_paused = True
         if self._paused is None:
             self._paused = (self._loop or asyncio.get_running_loop()).create_future()
 
     def resume_writing(self) -> None:
-        self._release_writers()
+        self._transport_paused = False
+        if self._backlog:
+            self._pump()
+        if not self._backlog and not self._transport_paused:
+            self._release_writers()
 
     # -- receive ------------------------------------------------------------------------------
 
@@ -361,6 +404,10 @@ class Channel(asyncio.Protocol):
             args = [data if type(data) is bytes else bytes(data)]
         elif shape == REC_SHORT:
             args = [short_bytes(a)]
+        elif shape == REC_DROPPED:  # no session to deliver it to or to fail
+            log.warning("dropped message %d from %s: %s", mid, self.peer, a)
+            self._call(self.on_dropped, mid, a)
+            return
         else:
             assert shape == REC_ARGS
             args = a
@@ -413,17 +460,97 @@ class Channel(asyncio.Protocol):
         if not self._pending or self._transport is None:
             return
         pending, self._pending = self._pending, []
-        self._pending_size = 0
+        size, self._pending_size = self._pending_size, 0
         if self._transport.is_closing():
             return
-        if len(pending) == 1:
+        if self._backlog or (size > LARGE_WRITE and max(map(len, pending)) > LARGE_WRITE):
+            self._queue(pending, size)  # see the top: never copied whole
+            self._pump()
+        elif len(pending) == 1:
             self._transport.write(pending[0])
         else:
             self._transport.writelines(pending)
-            if _WRITELINES_SKIPS_PAUSE and self._paused is None:
+            if _WRITELINES_SKIPS_PAUSE and not self._transport_paused:
                 check = getattr(self._transport, "_maybe_pause_protocol", None)
                 if check is not None:
                     check()
+
+    def _queue(self, pending: list[Buffer], size: int) -> None:
+        """Add a flush to the backlog as (size, item) entries: each large buffer alone, the
+        small ones between them as lists written together."""
+        backlog = self._backlog
+        self._backlog_size += size
+        if max(map(len, pending)) <= LARGE_WRITE:
+            backlog.append((size, pending))
+            return
+        batch: list[Buffer] = []
+        batch_size = 0
+        for part in pending:
+            n = len(part)
+            if n <= LARGE_WRITE:
+                batch.append(part)
+                batch_size += n
+                continue
+            if batch:
+                backlog.append((batch_size, batch))
+                batch, batch_size = [], 0
+            backlog.append((n, part))
+        if batch:
+            backlog.append((batch_size, batch))
+
+    def _pump(self) -> None:
+        """Hand the backlog to the transport while it is below its high-water mark: small
+        buffers together, large ones as memoryview slices (see the top)."""
+        backlog, transport = self._backlog, self._transport
+        if transport is None or transport.is_closing():
+            return
+        while backlog and not self._transport_paused:
+            n, item = backlog.popleft()
+            if type(item) is list:
+                self._backlog_size -= n
+                if len(item) == 1:
+                    transport.write(item[0])
+                else:
+                    self._writelines(item)
+                continue
+            view = item if type(item) is memoryview else memoryview(item)
+            if n > WRITE_SLICE:
+                backlog.appendleft((n - WRITE_SLICE, view[WRITE_SLICE:]))
+                view, n = view[:WRITE_SLICE], WRITE_SLICE
+            self._backlog_size -= n
+            transport.write(view)
+        if not backlog and not self._transport_paused:
+            self._release_writers()
+        elif self._paused is None:  # writers wait for the backlog, too
+            self._paused = (self._loop or asyncio.get_running_loop()).create_future()
+
+    def _writelines(self, buffers: list[Buffer]) -> None:
+        assert self._transport is not None
+        self._transport.writelines(buffers)
+        if _WRITELINES_SKIPS_PAUSE and not self._transport_paused:
+            check = getattr(self._transport, "_maybe_pause_protocol", None)
+            if check is not None:
+                check()
+
+    def _hand_over_backlog(self) -> None:
+        """Closing: the transport writes what is left before it closes (copying it)."""
+        transport, backlog = self._transport, self._backlog
+        if transport is not None and backlog and not transport.is_closing():
+            parts: list[Buffer] = []
+            for _, item in backlog:
+                if type(item) is list:
+                    parts += item
+                else:
+                    parts.append(item)
+            transport.writelines(parts)
+        backlog.clear()
+        self._backlog_size = 0
+
+    def _discard_writes(self) -> None:
+        self._pending.clear()
+        self._pending_size = 0
+        self._backlog.clear()
+        self._backlog_size = 0
 
     def _fail(self, code: int) -> None:
         if self._closed:
@@ -431,7 +558,7 @@ class Channel(asyncio.Protocol):
         callback = self.on_socket_error
         self._closed = True
         self._detach()
-        self._pending.clear()
+        self._discard_writes()
         if self._transport is not None:
             self._transport.abort()
         self._call(callback, code)

@@ -16,7 +16,13 @@
 #      instead of calling the ext hook)                                        -> FrameError
 #   4. the message is complete but longer than the size limit                 -> LimitExceededError
 #   5. the message is complete but nested deeper than max_depth               -> LimitExceededError
-#   6. the message is complete but its frame breaks the dialect's layout      -> FrameError
+#   6. the message is complete but its frame breaks the dialect's layout: not an array of 3
+#      (v0.11) or of 3 or 4 with an array 4th (v0.12), an id that is no non-negative
+#      integer, arguments that are no array                                  -> FrameError
+#   7. the message is complete and well framed but its session (v0.12: channel) is no
+#      non-negative integer: the stream is still in sync, so the message is not an error of
+#      the stream but a message to drop; it comes back as (id, BAD_SESSION, [what was wrong])
+#      (a DROPPED record) and the messages after it are decoded as usual
 #
 # Depth is the nesting of the encoded message (a scalar is 0, `[]` is 1, `[[]]` is 2), including
 # values that a duplicate map key later replaced: maps are built by `_map`, which records the
@@ -31,7 +37,15 @@ from typing import Any
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
-from .records import DIALECTS, Message, Records, check_limits, records_of
+from .records import (
+    BAD_SESSION,
+    DIALECTS,
+    Message,
+    Records,
+    bad_session,
+    check_limits,
+    records_of,
+)
 
 _HARD_BUFFER = 2**31 - 1
 
@@ -243,7 +257,7 @@ class Decoder:
         return pos
 
     def _check(self, obj: Any, start: int, size: int) -> Message:
-        """Steps 3 to 6 for a complete message (a failure leaves the decoder broken, so the
+        """Steps 3 to 7 for a complete message (a failure leaves the decoder broken, so the
         walker's per-message state only needs resetting after a success)."""
         walker = self._walker
         depth = walker.depth(obj)
@@ -273,8 +287,10 @@ class Decoder:
             if len(obj) != 3:
                 raise FrameError("a v0.11 frame is [id, session, args]", start)
             mid, channel, args = obj
-        if not (_is_uint(mid) and _is_uint(channel)):
-            raise FrameError("message id and session must be non-negative integers", start)
+        if not _is_uint(mid):
+            raise FrameError("message id must be a non-negative integer", start)
         if not isinstance(args, list):
             raise FrameError("message arguments must be an array", start)
+        if not _is_uint(channel):
+            return (mid, BAD_SESSION, [bad_session(channel)])
         return (mid, channel, args)

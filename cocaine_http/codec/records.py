@@ -44,7 +44,15 @@ def check_limits(
 #          the int `a` (a 0x01 marker byte, then its bytes, big-endian), so that a dispatcher
 #          can map it to a cached value without slicing (the C decoder uses it for every such
 #          string, the Python reference never does)
-REC_EMPTY, REC_RAW, REC_ARGS, REC_SHORT = 0, 1, 2, 3
+#   DROPPED a well-framed message whose session is unusable (not a non-negative integer: a
+#          string, a negative number, a float, nil...). The stream is still in sync, so the
+#          decoder goes on after it; the receiver reports and drops it. session is BAD_SESSION
+#          and `a` says what was wrong (`bad_session`). As a `feed` message it is
+#          (id, BAD_SESSION, [that text]).
+REC_EMPTY, REC_RAW, REC_ARGS, REC_SHORT, REC_DROPPED = 0, 1, 2, 3, 4
+
+#: The session of a dropped message: no delivered message has a negative session.
+BAD_SESSION = -1
 
 #: One read as records: an iterator of them and the buffer the RAW spans refer to.
 Records = tuple[Iterator[tuple[Any, ...]], Any]
@@ -54,6 +62,30 @@ def short_bytes(packed: int) -> bytes:
     """The raw string of a SHORT record."""
     size = (packed.bit_length() - 1) // 8
     return (packed - (1 << 8 * size)).to_bytes(size, "big")
+
+
+#: How `bad_session` names a decoded msgpack value's type.
+_TYPES = {bytes: "string", bool: "boolean", int: "integer", float: "float",
+          list: "array", dict: "map"}  # fmt: skip
+#: Longest excerpt of a bad session's value in its report.
+_EXCERPT = 32
+
+
+def bad_session(value: Any) -> str:
+    """What was wrong with an unusable session, its value abbreviated (never the whole of
+    a long string or container: a peer may send megabytes of it)."""
+    kind = _TYPES.get(type(value), type(value).__name__)
+    if value is None:
+        text = "nil"
+    elif type(value) is bool:
+        text = f"boolean {str(value).lower()}"
+    elif type(value) in (list, dict):
+        text = f"{kind} of {len(value)} items"
+    elif type(value) is bytes and len(value) > _EXCERPT:
+        text = f"{kind} {value[:_EXCERPT]!r}... ({len(value)} bytes)"
+    else:
+        text = f"{kind} {value!r}"
+    return f"session must be a non-negative integer, got {text}"
 
 
 def records_of(messages: list[Message]) -> tuple[list[tuple[Any, ...]], bytes]:
@@ -69,6 +101,8 @@ def records_of(messages: list[Message]) -> tuple[list[tuple[Any, ...]], bytes]:
             records.append((mid * 8 + REC_RAW, session, at, end))
             raws.append(args[0])
             at = end
+        elif session == BAD_SESSION:
+            records.append((mid * 8 + REC_DROPPED, session, args[0], 0))
         else:
             records.append((mid * 8 + REC_ARGS, session, args, 0))
     return records, b"".join(raws)
@@ -86,6 +120,8 @@ def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
                 args = [view[a:b].tobytes()]
             elif shape == REC_SHORT:
                 args = [short_bytes(a)]
+            elif shape == REC_DROPPED:
+                args = [a]
             else:
                 args = a
             out.append((kind >> 3, session, args))

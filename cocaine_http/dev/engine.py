@@ -203,15 +203,19 @@ class Engine:
             if self._spawn(None, replacing=True) is None:
                 break
 
-    def enqueue(self, event: str, data: bytes, sink: ReplySink, tag: str | None = None) -> None:
-        """Queue one event; the reply (or a refusal, error(2, reason)) goes to `sink`."""
+    def enqueue(self, event: str, data: bytes | bytearray, sink: ReplySink,
+                tag: str | None = None) -> None:
+        """Queue one event; the reply (or a refusal, error(2, reason)) goes to `sink`. A
+        bytearray is taken over, not copied (a request frame can be the size of the body):
+        the caller must not change it afterwards."""
         if self.state != "running":
             notify(sink.on_error, 2, NOT_ACTIVE)
             return
         if self.profile.queue_limit and len(self.queue) >= self.profile.queue_limit:
             notify(sink.on_error, 2, QUEUE_FULL)
             return
-        session = Session(self.next_id, event, bytes(data), sink, tag or None)
+        blob = data if type(data) is bytearray else bytes(data)
+        session = Session(self.next_id, event, blob, sink, tag or None)
         self.next_id += 1
         self.queue.append(session)
         self._pump()

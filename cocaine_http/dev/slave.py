@@ -82,7 +82,7 @@ class Session:
 
     id: int
     event: str
-    data: bytes
+    data: bytes | bytearray
     sink: ReplySink
     tag: str | None = None
 

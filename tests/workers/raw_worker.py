@@ -121,6 +121,11 @@ class RawWorker:
     def ev_release(self, sid: int, data: bytes) -> None:
         self.reply(sid, b"%d" % self.release_all())
 
+    def ev_stray(self, sid: int, data: bytes) -> None:
+        """Messages whose session is unusable (a string, a negative number), then the reply."""
+        self.channel.send(sid, [pack([4, "abc", [b"stray"]]), pack([6, -1, []])])
+        self.reply(sid, b"after strays")
+
     def ev_fail(self, sid: int, data: bytes) -> None:
         self.reply(sid, b"partial", error=(5, "boom"))
 
