@@ -157,11 +157,11 @@ def _report(runs: dict[str, list[tuple[float, float]]], latency: dict[str, tuple
     print(f"hello app (ASGI, one worker) on cocaine-runtime v0.11; wrk -c{IN_FLIGHT}, "
           f"{DURATION:g} s x {REPS}, medians")
     print(f"{'front':<22}{'req/s':>10}{'proxy CPU µs/req':>20}{'p50 µs':>10}{'p99 µs':>10}"
-          f"{'added p50':>11}{'added p99':>11}")
+          f"{'added p50':>11}{'added p99':>11}   spread (req/s; CPU)")
     for name, label in (("ours", "cocaine-http proxy"), ("tornado", "tornado proxy (py2)")):
-        rate = statistics.median(r for r, _ in runs[name])
-        cpu = statistics.median(c for _, c in runs[name])
+        rates, cpus = [r for r, _ in runs[name]], [c for _, c in runs[name]]
         p50, p99 = latency[name]
-        print(f"{label:<22}{rate:>10.0f}{cpu:>20.0f}{p50:>10.0f}{p99:>10.0f}"
-              f"{p50 - direct[0]:>11.0f}{p99 - direct[1]:>11.0f}")
+        print(f"{label:<22}{statistics.median(rates):>10.0f}{statistics.median(cpus):>20.0f}"
+              f"{p50:>10.0f}{p99:>10.0f}{p50 - direct[0]:>11.0f}{p99 - direct[1]:>11.0f}"
+              f"   {min(rates):.0f}-{max(rates):.0f}; {min(cpus):.0f}-{max(cpus):.0f}")
     print(f"{'direct service call':<22}{'':>10}{'':>20}{direct[0]:>10.0f}{direct[1]:>10.0f}")
