@@ -416,7 +416,7 @@ async def test_the_dev_front_takes_the_proxys_path(app_cluster: Any) -> None:
     async with httpx.AsyncClient(base_url=app_cluster.url) as client:
         response = await client.get("/status/201")
 
-    upstream = app_cluster.front.upstream
+    upstream = app_cluster.front.upstream.cluster
     (endpoint,) = upstream.pools["app"].endpoints
     assert isinstance(upstream, ClusterUpstream)
     assert (response.status_code, response.text) == (201, "status 201")

@@ -1,11 +1,13 @@
 # Strategy: the dev runtime's HTTP front is the proxy's front (cocaine_http/proxy, docs/proxy.md)
-# with a different upstream and the dev conveniences switched on. The upstream here hands each
-# request straight to the app's Engine (its own app, or one started through the node service)
-# with the front's Reply as the session's sink, so the engine's Flow is the back-pressure handle
-# and its refusals map to statuses here (`status_for_error`). The conveniences: any path that
-# names no app goes to the app's `http` event (root routing), there is no health-check path
-# (the app's own /ping is the app's), and a status the v0.11 tornado proxy cannot send is
-# warned about.
+# with the dev conveniences switched on: any path that names no app goes to the app's `http`
+# event (root routing), there is no health-check path (the app's own /ping is the app's), and a
+# status the v0.11 tornado proxy cannot send is warned about. With the runtime's services on,
+# requests take the proxy's path (DevUpstream: the ClusterUpstream on the runtime's locator,
+# then the app service's enqueue); a request with a big body, and every request of a runtime
+# without services, is handed straight to the app's Engine (EngineUpstream; its own app, or one
+# started through the node service) with the front's Reply as the session's sink, so the
+# engine's Flow is the back-pressure handle and its refusals map to statuses here
+# (`status_for_error`).
 """The dev runtime's HTTP front: the proxy's front on the dev engine."""
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..proxy.routing import route as _route
 from .engine import (BROKEN_QUEUE, NOT_ACTIVE, QUEUE_FULL, SHUTTING_DOWN, SPAWN_FAILED, Engine)
 from .slave import DISCONNECTED, TIMED_OUT
 
-__all__ = ["ClientLimits", "EngineUpstream", "Front", "HTTPConnection", "Reply",
+__all__ = ["ClientLimits", "DevUpstream", "EngineUpstream", "Front", "HTTPConnection", "Reply",
            "TORNADO_STATUSES", "http_date", "request_frame", "route", "status_for_error"]
 
 
@@ -84,6 +86,37 @@ class EngineUpstream:
         """The engines belong to the runtime, which closes them."""
 
 
+#: Request frames larger than this go from the dev front to the engine directly, not through the
+#: app service: both ends of that connection are in this process, so a big body would exist in
+#: it twice or more (the front's frame and its send buffer, the app service's read), and a big
+#: POST is meant to exist once in the dev runtime (bench/bench_big_post.py).
+DIRECT_FRAME = 1024 * 1024
+
+
+class DevUpstream:
+    """The dev front's upstream with the services on: the proxy's path (locator, app service,
+    enqueue) for every request whose frame is at most DIRECT_FRAME bytes, the engine directly
+    for larger ones. Failures map to statuses alike either way."""
+
+    raw_body = False
+
+    def __init__(self, cluster: Upstream, engines: EngineUpstream) -> None:
+        self.cluster = cluster
+        self.engines = engines
+
+    def send(self, service: str, event: str, frame: bytes | bytearray, reply: Reply) -> None:
+        if len(frame) > DIRECT_FRAME:
+            self.engines.send(service, event, frame, reply)
+        else:
+            self.cluster.send(service, event, frame, reply)
+
+    def status_for_error(self, code: int, message: str) -> int:
+        return status_for_error(message)
+
+    async def close(self) -> None:
+        await self.cluster.close()
+
+
 class Front(ProxyFront):
     """The HTTP front of one engine.
 
@@ -92,9 +125,9 @@ class Front(ProxyFront):
         root_route: route paths that do not name the app to its `http` event (dev mode).
         apps: the other apps the front routes to by name (started through the node service);
             the runtime adds and removes them in this dict.
-        upstream: where requests go instead of the engines themselves (the runtime gives the
-            proxy's ClusterUpstream on its own locator, so requests take the production path:
-            locator, app service, enqueue).
+        cluster: the proxy's ClusterUpstream on the runtime's own locator: requests then take
+            the production path (locator, app service, enqueue), big bodies aside (DevUpstream);
+            None: the engines directly.
         Others: see cocaine_http.proxy.connection.Front.
     """
 
@@ -103,13 +136,15 @@ class Front(ProxyFront):
                  root_route: bool = True, apps: dict[str, Engine] | None = None,
                  powered_by: bool = True, server_header: bool = True,
                  date_header: bool = True, limits: ClientLimits | None = None,
-                 upstream: Upstream | None = None) -> None:
+                 cluster: Upstream | None = None) -> None:
         self.engine = engine
         self.apps: dict[str, Engine] = {} if apps is None else apps
         own = engine.name if engine is not None else ""
         router = Router(ping=None, known=_Names(own, self.apps),
                         default_app=own if root_route and engine is not None else None)
-        super().__init__(upstream or EngineUpstream(engine, self.apps), host=host, port=port,
+        engines = EngineUpstream(engine, self.apps)
+        upstream: Upstream = engines if cluster is None else DevUpstream(cluster, engines)
+        super().__init__(upstream, host=host, port=port,
                          router=router, request_timeout=request_timeout,
                          max_body_size=max_body_size, powered_by=powered_by,
                          server_header=server_header, date_header=date_header, limits=limits,

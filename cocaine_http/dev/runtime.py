@@ -157,17 +157,17 @@ class DevRuntime:
                 await self.engine.warm(self.workers)
         if self.services is not None:
             await self._start_runlist(RUNLIST)
-        upstream = None
+        cluster = None
         if self.services is not None:  # the production path: locator, app service, enqueue
             from ..proxy.upstream import ClusterUpstream
 
-            upstream = ClusterUpstream([self.locator])
+            cluster = ClusterUpstream([self.locator])
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
                            max_body_size=self.max_body_size, apps=self.apps,
                            powered_by=self.powered_by, server_header=self.server_header,
                            date_header=self.date_header, limits=self.limits,
-                           upstream=upstream)
+                           cluster=cluster)
         await self.front.start()
 
     async def _start_engine(self, name: str, command: list[str], profile: Profile,
