@@ -5,14 +5,19 @@
 #
 #   * cocaine-http: one worker process, driven by `Engine` below, a minimal load generator that
 #     speaks the v0.11 worker protocol over the worker's unix socket with pre-encoded sessions
-#     (invoke + request chunk + choke) and keeps IN_FLIGHT of them in flight. It runs on uvloop
-#     when installed: on asyncio its own turnaround limited the worker to small batches (about
-#     40k req/s instead of 70k), and each batch costs the worker a wake-up, as wrk is a C loop;
+#     (invoke + request chunk + choke) and keeps ENGINE_IN_FLIGHT of them in flight (as many as
+#     wrk's connections), reading the replies into one buffer and skipping chunk payloads unread,
+#     as wrk discards a response. It runs on uvloop when installed: on asyncio its own
+#     turnaround limited the worker to small batches (about 40k req/s instead of 70k), and each
+#     batch costs the worker a wake-up, as wrk is a C loop. Its own CPU per request and the
+#     worker's busy share are printed, so that a row the generator limits shows;
 #   * the peers a user would pick, driven by wrk on loopback (a small Python HTTP client if wrk
 #     is missing): uvicorn (uvloop + httptools) for ASGI apps, gunicorn (sync, one worker) for
 #     WSGI apps, and granian (Rust, one worker, its asgi or wsgi interface) for both.
 #
-# The ratio column is ours against the cheapest peer of the same row and log setting. Servers
+# The ratio column is ours against the cheapest peer of the same row, log setting and
+# repetition (median [lowest-highest] of the repetitions). The last table is the worker's memory
+# per idle ASGI session (RSS growth over a warm baseline, divided by the sessions held). Servers
 # run pinned to CPU 1 and load generators to CPU 0 (taskset) when there are two CPUs. Apps are
 # built lazily by the module __getattr__ so that each server process imports only the framework
 # it serves.
@@ -42,6 +47,15 @@ REPS = int(os.environ.get("BENCH_HTTP_REPS", "2"))
 #: Comma-separated label fragments: run only the scenarios whose label contains one of them.
 ONLY = [s.strip() for s in os.environ.get("BENCH_HTTP_ONLY", "").split(",") if s.strip()]
 IN_FLIGHT = 32
+#: Sessions the engine keeps in flight on the worker's socket: as many as wrk's connections
+#: by default, so that both sides get batches of the same size (BENCH_HTTP_ENGINE_IN_FLIGHT).
+#: The checkout whose cocaine_http the worker runs (BENCH_HTTP_WORKER_ROOT), and another one
+#: (BENCH_HTTP_BEFORE_ROOT: an earlier version, driven by this harness) measured in the same
+#: run, interleaved, for a before/after column; its bench/bench_http.py must be this one (the
+#: worker imports the apps from there).
+WORKER_ROOT = os.environ.get("BENCH_HTTP_WORKER_ROOT", str(ROOT))
+BEFORE_ROOT = os.environ.get("BENCH_HTTP_BEFORE_ROOT", "")
+ENGINE_IN_FLIGHT = int(os.environ.get("BENCH_HTTP_ENGINE_IN_FLIGHT", str(IN_FLIGHT)))
 MIB = 1024 * 1024
 HELLO = b"Hello world!"
 BIG = b"x" * MIB
@@ -79,6 +93,14 @@ async def big_request_asgi(scope: dict[str, Any], receive: Any, send: Any) -> No
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def idle_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Takes the request and waits for the disconnect without answering: an idle session."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    await receive()
 
 
 def hello_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -158,6 +180,8 @@ SCENARIOS = [
     ("Flask hello, --threads 0", "flask_app", "wsgi", "GET", 0, ("--threads", "0")),
     ("Django hello", "django_app", "wsgi", "GET", 0, ()),
     ("1 MiB response (ASGI)", "big_response_asgi", "asgi", "GET", 0, ()),
+    ("1 MiB response (ASGI), --loop asyncio", "big_response_asgi", "asgi", "GET", 0,
+     ("--loop", "asyncio")),
     ("1 MiB response (WSGI)", "big_response_wsgi", "wsgi", "GET", 0, ()),
     ("1 MiB request body (ASGI)", "big_request_asgi", "asgi", "POST", MIB, ()),
     ("1 MiB request body (ASGI), --no-keep-memory", "big_request_asgi", "asgi", "POST", MIB,
@@ -206,13 +230,23 @@ def pin_self(cpu: int) -> None:
 # -- cocaine-http side ---------------------------------------------------------------------
 
 
-class Engine(asyncio.Protocol):
-    """A minimal v0.11 engine: echoes heartbeats and keeps `in_flight` sessions going."""
+class Engine(asyncio.BufferedProtocol):
+    """A minimal v0.11 engine: echoes heartbeats and keeps `in_flight` sessions going.
+
+    It reads into one reused buffer and walks the worker's messages by their headers, skipping
+    chunk payloads without touching them (as wrk reads and discards a response), so that a
+    1 MiB response costs the generator no copies: with msgpack.Unpacker it copied every body
+    twice (into the unpacker's buffer, then out as bytes), ran at 100 % of its CPU and left the
+    worker idle half of the time, waiting for the socket to drain.
+    """
 
     def __init__(self, request: bytes, in_flight: int) -> None:
         self.request = request
         self.in_flight = in_flight
-        self.unpacker = msgpack.Unpacker(raw=True, max_buffer_size=64 * MIB)
+        self.buffer = bytearray(BUFFER)
+        self.view = memoryview(self.buffer)
+        self.begin = self.end = 0  # unparsed bytes are buffer[begin:end]
+        self.skip = 0  # payload bytes of the current chunk still to come
         self.transport: Any = None
         self.next_id = 1
         self.done = 0
@@ -238,19 +272,81 @@ class Engine(asyncio.Protocol):
             b"\x93\x06" + sid_b + b"\x90",
         ])
 
-    def data_received(self, data: bytes) -> None:
-        self.unpacker.feed(data)
-        for mid, _sid, _args in self.unpacker:
-            if mid == 6:
-                self.done += 1
-                if self.running:
-                    self.send_session()
-            elif mid == 1:
-                self.transport.write(b"\x93\x01\x00\x90")
-                if not self.ready.done():
-                    self.ready.set_result(None)
-            elif mid == 5:
-                self.errors += 1
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.begin == self.end:
+            self.begin = self.end = 0
+        elif len(self.buffer) - self.end < BUFFER // 4:  # move a partial message to the front
+            tail = self.end - self.begin
+            self.buffer[:tail] = self.buffer[self.begin:self.end]
+            self.begin, self.end = 0, tail
+        return self.view[self.end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        buf, p, end = self.buffer, self.begin, self.end
+        if self.skip:
+            taken = min(self.skip, end - p)
+            self.skip -= taken
+            p += taken
+        while end - p >= 4:  # the shortest message, [id, session, []], is 4 bytes
+            if buf[p] != 0x93:
+                raise RuntimeError(f"unexpected byte {buf[p]:#x} from the worker")
+            mid, tag = buf[p + 1], buf[p + 2]
+            q = p + 3 + (0 if tag < 0x80 else _UINT_WIDTH[tag])
+            if q >= end:
+                break
+            args = buf[q]
+            if args == 0x90:
+                p = q + 1
+                if mid == 6:
+                    self.done += 1
+                    if self.running:
+                        self.send_session()
+                elif mid == 1:
+                    self.transport.write(b"\x93\x01\x00\x90")
+                    if not self.ready.done():
+                        self.ready.set_result(None)
+                continue
+            if args == 0x91 and mid == 4 and q + 1 < end:
+                tag = buf[q + 1]
+                if 0xA0 <= tag <= 0xBF:
+                    size, q = tag & 0x1F, q + 2
+                else:
+                    width = _RAW_WIDTH.get(tag, 0)
+                    if not width:
+                        raise RuntimeError(f"unexpected chunk header {tag:#x} from the worker")
+                    if q + 2 + width > end:
+                        break
+                    size = int.from_bytes(buf[q + 2:q + 2 + width], "big")
+                    q += 2 + width
+                if q + size > end:
+                    self.skip = q + size - end
+                    p = end
+                    break
+                p = q + size
+                continue
+            after = self._other(p, end)  # an error or anything else: rare, decoded by msgpack
+            if after is None:
+                break
+            p = after
+        self.begin = p
+
+    def _other(self, p: int, end: int) -> int | None:
+        """Decode one message at p with msgpack; its end, or None until it is complete."""
+        unpacker = msgpack.Unpacker(raw=True)
+        unpacker.feed(self.view[p:end])
+        try:
+            mid, _sid, _args = unpacker.unpack()
+        except msgpack.OutOfData:
+            return None
+        if mid == 5:
+            self.errors += 1
+        return p + unpacker.tell()
+
+
+BUFFER = 256 * 1024
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_RAW_WIDTH = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}
 
 
 def _raw_header(n: int) -> bytes:
@@ -261,6 +357,17 @@ def _raw_header(n: int) -> bytes:
     return b"\xdb" + n.to_bytes(4, "big")
 
 
+async def _connected(engine: Any, proc: Any) -> Engine:
+    """The engine side of the worker's connection, once it connected (`engine()` returns
+    it, or None before); RuntimeError when the worker exits or takes 30 s."""
+    deadline = time.monotonic() + 30
+    while engine() is None:
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError("the worker did not connect (see its stderr: run it by hand)")
+        await asyncio.sleep(0.01)
+    return engine()  # type: ignore[no-any-return]
+
+
 def request_frame(method: str, body_size: int) -> bytes:
     headers = [["Host", "127.0.0.1"], ["User-Agent", "bench"], ["Accept", "*/*"]]
     if body_size:
@@ -269,8 +376,9 @@ def request_frame(method: str, body_size: int) -> bytes:
 
 
 async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...],
-                     log: bool = False) -> tuple[float, float]:
-    """(requests/s, CPU µs/request) of one cocaine-http worker process."""
+                     log: bool = False, root: str = WORKER_ROOT) -> tuple[float, float, float]:
+    """(requests/s, CPU µs/request, the load generator's own CPU µs/request) of one
+    cocaine-http worker process."""
     loop = asyncio.get_running_loop()
     tmp = tempfile.mkdtemp(prefix="bench-http-")
     path = os.path.join(tmp, "engine.sock")
@@ -278,7 +386,7 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
 
     def factory() -> Engine:
         nonlocal engine
-        engine = Engine(request_frame(method, body), IN_FLIGHT)
+        engine = Engine(request_frame(method, body), ENGINE_IN_FLIGHT)
         return engine
 
     server = await loop.create_unix_server(factory, path)
@@ -287,16 +395,17 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
     argv = [*pinned(1), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
             *logging, *extra, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=str(ROOT), stdout=DEVNULL,
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=root, stdout=DEVNULL,
                                                 stderr=DEVNULL)
     try:
-        while engine is None:
-            await asyncio.sleep(0.01)
+        engine = await _connected(lambda: engine, proc)
         await asyncio.wait_for(engine.ready, 30)
         engine.start()
         await asyncio.sleep(0.3)  # warm-up
         cpu0, n0, t0 = tree_cpu(proc.pid), engine.done, time.perf_counter()
+        gen0 = time.process_time()
         await asyncio.sleep(DURATION)
+        gen1 = time.process_time()
         cpu1, n1, t1 = tree_cpu(proc.pid), engine.done, time.perf_counter()
         engine.running = False
         if engine.errors:
@@ -307,17 +416,87 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
         server.close()
         shutil.rmtree(tmp, ignore_errors=True)
     count = n1 - n0
-    return count / (t1 - t0), (cpu1 - cpu0) * 1e6 / max(count, 1)
+    return (count / (t1 - t0), (cpu1 - cpu0) * 1e6 / max(count, 1),
+            (gen1 - gen0) * 1e6 / max(count, 1))
 
 
-def _run_engine(main: Any) -> tuple[float, float]:
+#: Idle sessions opened before the baseline is read (warms the worker's caches and pools),
+#: and the counts of idle sessions measured above it.
+IDLE_WARM = 200
+IDLE_COUNTS = (1_000, 10_000)
+
+
+def _rss(pid: int) -> int:
+    """Resident set size of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def _settle(pid: int) -> None:
+    """Wait until the worker stops using CPU (it has taken every session sent so far)."""
+    before = tree_cpu(pid)
+    while True:
+        await asyncio.sleep(0.3)
+        now = tree_cpu(pid)
+        if now - before < 0.01:
+            return
+        before = now
+
+
+async def idle_memory(root: str = WORKER_ROOT) -> list[tuple[int, float]]:
+    """(sessions, RSS growth per session in bytes) of a worker holding idle ASGI sessions:
+    each one's request taken by an app now awaiting receive() for the disconnect."""
+    loop = asyncio.get_running_loop()
+    tmp = tempfile.mkdtemp(prefix="bench-http-")
+    path = os.path.join(tmp, "engine.sock")
+    engine: Engine | None = None
+
+    def factory() -> Engine:
+        nonlocal engine
+        engine = Engine(request_frame("GET", 0), 0)
+        return engine
+
+    server = await loop.create_unix_server(factory, path)
+    argv = [*pinned(1), sys.executable, "-m", "cocaine_http", "bench.bench_http:idle_asgi",
+            "--no-access-log", "--log-level", "warning", "--app", "bench", "--endpoint", path,
+            "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=root, stdout=DEVNULL,
+                                                stderr=DEVNULL)
+    results = []
+    try:
+        engine = await _connected(lambda: engine, proc)
+        await asyncio.wait_for(engine.ready, 30)
+        for _ in range(IDLE_WARM):
+            engine.send_session()
+        await _settle(proc.pid)
+        base, opened = _rss(proc.pid), 0
+        for count in IDLE_COUNTS:
+            for _ in range(count - opened):
+                engine.send_session()
+            opened = count
+            await _settle(proc.pid)
+            if engine.done or engine.errors:
+                raise RuntimeError("the worker ended idle sessions")
+            results.append((count, (_rss(proc.pid) - base) / count))
+    finally:
+        proc.terminate()
+        await proc.wait()
+        server.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def _run_engine(main: Any) -> Any:
     """Run the load generator on uvloop when installed (a slow generator hands the worker
     small batches, and the worker then pays a wake-up for every few requests)."""
     from cocaine_http.aio.loop import new_event_loop
 
     loop = new_event_loop("auto")
     try:
-        return loop.run_until_complete(main)  # type: ignore[no-any-return]
+        return loop.run_until_complete(main)
     finally:
         loop.close()
 
@@ -451,35 +630,67 @@ def _median(values: list[float]) -> str:
 def main() -> None:
     pin_self(0)
     loader = "wrk" if shutil.which("wrk") else "python load generator (wrk not installed)"
-    print(f"{REPS} interleaved runs of {DURATION:.0f} s each, {IN_FLIGHT} in flight; "
-          f"peers driven by {loader}; pinning: {'taskset' if pinned(1) else 'none'}")
-    results: dict[tuple[str, bool, str], list[tuple[float, float]]] = {}
+    print(f"{REPS} interleaved runs of {DURATION:.0f} s each; {ENGINE_IN_FLIGHT} sessions in "
+          f"flight on the worker's socket, peers driven by {loader} with {IN_FLIGHT} "
+          f"connections; pinning: {'taskset' if pinned(1) else 'none'}")
+    results: dict[tuple[str, bool, str], list[tuple[float, ...]]] = {}
     scenarios = [s for s in SCENARIOS if not ONLY or any(o in s[0] for o in ONLY)]
     for _ in range(REPS):
         for label, target, interface, method, body, extra in scenarios:
             for log in LOGS:
-                run = _run_engine(run_worker(target, method, body, extra, log))
+                run: tuple[float, ...] = _run_engine(run_worker(target, method, body, extra, log))
                 results.setdefault((label, log, "ours"), []).append(run)
+                if BEFORE_ROOT:
+                    run = _run_engine(run_worker(target, method, body, extra, log, BEFORE_ROOT))
+                    results.setdefault((label, log, "before"), []).append(run)
                 if extra:  # rows with extra options share their base row's peer figures
                     continue
                 for peer in PEERS[interface]:
                     run = run_rival(peer, interface, target, method, body, log)
                     results.setdefault((label, log, peer), []).append(run)
     print()
-    print("| scenario | access log | cocaine-http µs/req | peers µs/req | ratio vs cheapest "
-          "peer | cocaine-http req/s |")
-    print("|---|---|---|---|---|---|")
+    print("Ratio: ours against the cheapest peer of the same repetition, median of the "
+          "repetitions [lowest-highest]; busy: the worker's CPU share (req/s x µs/req); "
+          "generator: the load generator's own CPU per request.")
+    print()
+    before = " before µs/req | before ratio |" if BEFORE_ROOT else ""
+    print(f"| scenario | access log | cocaine-http µs/req | peers µs/req | ratio vs cheapest "
+          f"peer |{before} cocaine-http req/s | worker busy | generator µs/req |")
+    print("|---|---|---|---|---|" + "---|---|" * bool(BEFORE_ROOT) + "---|---|---|")
     for label, target, interface, *_ in scenarios:
         base = next(s[0] for s in SCENARIOS if s[1] == target and not s[5])
         for log in LOGS:
             ours = results[(label, log, "ours")]
-            cpu = statistics.median(c for _, c in ours)
-            peers = {peer: statistics.median(c for _, c in results[(base, log, peer)])
-                     for peer in PEERS[interface] if (base, log, peer) in results}
-            listed = ", ".join(f"{_name(p)} {c:,.1f}" for p, c in peers.items())
-            cheapest = min(peers.values()) if peers else float("nan")
-            print(f"| {label} | {'on' if log else 'off'} | {cpu:,.1f} | {listed} | "
-                  f"{cpu / cheapest:.2f} | {_median([r for r, _ in ours])} |", flush=True)
+            runs = {peer: results[(base, log, peer)] for peer in PEERS[interface]
+                    if (base, log, peer) in results}
+            listed = ", ".join(f"{_name(p)} {statistics.median(r[1] for r in rs):,.1f}"
+                               for p, rs in runs.items())
+            row = f"| {label} | {'on' if log else 'off'} | {_median([r[1] for r in ours])} | "
+            row += f"{listed} | {_ratio(ours, runs)} |"
+            if BEFORE_ROOT:
+                earlier = results[(label, log, "before")]
+                row += f" {_median([r[1] for r in earlier])} | {_ratio(earlier, runs)} |"
+            busy = statistics.median(r[0] * r[1] / 1e6 for r in ours)
+            print(f"{row} {_median([r[0] for r in ours])} | {busy:.0%} | "
+                  f"{_median([r[2] for r in ours])} |", flush=True)
+    if not ONLY or any(o in "idle ASGI sessions" for o in ONLY):
+        print()
+        roots = [("cocaine-http", WORKER_ROOT)] + [("before", BEFORE_ROOT)] * bool(BEFORE_ROOT)
+        print("| idle ASGI sessions held (app awaiting receive()) | "
+              + " | ".join(f"{name} RSS growth per session" for name, _ in roots) + " |")
+        print("|---|" + "---|" * len(roots))
+        figures = [_run_engine(idle_memory(root)) for _, root in roots]
+        for i, (count, _) in enumerate(figures[0]):
+            print(f"| {count:,} | " + " | ".join(f"{f[i][1] / 1024:.1f} KiB" for f in figures)
+                  + " |", flush=True)
+
+
+def _ratio(mine: list[tuple[float, ...]], peers: dict[str, list[tuple[float, ...]]]) -> str:
+    """Each repetition's CPU per request over its cheapest peer's: median [lowest-highest]."""
+    if not peers:
+        return "-"
+    ratios = [run[1] / min(rs[i][1] for rs in peers.values()) for i, run in enumerate(mine)]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def _name(peer: str) -> str:

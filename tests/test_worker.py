@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from cocaine_http.aio.worker import EXIT_CONNECTION_LOST, EXIT_DISOWNED, Session, Worker
+from cocaine_http.aio.worker import (
+    EXIT_CONNECTION_LOST,
+    EXIT_DISOWNED,
+    SEND_BUFFER,
+    Session,
+    Worker,
+)
 from cocaine_http.codec import CDecoder, PythonDecoder
 from cocaine_http.errors import SessionClosedError, SessionError
 from cocaine_http.protocol.dialect import V0_12, pack, raw_header
@@ -374,6 +381,21 @@ class TestLifecycle:
 
         assert code == EXIT_CONNECTION_LOST
         assert errors == [errno.ENOENT]
+
+    async def test_unix_engine_socket_gets_the_wide_send_buffer(self, engine: Engine) -> None:
+        """Connected over a unix socket, the worker's send buffer is SEND_BUFFER (or the
+        kernel's cap), not the default, so a 1 MiB response needs no partial writes."""
+        worker = make_worker(engine)
+        task = await started(engine, worker)
+        sock = worker._channel._transport.get_extra_info("socket")  # type: ignore[union-attr]
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        worker.stop()
+        await wait(task)
+
+        with open("/proc/sys/net/core/wmem_max") as f:
+            cap = int(f.read())
+        # Linux doubles the value asked for (bookkeeping), after capping it at wmem_max.
+        assert size == 2 * min(SEND_BUFFER, cap)
 
     async def test_startup_hooks_run_before_connect(self, engine: Engine) -> None:
         """Startup hooks finish before the handshake is sent; connect fires after."""

@@ -204,6 +204,23 @@ class TestResponse:
 
         assert session.headers["set-cookie"] == "a=1; Path=/"
 
+    async def test_remembered_header_scans_agree_with_fresh_ones(self, threads: int) -> None:
+        """The same header lists a second time (their padding scan and status remembered)
+        give the same heads: padded values stripped, others sent as they are."""
+        padded = [("Set-Cookie", "\ta=1 "), ("X-Plain", "b")]
+        plain = [("Set-Cookie", "a=1"), ("X-Plain", " b")]
+
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("201 Made", padded if environ["PATH_INFO"] == "/p" else plain)
+            return [b"ok"]
+
+        sessions = [await serve(app, frame(uri=uri), threads) for uri in ("/p", "/q") * 2]
+
+        for session in sessions:
+            assert session.status == 201
+        assert [s.headers["set-cookie"] for s in sessions] == ["a=1"] * 4
+        assert [s.headers["x-plain"] for s in sessions] == ["b"] * 4
+
     async def test_head_request_drops_body(self, threads: int) -> None:
         """HEAD keeps the headers and drops the body."""
         session = await serve(hello, frame("HEAD"), threads)

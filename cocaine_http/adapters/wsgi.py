@@ -207,12 +207,11 @@ class _Cycle(Exchange):
 class _StartResponse:
     """PEP 3333 start_response, bound to one response; `write` is the legacy write()."""
 
-    __slots__ = ("response", "pipe", "length")
+    __slots__ = ("response", "pipe")
 
     def __init__(self, response: Response, pipe: Pipe) -> None:
         self.response = response
         self.pipe = pipe
-        self.length = -1
 
     def __call__(self, status: str, headers: list[tuple[str, str]],
                  exc_info: Any = None) -> Callable[[bytes], None]:
@@ -228,15 +227,12 @@ class _StartResponse:
             raise LocalProtocolError("start_response called twice without exc_info")
         else:
             replace = False
-        if type(status) is not str or len(status) < 4 or status[3] != " ":
-            raise LocalProtocolError(f"bad WSGI status {status!r}")
-        try:
-            code = int(status[:3])
-        except ValueError:
-            raise LocalProtocolError(f"bad WSGI status {status!r}") from None
-        self.length, padded = _scan(headers)
-        if padded:  # Django's WSGIHandler sends Set-Cookie values with a leading space
-            headers = [(name, value.strip(" \t")) for name, value in headers]
+        code = _CODES.get(status) if type(status) is str else None
+        if code is None:
+            code = _status_code(status)
+        if _padded(headers):  # Django's WSGIHandler sends Set-Cookie values with a leading space
+            headers = [(pair[0], pair[1].strip(" \t")) if _is_padded(pair) else pair
+                       for pair in headers]
         response.start(code, headers, replace=replace)
         return self.write
 
@@ -247,23 +243,61 @@ class _StartResponse:
             self.pipe.put(self.response.body(data, True))
 
     def length_reached(self) -> bool:
-        return 0 <= self.length <= self.response.bytes_sent
+        """The body reached the Content-Length the head declared (the response is whole)."""
+        declared = self.response.declared
+        return declared is not None and declared <= self.response.bytes_sent
 
 
-def _scan(headers: list[tuple[str, str]]) -> tuple[int, bool]:
-    """(declared Content-Length or -1, whether a value has surrounding whitespace to strip,
-    as gunicorn does: HTTP forbids it and the proxy's parser rejects it)."""
-    length = -1
+#: WSGI status lines seen, with their code (bounded: cleared when full).
+_CODES: dict[str, int] = {}
+#: Header lists (as tuples) already scanned for padding, with the answer (bounded).
+_SCANNED: dict[tuple[object, ...], bool] = {}
+_CACHE_SIZE = 1024
+#: Header lists with more bytes of values than this are scanned every time, not remembered.
+_SCAN_BYTES = 2048
+
+
+def _status_code(status: object) -> int:
+    """The code of a WSGI status line ("200 OK"); LocalProtocolError for anything else."""
+    if type(status) is not str or len(status) < 4 or status[3] != " ":
+        raise LocalProtocolError(f"bad WSGI status {status!r}")
+    try:
+        code = int(status[:3])
+    except ValueError:
+        raise LocalProtocolError(f"bad WSGI status {status!r}") from None
+    if len(_CODES) >= _CACHE_SIZE:
+        _CODES.clear()
+    _CODES[status] = code
+    return code
+
+
+def _padded(headers: list[tuple[str, str]]) -> bool:
+    """Whether a header value has surrounding whitespace to strip, as gunicorn does (HTTP
+    forbids it and the proxy's parser rejects it); remembered per header list."""
+    try:
+        key = tuple(headers)
+        hit = _SCANNED.get(key)
+    except TypeError:  # list pairs: unhashable, scanned every time
+        key, hit = None, None
+    if hit is not None:
+        return hit
     padded = False
-    for name, value in headers:
-        if type(value) is str and value and (value[0] in _BLANK or value[-1] in _BLANK):
+    size = 0
+    for pair in headers:  # a malformed pair is left to Response.start() to refuse
+        if _is_padded(pair):
             padded = True
-        if len(name) == 14 and name.lower() == "content-length":
-            try:
-                length = int(value)
-            except (TypeError, ValueError):
-                length = -1
-    return length, padded
+        value = pair[1] if type(pair) is tuple and len(pair) == 2 else None
+        size += len(value) if type(value) is str else _SCAN_BYTES + 1
+    if key is not None and size <= _SCAN_BYTES:  # long values (a nonce, a cookie) churn
+        if len(_SCANNED) >= _CACHE_SIZE:
+            _SCANNED.clear()
+        _SCANNED[key] = padded
+    return padded
+
+
+def _is_padded(pair: object) -> bool:
+    value = pair[1] if type(pair) is tuple and len(pair) == 2 else None
+    return type(value) is str and bool(value) and (value[0] in _BLANK or value[-1] in _BLANK)
 
 
 _BLANK = " \t"

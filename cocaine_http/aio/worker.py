@@ -34,6 +34,7 @@ import asyncio
 import errno as errnos
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -78,6 +79,29 @@ Handler = Callable[[Session], Any]
 FRAME_ROOM = 1024 * 1024
 #: The decoders' largest message (a raw32 length).
 MAX_MESSAGE_SIZE = 2**31 - 1
+
+
+#: Send buffer asked for on a unix engine socket (the kernel caps it at net.core.wmem_max).
+SEND_BUFFER = 4 * 1024 * 1024
+
+
+def widen_send_buffer(channel: Channel, size: int = SEND_BUFFER) -> None:
+    """Let the kernel queue up to `size` bytes of responses on a unix engine socket.
+
+    A unix socket's default (about 208 KiB) makes a 1 MiB response cost several partial
+    writes, each waiting for the engine to read; loopback TCP grows its buffer by itself, so
+    a TCP endpoint is left alone. Back-pressure is unchanged: the transport still pauses the
+    writers once the kernel's buffer is full and its own goes over the high-water mark.
+    """
+    transport = channel._transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < size:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    except OSError as exc:  # a sandbox may refuse it: the default buffer works, only slower
+        log.debug("cannot widen the engine socket's send buffer: %s", exc)
 
 
 def message_limit(max_body_size: int, max_header_size: int) -> int:
@@ -232,6 +256,7 @@ class Worker:
         self._attach()
         assert self.options.endpoint is not None
         if await self._channel.connect(self.options.endpoint) and not self._done.done():
+            widen_send_buffer(self._channel)
             self._channel.send(self._dialect.control, self._conn.start(loop.time()))
             self._arm()
             self.events.emit("connect")

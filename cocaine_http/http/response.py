@@ -215,6 +215,11 @@ class Response:
         )
 
     @property
+    def declared(self) -> int | None:
+        """The Content-Length the held or sent head declares (None without one)."""
+        return self._declared
+
+    @property
     def done(self) -> bool:
         return self.state is _DONE or self.state is _FAILED
 
