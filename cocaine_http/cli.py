@@ -2,7 +2,8 @@
 # booleans as --x/--no-x), plus the runtime's own arguments (--app --endpoint --locator --uuid
 # --protocol), which cocaine-runtime appends and which may appear anywhere. argparse is told to
 # raise instead of exiting, so every user mistake becomes one line on stderr and exit code 2.
-# The subcommands (dev, init, pack, deploy) live in cocaine_http.dev and follow the same rules.
+# The subcommands (dev, init, pack, deploy in cocaine_http.dev; proxy in cocaine_http.proxy) follow
+# the same rules.
 """`cocaine-http [options] module:attr`: serve a WSGI or ASGI app as a Cocaine worker."""
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ NOT_SPAWNED = (
 #: Subcommands: name -> module with a `main(argv) -> int`.
 SUBCOMMANDS = {
     "dev": "cocaine_http.dev.cli",
+    "proxy": "cocaine_http.proxy.server",
     "init": "cocaine_http.dev.deploy",
     "pack": "cocaine_http.dev.deploy",
     "deploy": "cocaine_http.dev.deploy",
@@ -41,7 +43,7 @@ def build_parser() -> OptionParser:
     """The parser: app target, every Config field, and the runtime's arguments."""
     parser = OptionParser(
         prog=PROG,
-        usage=f"{PROG} [options] module:attr\n       {PROG} {{dev,init,pack,deploy}} ... "
+        usage=f"{PROG} [options] module:attr\n       {PROG} {{dev,proxy,init,pack,deploy}} ... "
               "(each with its own --help)",
         description="Serve a WSGI or ASGI app as a Cocaine worker. Every option can also be "
         "set with a COCAINE_HTTP_<OPTION> environment variable (e.g. COCAINE_HTTP_THREADS=4).",
@@ -160,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import importlib
 
         module = importlib.import_module(SUBCOMMANDS[args[0]])
-        if args[0] == "dev":
+        if args[0] in ("dev", "proxy"):
             return int(module.main(args[1:]))
         return int(module.main(args))
     try:

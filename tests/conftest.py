@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.plugins.apps",
     "tests.plugins.py2",
     "tests.plugins.chaos",
+    "tests.plugins.proxy",
 ]
 
 # Oracle and parity tests build large inputs: no deadline, and slow generation is expected.

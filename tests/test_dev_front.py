@@ -139,21 +139,22 @@ class TestFrame:
         assert engine.frames == [("ev", pack([b"POST", b"/p", b"1.0",
                                                [[b"Content-Length", b"3"]], b"abc"]))]
 
-    async def test_bad_head_gives_500(self, scripted_front: Any) -> None:
-        """A first chunk that is not [status, [[name, value]...]] answers 500."""
+    async def test_bad_head_gives_502(self, scripted_front: Any) -> None:
+        """A first chunk that is not [status, [[name, value]...]] answers 502 (the app behind
+        the front failed)."""
         front = await scripted_front(ScriptedEngine(("chunk", pack({"a": 1})), ("choke",)))
 
         events = await raw_exchange(front.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 
-        assert events[0].status_code == 500
+        assert events[0].status_code == 502
 
-    async def test_choke_without_head_gives_500(self, scripted_front: Any) -> None:
-        """A session that ends without any chunk answers 500."""
+    async def test_choke_without_head_gives_502(self, scripted_front: Any) -> None:
+        """A session that ends without any chunk answers 502."""
         front = await scripted_front(ScriptedEngine(("choke",)))
 
         events = await raw_exchange(front.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 
-        assert events[0].status_code == 500
+        assert events[0].status_code == 502
 
 
 class TestThroughWorker:
@@ -225,16 +226,16 @@ class TestThroughWorker:
         assert response.status_code == 201
         assert response.content == b"".join(b"part%d;" % i for i in range(5))
 
-    async def test_error_before_head_is_500_and_after_head_closes(
+    async def test_error_before_head_is_502_and_after_head_closes(
         self, raw_runtime: Any
     ) -> None:
-        """An app error before the head answers 500; after it, the connection is dropped."""
+        """An app error before the head answers 502; after it, the connection is dropped."""
         async with httpx.AsyncClient(base_url=raw_runtime.url) as client:
             before = await client.get("/error-before")
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get("/error-after")
 
-        assert (before.status_code, before.text) == (500, "boom\n")
+        assert (before.status_code, before.text) == (502, "boom\n")
 
     async def test_keep_alive_serves_pipelined_requests_on_one_connection(
         self, raw_runtime: Any

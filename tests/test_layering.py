@@ -13,7 +13,8 @@ SANS_IO = ("codec", "protocol", "http")
 FORBIDDEN = {"asyncio", "socket", "threading", "selectors", "time", "concurrent", "uvloop"}
 #: Layer order of docs/design.md, bottom first; a module may import only its own layer or lower.
 #: Every module of the package belongs to one (the package's lazy `__init__` and `__main__` aside).
-LAYERS = ["errors", "config", "codec", "protocol", "http", "aio", "services", "adapters", "dev", "cli"]
+LAYERS = ["errors", "config", "codec", "protocol", "http", "aio", "services", "adapters", "proxy",
+          "dev", "cli"]
 FACADES = {"__init__.py", "__main__.py"}
 
 

@@ -3,6 +3,10 @@
 # engine (whose workers get the locator's address as --locator) and the HTTP front. One async
 # context manager owns them all, so the CLI and the tests start and stop a runtime the same way.
 # The services module is imported lazily: the engine and front work without it (services=False).
+# The front is the proxy's (docs/proxy.md); with services on it reaches the apps the way
+# `cocaine-http proxy` reaches a cluster, through this runtime's locator and app services, so
+# what a user tries locally is the production path; without them it hands requests to the
+# engines directly.
 #
 # Besides its own app (the command it was given, if any), the runtime runs the apps the node
 # service starts, as cocaine-runtime does: manifest, profile and archive are read from storage,
@@ -22,6 +26,7 @@ from typing import Any
 import msgpack
 
 from ..aio.channel import Channel
+from ..aio.worker import message_limit
 from ..errors import ConfigError
 from ..protocol.dialect import Dialect, get_dialect, pack
 from .engine import ALREADY_RUNNING, STARTED, Engine
@@ -30,6 +35,9 @@ from .profile import Profile
 
 log = logging.getLogger("cocaine_http.dev")
 
+#: Bytes of request line and headers an enqueue through the app service may carry besides the
+#: body (the front's checks bound a head far below this).
+HEAD_ROOM = 1024 * 1024
 #: The runlist the node starts at boot (the v0.11 node's `runlist` argument, "default").
 RUNLIST = "default"
 
@@ -140,8 +148,10 @@ class DevRuntime:
         if self.use_services:
             from .services import DevServices  # lazily: the engine does not need it
 
-            self.services = DevServices(host=self.host, locator_port=self.locator_port,
-                                        storage_dir=self.storage_dir, dialect=self.dialect)
+            # An enqueue carries a whole request: room for the body limit and its head.
+            self.services = DevServices(
+                host=self.host, locator_port=self.locator_port, storage_dir=self.storage_dir,
+                dialect=self.dialect, message_limit=message_limit(self.max_body_size, HEAD_ROOM))
             self.services.serve_node(self)
             await self.services.start()
         if self.command is not None:
@@ -151,11 +161,17 @@ class DevRuntime:
                 await self.engine.warm(self.workers)
         if self.services is not None:
             await self._start_runlist(RUNLIST)
+        cluster = None
+        if self.services is not None:  # the production path: locator, app service, enqueue
+            from ..proxy.upstream import ClusterUpstream
+
+            cluster = ClusterUpstream([self.locator], dialect=self.dialect)
         self.front = Front(self.engine, host=self.host, port=self.port,
                            request_timeout=self.request_timeout,
                            max_body_size=self.max_body_size, apps=self.apps,
                            powered_by=self.powered_by, server_header=self.server_header,
-                           date_header=self.date_header, limits=self.limits)
+                           date_header=self.date_header, limits=self.limits,
+                           cluster=cluster)
         await self.front.start()
 
     async def _start_engine(self, name: str, command: list[str], profile: Profile,
@@ -267,6 +283,7 @@ class DevRuntime:
             await self.apps.pop(name).close()
         if self.front is not None:
             await self.front.close()
+            await self.front.upstream.close()
         if self.services is not None:
             await self.services.close()
             self.services = None

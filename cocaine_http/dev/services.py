@@ -37,6 +37,11 @@ from .engine import ALREADY_RUNNING, STARTED
 
 log = logging.getLogger("cocaine_http.dev.services")
 service_log = logging.getLogger("cocaine_http.dev.logging")
+#: Bytes of an app session's reply queued for its caller before its worker is paused.
+SINK_BUFFER = 4 * 1024 * 1024
+#: Bytes queued past which a session whose worker cannot be paused (it has other sessions) is
+#: dropped: a caller that stopped reading must not make the runtime hold a whole response.
+SINK_LIMIT = 4 * SINK_BUFFER
 
 #: cocaine v0.11 level -> Python level for the messages the logging service prints.
 _PY_LEVELS = {0: logging.DEBUG, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO,
@@ -147,10 +152,12 @@ class _Server:
     """One service on a TCP port, in one dialect."""
 
     def __init__(self, name: str, methods: dict[int, tuple[MethodProtocol, Handler | None]],
-                 dialect: Dialect = V0_11, version: int = 1) -> None:
+                 dialect: Dialect = V0_11, version: int = 1,
+                 max_message_size: int | None = None) -> None:
         self.name = name
         self.dialect = dialect
         self.version = version
+        self.max_message_size = max_message_size
         self.methods = methods
         #: what resolve lists: every method, with the dialect's extras (v0.12 control)
         self.protocol = {mid: m for mid, (m, _) in methods.items()} | dialect.service_extras
@@ -161,7 +168,8 @@ class _Server:
         self.ready: asyncio.Future[None] | None = None
 
     async def start(self, host: str, port: int = 0) -> None:
-        server = await serve((host, port), self._on_channel, dialect=self.dialect, raw=True)
+        server = await serve((host, port), self._on_channel, dialect=self.dialect, raw=True,
+                             max_message_size=self.max_message_size)
         self._server = server
         # uvloop's server is not an asyncio.Server subclass, but has the same `sockets`.
         self.port = cast(asyncio.Server, server).sockets[0].getsockname()[1]
@@ -383,21 +391,61 @@ class NodeHost(Protocol):
 
 
 class _Sink:
-    """Forwards an engine session's replies to the caller verbatim (no double encoding)."""
+    """Forwards an engine session's replies to the caller verbatim (no double encoding).
 
-    __slots__ = ("reply",)
+    Back-pressure: while more than SINK_BUFFER bytes wait to be sent to the caller (a proxy
+    that stopped reading for a slow client), the session's worker is paused through the
+    engine's Flow, when the session is the worker's only one, until the connection drains.
+    When another session needs that worker the paused one gives way, as in the front: its
+    remaining replies are dropped and the caller gets an error instead."""
+
+    __slots__ = ("reply", "flow", "dropped")
 
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
+        self.flow: Any = None
+        self.dropped = False
+
+    def attach_flow(self, flow: Any) -> None:
+        self.flow = flow
+        flow.on_shared = self._shared
 
     def on_chunk(self, data: bytes) -> None:
+        if self.dropped:
+            return
         self.reply.write(data)
+        flow = self.flow
+        channel = self.reply.channel
+        if flow is None or flow.paused:
+            return
+        queued = channel.write_buffer_size()
+        if queued <= SINK_BUFFER:
+            return
+        if flow.pause():
+            task = asyncio.get_running_loop().create_task(channel.drain())
+            task.add_done_callback(lambda _: flow.resume())
+        elif queued > SINK_LIMIT:  # a shared worker cannot be paused: the session gives way
+            self._drop()
+
+    def _shared(self) -> None:
+        if self.flow is not None and self.flow.paused:
+            self._drop()
+
+    def _drop(self) -> None:
+        if not self.dropped:
+            log.warning("a caller of app service reads slower than the app writes; dropping "
+                        "its session")
+            self.dropped = True
+            code, category = self.reply.dialect.engine_error_code(2, FAILED)
+            self.reply.error(code, "the caller reads slower than the app writes", category)
 
     def on_error(self, code: int, message: str, category: int | None = None) -> None:
-        self.reply.error(code, message, category)
+        if not self.dropped:
+            self.reply.error(code, message, category)
 
     def on_choke(self) -> None:
-        self.reply.close()
+        if not self.dropped:
+            self.reply.close()
 
 
 class _Request:
@@ -459,12 +507,15 @@ class DevServices:
         verbosity: what logging.verbosity() answers (library levels, 4 = debug; sent in the
             dialect's levels).
         dialect: V0_11, or V0_12 to speak as cocaine-runtime v0.12 does.
+        message_limit: the largest call an app service reads (an enqueue carries a whole
+            request body; under v0.12 a write carries it); None: the decoder's default.
     """
 
     def __init__(self, host: str = "127.0.0.1", locator_port: int = 10053,
                  storage_dir: str | None = None, verbosity: int = 4,
-                 dialect: Dialect = V0_11) -> None:
+                 dialect: Dialect = V0_11, message_limit: int | None = None) -> None:
         self.host = host
+        self.message_limit = message_limit
         self.locator_port = locator_port
         self.verbosity = verbosity
         self.dialect = dialect
@@ -489,13 +540,13 @@ class DevServices:
         self.node: NodeHost | None = None
 
     def _server(self, name: str, table: dict[int, tuple[str, Any, Any]],
-                handlers: dict[int, Handler]) -> _Server:
+                handlers: dict[int, Handler], max_message_size: int | None = None) -> _Server:
         methods = {mid: (m, handlers.get(mid))
                    for mid, m in _graphs(self.dialect, table).items()}
         if not self.dialect.graph_replies:  # v0.11 tables list only the bound methods
             methods = {mid: m for mid, m in methods.items() if m[1] is not None}
         version = VERSIONS.get(name, 1) if self.dialect.graph_replies else 1
-        return _Server(name, methods, self.dialect, version)
+        return _Server(name, methods, self.dialect, version, max_message_size)
 
     @property
     def locator_endpoint(self) -> tuple[str, int]:
@@ -550,7 +601,7 @@ class DevServices:
             0: lambda args, reply: self._enqueue(engine, args, reply),
             1: lambda args, reply: reply.value(
                 engine.info_v12() if self.dialect.graph_replies else engine.info()),
-        })
+        }, self.message_limit)
         self._servers[engine.name] = server
         if self._started:
             task = asyncio.get_running_loop().create_task(self._start_server(server))

@@ -61,11 +61,13 @@ def _raw_head(data: bytes) -> list[tuple[bytes, bytes]]:
 
 def request(url: str, method: str = "GET", target: str = "/", *,
             headers: Iterable[tuple[str, str]] = (), body: bytes | list[bytes] = b"",
-            timeout: float = 30.0, version: str = "1.1") -> Reply:
+            timeout: float = 30.0, version: str = "1.1", source: str | None = None) -> Reply:
     """One request on a fresh connection; a list body is sent chunked, piece by piece.
 
     version "1.0" writes an HTTP/1.0 request by hand (h11 sends only 1.1) and still reads the
     reply with h11.
+    source: the local address to connect from (a loopback address other than 127.0.0.1 makes
+    a client that no default trusts).
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -75,7 +77,8 @@ def request(url: str, method: str = "GET", target: str = "/", *,
         all_headers.append(("Transfer-Encoding", "chunked"))
     elif body or method in ("POST", "PUT", "PATCH"):
         all_headers.append(("Content-Length", str(len(body))))
-    sock = socket.create_connection((host, port), timeout=timeout)
+    sock = socket.create_connection((host, port), timeout=timeout,
+                                    source_address=(source, 0) if source else None)
     try:
         full_target = parts.path.rstrip("/") + target
         out = conn.send(h11.Request(method=method, target=full_target, headers=all_headers))

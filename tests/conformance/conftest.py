@@ -8,6 +8,7 @@ PY2 and PY2SITE must be set, or every test here errors out with the reason (neve
 Fixtures:
     real: the started RealRuntime (`.locator`, `.log()`, `.root`).
     proxy: the started TornadoProxy (`.url`).
+    ours: the started `cocaine-http proxy` on the same runtime (OurProxy: `.url`, `.rss_kib()`).
     dev: `dev(name)` -> the started DevProcess of app `name` (`.url`, `.log()`).
     fronts: {"real": base url of app routes behind the tornado proxy, "dev": same under dev},
         as a function `fronts(name)`: both URLs end in `/<name>/http`.
@@ -26,6 +27,7 @@ from tests.conformance.realruntime import (
     REPO,
     AppSpec,
     DevProcess,
+    OurProxy,
     RealRuntime,
     TornadoProxy,
     http_slave,
@@ -82,6 +84,7 @@ def _need(name: str) -> str:
 def _apps(taps: Path) -> dict[str, AppSpec]:
     apps = {name: AppSpec(http_slave(*args)) for name, args in HTTP_APPS.items()}
     apps["echo"] = AppSpec(script_slave(ECHO_SCRIPT))
+    apps["flood"] = AppSpec(http_slave("tests.conformance.apps.proxy_flood:app"))
     apps["spare"] = AppSpec(script_slave(ECHO_SCRIPT), runlist=False)
     apps["djlifespan"] = AppSpec(slave_script(DJANGO_LIFESPAN_ON), profile="quick-start")
     apps["deploydoc"] = AppSpec(deploy_doc_slave(), profile="single")
@@ -123,6 +126,18 @@ def real(conformance_root: Path, taps: Path) -> Iterator[RealRuntime]:
 @pytest.fixture(scope="session")
 def proxy(real: RealRuntime, conformance_root: Path) -> Iterator[TornadoProxy]:
     front = TornadoProxy(_need("PY2"), _need("PY2SITE"), real.locator, conformance_root)
+    front.start()
+    try:
+        yield front
+    finally:
+        front.stop()
+
+
+@pytest.fixture(scope="session")
+def ours(real: RealRuntime, conformance_root: Path) -> Iterator[OurProxy]:
+    """`cocaine-http proxy` in front of the same runtime as the tornado proxy."""
+    front = OurProxy([real.locator], conformance_root,
+                     options=("--client-idle-timeout", "5", "--no-access-log"))
     front.start()
     try:
         yield front

@@ -31,32 +31,33 @@ PYTHON = str(Path(sys.executable))
 PORT_LOW, PORT_HIGH = 20000, 32000
 
 
-def _bindable(port: int) -> bool:
+def _bindable(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def free_ports(count: int = 1) -> list[int]:
+def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
     """`count` consecutive free loopback ports outside the ephemeral range."""
     for _ in range(200):
         start = random.randrange(PORT_LOW, PORT_HIGH - count)
         ports = list(range(start, start + count))
-        if all(_bindable(port) for port in ports):
+        if all(_bindable(port, host) for port in ports):
             return ports
     raise RuntimeError("no free port block found")
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float, what: str,
+              host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -136,21 +137,24 @@ PROFILE: dict[str, Any] = {
 
 
 class RealRuntime:
-    """cocaine-runtime v0.11 in `root` (config, storage, spool, run dir, log)."""
+    """cocaine-runtime v0.11 in `root` (config, storage, spool, run dir, log), on `host` (a
+    loopback address: two runtimes on 127.0.0.1 and 127.0.0.2 make a cluster on one machine)."""
 
     def __init__(self, binary: str, root: Path, apps: dict[str, AppSpec],
-                 profiles: dict[str, dict[str, Any]] | None = None) -> None:
+                 profiles: dict[str, dict[str, Any]] | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.binary = binary
         self.root = root
         self.apps = apps
+        self.host = host
         self.profiles = {"default": {}, **(profiles or {})}
-        self.locator_port, *self.service_ports = free_ports(21)
+        self.locator_port, *self.service_ports = free_ports(21, host)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "log" / "cocaine.log"
 
     @property
     def locator(self) -> str:
-        return f"127.0.0.1:{self.locator_port}"
+        return f"{self.host}:{self.locator_port}"
 
     def write_config(self) -> Path:
         for sub in ("run", "spool", "log", "plugins"):
@@ -158,7 +162,7 @@ class RealRuntime:
         config = {
             "version": 2,
             "paths": {"plugins": str(self.root / "plugins"), "runtime": str(self.root / "run")},
-            "locator": {"hostname": "127.0.0.1", "endpoint": "127.0.0.1",
+            "locator": {"hostname": self.host, "endpoint": self.host,
                         "port": self.locator_port,
                         "port-range": [self.service_ports[0], self.service_ports[-1]]},
             "services": {"logging": {"type": "logging"},
@@ -193,7 +197,7 @@ class RealRuntime:
         self.proc = subprocess.Popen([self.binary, "-c", str(config)], stdout=out,
                                      stderr=subprocess.STDOUT, cwd=self.root)
         out.close()
-        wait_port(self.locator_port, self.proc, 20, "cocaine-runtime")
+        wait_port(self.locator_port, self.proc, 20, "cocaine-runtime", self.host)
 
     def stop(self) -> int | None:
         return stop(self.proc, timeout=30)
@@ -285,6 +289,44 @@ class DevProcess:
         self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         out.close()
         wait_port(self.port, self.proc, 30, f"cocaine-http dev ({self.name})")
+
+    def stop(self) -> int | None:
+        return stop(self.proc, timeout=20)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class OurProxy:
+    """`cocaine-http proxy --locator ...` on a free loopback port (one process: --workers 1,
+    so its RSS is the front's)."""
+
+    def __init__(self, locators: list[str], root: Path, name: str = "proxy",
+                 options: tuple[str, ...] = ()) -> None:
+        self.locators, self.root, self.name, self.options = locators, root, name, options
+        (self.port,) = free_ports(1)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / f"ours-{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [str(Path(PYTHON).parent / "cocaine-http"), "proxy", "--locator",
+                   ",".join(self.locators), "--port", str(self.port), *self.options]
+        out = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        out.close()
+        wait_port(self.port, self.proc, 30, f"cocaine-http proxy ({self.name})")
+
+    def rss_kib(self) -> int:
+        """The process's resident set now, in KiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
 
     def stop(self) -> int | None:
         return stop(self.proc, timeout=20)
