@@ -3,11 +3,12 @@
 # event (root routing), there is no health-check path (the app's own /ping is the app's), and a
 # status the v0.11 tornado proxy cannot send is warned about. With the runtime's services on,
 # requests take the proxy's path (DevUpstream: the ClusterUpstream on the runtime's locator,
-# then the app service's enqueue); a request with a big body, and every request of a runtime
+# then the app service's enqueue, in the runtime's dialect); a request with a big body, and every request of a runtime
 # without services, is handed straight to the app's Engine (EngineUpstream; its own app, or one
 # started through the node service) with the front's Reply as the session's sink, so the
 # engine's Flow is the back-pressure handle and its refusals map to statuses here
-# (`status_for_error`).
+# (`status_for_error`); the engine's dialect says whether body chunks are msgpack strings
+# (v0.11) or the bytes themselves (v0.12).
 """The dev runtime's HTTP front: the proxy's front on the dev engine."""
 
 from __future__ import annotations

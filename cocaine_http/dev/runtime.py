@@ -4,7 +4,8 @@
 # context manager owns them all, so the CLI and the tests start and stop a runtime the same way.
 # The services module is imported lazily: the engine and front work without it (services=False).
 # The front is the proxy's (docs/proxy.md); with services on it reaches the apps the way
-# `cocaine-http proxy` reaches a cluster, through this runtime's locator and app services, so
+# `cocaine-http proxy` reaches a cluster, through this runtime's locator and app services (in
+# the runtime's dialect, as `cocaine-http proxy --protocol` speaks the cluster's), so
 # what a user tries locally is the production path; without them it hands requests to the
 # engines directly.
 #
