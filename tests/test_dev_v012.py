@@ -503,3 +503,27 @@ def test_dev_protocol_option_is_checked():
     with pytest.raises(ConfigError):
         parse(["--protocol", "2", "m:app"])
 
+
+
+# -- the front on the v0.12 app service: back-pressure at both hops ------------------------------
+
+
+def test_a_slow_reader_gives_way_through_the_v012_app_service() -> None:
+    """`cocaine-http dev --protocol 1`: the front's path is the v0.12 app service, whose sink
+    pauses the worker for a slow reader and, when another request needs that worker, drops the
+    paused session with an error in v0.12's framing; the other request is served."""
+    from tests.test_dev_bounds import DevProcess, post_size, read_response, stream_request
+    from tests.test_dev_bounds import wait_until
+
+    dev = DevProcess("--workers", "1", "--protocol", "1", "--max-response-buffer", "1M",
+                     "--pool-limit", "1")
+    try:
+        with stream_request(dev.port, 200) as sock:
+            wait_until(lambda: dev.said("paused: its client reads slower"))
+            response = post_size(dev.port, 3)  # same worker: it must not wait behind the first
+            received = read_response(sock)
+        assert response.startswith(b"HTTP/1.1 200 ") and b"\r\n1\r\n3\r\n" in response
+        assert len(received) < 100 * 1024 * 1024
+        assert dev.said("a caller of app service reads slower than the app writes")
+    finally:
+        dev.stop()
