@@ -103,7 +103,7 @@ class _Session(_Stream):
             if not self.answered and is_queue_full(exc):
                 self.connection.pool.queue_full(self)
             else:
-                self.reply.on_error(exc.code, exc.message)
+                self.reply.on_error(exc.code, exc.message, exc.category)
         else:
             self.reply.fail(502, f"the connection to the app was lost: {exc}")
 
