@@ -147,6 +147,7 @@ def sides(runtime12, tmp_path_factory):
     asyncio.run_coroutine_threadsafe(dev.close(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    loop.close()  # its self-pipe sockets too: an unclosed loop fails the run at exit
 
 
 def same_but_ports(real: bytes, ours: bytes) -> tuple[Any, Any]:
