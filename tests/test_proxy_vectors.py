@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+#: The gunicorn release whose vectors (and the verdicts in DIFFERENT) this file is written against.
+GUNICORN = "27.0.1"
 CACHE = Path(os.environ.get("COCAINE_HTTP_VECTORS",
                             Path.home() / ".cache" / "cocaine-http" / "gunicorn-vectors"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,11 +92,11 @@ def _sdist() -> Path:
     """The unpacked gunicorn sdist in the cache, downloaded with pip on first use (unpacked
     beside and renamed into place, so that a concurrent run never sees half of it)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    for done in sorted(CACHE.glob("gunicorn-*/tests/requests")):
+    for done in sorted(CACHE.glob(f"gunicorn-{GUNICORN}/tests/requests")):
         return done.parent.parent
     with tempfile.TemporaryDirectory(dir=CACHE, prefix=".download-") as tmp:
         command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                   "gunicorn", "-d", tmp]
+                   f"gunicorn=={GUNICORN}", "-d", tmp]
         try:  # metadata from the installed setuptools, else from an isolated build env
             subprocess.run([*command, "--no-build-isolation"], check=True, capture_output=True,
                            timeout=300)
@@ -113,7 +115,7 @@ def _sdist() -> Path:
             unpacked.rename(CACHE / unpacked.name)
         except OSError:  # another run got there first
             pass
-    return max(p.parent.parent for p in CACHE.glob("gunicorn-*/tests/requests"))
+    return max(p.parent.parent for p in CACHE.glob(f"gunicorn-{GUNICORN}/tests/requests"))
 
 
 def decode_vector(text: bytes) -> bytes:
