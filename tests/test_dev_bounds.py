@@ -4,10 +4,7 @@ limit), response buffer bound, header, idle and keep-alive timeouts (docs/dev-ru
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,64 +15,21 @@ import pytest
 from cocaine_http.aio.worker import FRAME_ROOM, MAX_MESSAGE_SIZE, body_limit, message_limit
 from cocaine_http.dev.cli import build_runtime
 from cocaine_http.dev.front import ClientLimits
-from tests.plugins.devruntime import REPO_ROOT
+from tests.plugins.process import ServerProcess
 
 APP = "tests.workers.bounds_apps:app"
 MIB = 1024 * 1024
 
 
-class DevProcess:
-    """`cocaine-http dev` as a child process on free ports; its output is collected."""
+class DevProcess(ServerProcess):
+    """`cocaine-http dev` with the bounds app, as a child process on free ports."""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cocaine_http", "dev", APP, "--port", "0",
-             "--locator-port", "0", *args],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.port = 0
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            match = re.search(r"Serving \S+ on http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                break
-        assert self.port, "".join(self.lines)
-        self._collector = threading.Thread(target=self._collect, daemon=True)
-        self._collector.start()
-
-    def _collect(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def said(self, text: str) -> bool:
-        return any(text in line for line in list(self.lines))
-
-    def kib(self, key: str, pid: int | None = None) -> int:
-        """A /proc/<pid>/status figure (VmRSS, VmHWM) in KiB."""
-        with open(f"/proc/{pid or self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        raise AssertionError(f"no {key}")
+        super().__init__(["dev", APP, "--port", "0", "--locator-port", "0", *args],
+                         ready=r"Serving \S+ on http://127\.0\.0\.1:(\d+)")
 
     def workers(self) -> list[int]:
-        pid = self.process.pid
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._collector.join(10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        return self.children()
 
 
 @pytest.fixture
