@@ -148,6 +148,17 @@ class Runtime12:
         script.chmod(0o755)
         return app_dir
 
+    def deploy_ours(self, apps: dict[str, str]) -> None:
+        """Deploy each {name: module:attr} with our worker as its slave (blocking)."""
+
+        async def deploy() -> None:
+            async with Client(self.locator, protocol=V0_12, timeout=20.0) as client:
+                for name, target in apps.items():
+                    app_dir = self.slave_script(name, OUR_SLAVE.format(target=target))
+                    await self.deploy(client, name, app_dir)
+
+        asyncio.run(deploy())
+
     async def deploy(self, client: Client, name: str, app_dir: Path,
                      profile: dict[str, Any] | None = None, env: dict[str, str] | None = None
                      ) -> None:

@@ -4,7 +4,6 @@ body]`, answered with a head `[status, [[name, value], ...]]`, then the body's b
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import msgpack
@@ -13,7 +12,6 @@ import pytest
 from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
 
-from .conftest import OUR_SLAVE
 
 APPS = {
     "flask12": "examples.flask_app.app:app",
@@ -41,14 +39,7 @@ async def http(client, app: str, method: str, uri: str, **kw) -> tuple[int, dict
 @pytest.fixture(scope="module")
 def deployed(runtime12):
     """Both example apps deployed (once per module) with our worker as the slave."""
-
-    async def deploy() -> None:
-        async with Client(runtime12.locator, protocol=V0_12, timeout=20.0) as client:
-            for name, target in APPS.items():
-                app_dir = runtime12.slave_script(name, OUR_SLAVE.format(target=target))
-                await runtime12.deploy(client, name, app_dir)
-
-    asyncio.run(deploy())
+    runtime12.deploy_ours(APPS)
     return runtime12
 
 

@@ -4,15 +4,8 @@ deployed with our worker, reached over HTTP through the runtime's locator and ap
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
-
-from cocaine_http.protocol.dialect import V0_12
-from cocaine_http.services import Client
-
-from .conftest import OUR_SLAVE
 
 APPS = {
     "flask12": "examples.flask_app.app:app",
@@ -22,13 +15,7 @@ APPS = {
 
 @pytest.fixture(scope="module")
 def deployed(runtime12):
-    async def deploy() -> None:
-        async with Client(runtime12.locator, protocol=V0_12, timeout=20.0) as client:
-            for name, target in APPS.items():
-                app_dir = runtime12.slave_script(name, OUR_SLAVE.format(target=target))
-                await runtime12.deploy(client, name, app_dir)
-
-    asyncio.run(deploy())
+    runtime12.deploy_ours(APPS)
     return runtime12
 
 
