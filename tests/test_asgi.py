@@ -386,10 +386,10 @@ class TestLifespan:
 
 
 class TestEagerTasks:
-    async def test_an_app_that_never_suspends_finishes_inside_the_invoke_on_3_12(self) -> None:
-        """Python 3.12+: the app's Task starts eagerly, so the response is complete when the
-        request's end has been delivered, and no Task is left for the loop; on 3.11 it runs
-        on the next loop iteration."""
+    async def test_an_app_that_never_suspends_finishes_inside_the_invoke(self) -> None:
+        """The app's Task starts eagerly (Python 3.11 with the C Task, and 3.12+), so the
+        response is complete when the request's end has been delivered, and no Task is left
+        for the loop."""
         from cocaine_http.adapters.asgi import EAGER_TASKS
 
         adapter = ASGIAdapter(hello, Config(access_log=False, lifespan="off"))
@@ -402,3 +402,106 @@ class TestEagerTasks:
 
         assert (done_at_once, pending) == ((True, 0) if EAGER_TASKS else (False, 1))
         assert session.ended and not adapter.tasks
+
+    async def test_the_app_runs_in_its_own_task_from_its_first_line(self) -> None:
+        """asyncio.current_task() inside the app is a registered Task on the running loop,
+        the same one before and after the app suspends, and not the caller's."""
+        seen: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            task = asyncio.current_task()
+            seen.append((task, task in asyncio.all_tasks(), task.get_loop()))
+            await asyncio.sleep(0)
+            seen.append(asyncio.current_task())
+            await hello(scope, receive, send)
+
+        session = await serve(app, frame())
+
+        (task, registered, loop), after = seen
+        assert isinstance(task, asyncio.Task) and registered
+        assert loop is asyncio.get_running_loop()
+        assert after is task and task is not asyncio.current_task()
+        assert task.done() and session.status == 200
+
+    async def test_contextvars_set_by_the_app_stay_in_its_request(self) -> None:
+        """Each app run has its own copy of the context: a variable it sets is seen by it
+        after suspending, and neither by the caller nor by the next request."""
+        import contextvars
+
+        var: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="unset")
+        seen: list[tuple[str, str]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            before = var.get()
+            var.set(scope["path"])
+            await asyncio.sleep(0)
+            seen.append((before, var.get()))
+            await hello(scope, receive, send)
+
+        await serve(app, frame(uri="/a"))
+        await serve(app, frame(uri="/b"))
+
+        assert seen == [("unset", "/a"), ("unset", "/b")]
+        assert var.get() == "unset"
+
+    async def test_an_anyio_task_group_and_cancel_scope_work_across_suspensions(self) -> None:
+        """anyio (what Starlette and FastAPI run on) keys its cancel scopes by the current
+        task: a task group whose child suspends, and a timeout that fires while the app
+        waits, behave as in any Task."""
+        import anyio
+
+        results: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            async def child() -> None:
+                await anyio.sleep(0)
+                results.append("child")
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(child)
+            with anyio.move_on_after(0.01) as timeout:
+                await anyio.sleep(10)
+            results.append(f"timed out: {timeout.cancelled_caught}")
+            await hello(scope, receive, send)
+
+        session = await serve(app, frame())
+
+        assert results == ["child", "timed out: True"]
+        assert session.status == 200
+
+    async def test_an_app_failing_in_its_first_step_gets_a_500(self) -> None:
+        """An exception raised before the app ever suspends is the Task's, as in a
+        scheduled Task: the adapter answers 500."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise ValueError("boom")
+
+        session = await serve(app, frame())
+
+        assert session.status == 500 and session.ended
+
+    async def test_a_suspended_app_is_cancelled_when_the_session_fails(self) -> None:
+        """After its eager first step the Task is an ordinary one: a failed session cancels
+        it where it waits, and the app sees CancelledError."""
+        waiting = asyncio.Event()
+        outcome: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            waiting.set()
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+
+        adapter = ASGIAdapter(app, Config(access_log=False, lifespan="off"))
+        await adapter.startup()
+        session = FakeSession()
+        adapter(session)
+        session.request(frame())
+        await asyncio.wait_for(waiting.wait(), 10)
+        (task,) = adapter.tasks
+        session.fail(1, "gone")
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+        assert outcome == ["cancelled"] and task.cancelled() and not adapter.tasks
