@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -385,13 +386,20 @@ class TestLifespan:
         assert events == ["lifespan.startup", "lifespan.shutdown"]
 
 
-class TestEagerTasks:
-    async def test_an_app_that_never_suspends_finishes_inside_the_invoke(self) -> None:
-        """The app's Task starts eagerly (Python 3.11 with the C Task, and 3.12+), so the
-        response is complete when the request's end has been delivered, and no Task is left
-        for the loop."""
-        from cocaine_http.adapters.asgi import EAGER_TASKS
+@pytest.fixture(params=[False, True], ids=["scheduled", "eager"])
+def eager(request: Any, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways of starting the app's Task: scheduled (the default) and, on Python 3.12+,
+    eagerly (`EAGER_TASKS`); True only where the eager start is really used."""
+    from cocaine_http.adapters import asgi
 
+    monkeypatch.setattr(asgi, "EAGER_TASKS", request.param)
+    return bool(request.param) and sys.version_info >= (3, 12)
+
+
+class TestTasks:
+    async def test_the_task_runs_on_the_next_iteration_unless_eager(self, eager: bool) -> None:
+        """A scheduled Task runs after the read that completed the request; an eager one
+        (3.12+) is done inside the invoke, and no Task is left for the loop."""
         adapter = ASGIAdapter(hello, Config(access_log=False, lifespan="off"))
         await adapter.startup()
         session = FakeSession()
@@ -400,10 +408,10 @@ class TestEagerTasks:
         done_at_once, pending = session.ended, len(adapter.tasks)
         await asyncio.wait_for(session.done.wait(), 10)
 
-        assert (done_at_once, pending) == ((True, 0) if EAGER_TASKS else (False, 1))
+        assert (done_at_once, pending) == ((True, 0) if eager else (False, 1))
         assert session.ended and not adapter.tasks
 
-    async def test_the_app_runs_in_its_own_task_from_its_first_line(self) -> None:
+    async def test_the_app_runs_in_its_own_task_from_its_first_line(self, eager: bool) -> None:
         """asyncio.current_task() inside the app is a registered Task on the running loop,
         the same one before and after the app suspends, and not the caller's."""
         seen: list[Any] = []
@@ -423,7 +431,7 @@ class TestEagerTasks:
         assert after is task and task is not asyncio.current_task()
         assert task.done() and session.status == 200
 
-    async def test_contextvars_set_by_the_app_stay_in_its_request(self) -> None:
+    async def test_contextvars_set_by_the_app_stay_in_its_request(self, eager: bool) -> None:
         """Each app run has its own copy of the context: a variable it sets is seen by it
         after suspending, and neither by the caller nor by the next request."""
         import contextvars
@@ -444,7 +452,7 @@ class TestEagerTasks:
         assert seen == [("unset", "/a"), ("unset", "/b")]
         assert var.get() == "unset"
 
-    async def test_an_anyio_task_group_and_cancel_scope_work_across_suspensions(self) -> None:
+    async def test_an_anyio_task_group_and_cancel_scope_work_across_suspensions(self, eager: bool) -> None:
         """anyio (what Starlette and FastAPI run on) keys its cancel scopes by the current
         task: a task group whose child suspends, and a timeout that fires while the app
         waits, behave as in any Task."""
@@ -469,9 +477,9 @@ class TestEagerTasks:
         assert results == ["child", "timed out: True"]
         assert session.status == 200
 
-    async def test_an_app_failing_in_its_first_step_gets_a_500(self) -> None:
-        """An exception raised before the app ever suspends is the Task's, as in a
-        scheduled Task: the adapter answers 500."""
+    async def test_an_app_failing_in_its_first_step_gets_a_500(self, eager: bool) -> None:
+        """An exception raised before the app ever suspends is caught by the Task, eager or
+        not: the adapter answers 500."""
         async def app(scope: Any, receive: Any, send: Any) -> None:
             raise ValueError("boom")
 
@@ -479,9 +487,9 @@ class TestEagerTasks:
 
         assert session.status == 500 and session.ended
 
-    async def test_a_suspended_app_is_cancelled_when_the_session_fails(self) -> None:
-        """After its eager first step the Task is an ordinary one: a failed session cancels
-        it where it waits, and the app sees CancelledError."""
+    async def test_a_suspended_app_is_cancelled_when_the_session_fails(self, eager: bool) -> None:
+        """A failed session cancels the app's Task where it waits, and the app sees
+        CancelledError."""
         waiting = asyncio.Event()
         outcome: list[str] = []
 
