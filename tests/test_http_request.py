@@ -323,3 +323,58 @@ class TestTornadoCookieCopies:
 
     def test_without_cookie_header_nothing_is_dropped(self):
         assert cookie_copies(((b"host", b"h"),)) == 0
+
+
+class TestRepeatedHeaders:
+    """A header list seen before is remembered whole; a repeat must give what a first sight
+    gives, and each request still gets its own list and its own checks."""
+
+    HEADERS = ((b"Host", b"repeat.test:8080"), (b"User-Agent", b"repeat"),
+               (b"Content-Type", b"text/plain"), (b"X-Forwarded-Proto", b"https"),
+               (b"Content-Length", b"2"))
+
+    def test_a_repeated_header_list_gives_the_same_request(self):
+        """Headers, Host, content type, scheme and the body check come out the same the
+        second time."""
+        first, second = (parse_request(build_frame(b"POST", headers=self.HEADERS, body=b"hi"))
+                         for _ in range(2))
+
+        fields = ("headers", "server", "content_type", "scheme", "client")
+        assert [getattr(second, f) for f in fields] == [getattr(first, f) for f in fields]
+        assert second.headers[0] == (b"host", b"repeat.test:8080")
+        assert (second.server, second.scheme) == (("repeat.test", 8080), "https")
+
+    def test_each_request_gets_its_own_header_list(self):
+        """An app that changes its request's headers changes no later request's."""
+        frame = build_frame(headers=self.HEADERS[:2])
+        first = parse_request(frame)
+        first.headers.append((b"x-added", b"by the app"))
+        first.headers[0] = (b"host", b"changed")
+
+        again = parse_request(frame)
+
+        assert again.headers == [(b"host", b"repeat.test:8080"), (b"user-agent", b"repeat")]
+
+    def test_limits_apply_to_a_remembered_header_list(self):
+        """A header list that passed under one worker's limit is refused under a smaller one,
+        and a repeated bad Content-Length is refused every time."""
+        frame = build_frame(headers=self.HEADERS[:2])
+        parse_request(frame)
+        with pytest.raises(BadRequestError) as info:
+            parse_request(frame, HttpConfig(max_header_size=10))
+        assert info.value.status == 431
+        mismatch = build_frame(b"POST", headers=self.HEADERS, body=b"toolong")
+        for _ in range(2):
+            with pytest.raises(BadRequestError) as info:
+                parse_request(mismatch)
+            assert info.value.status == 400
+
+    def test_a_repeated_faulty_header_list_fails_the_same_way(self):
+        """Two Host headers, or an unhashable entry, are refused on every sight."""
+        hosts = build_frame(headers=((b"Host", b"a"), (b"Host", b"b")))
+        unhashable = msgpack.packb([b"GET", b"/", b"1.1", [[b"Host", b"a"], {b"k": b"v"}], b""],
+                                   use_bin_type=False)
+        for frame in (hosts, hosts, unhashable, unhashable):
+            with pytest.raises(BadRequestError) as info:
+                parse_request(frame)
+            assert info.value.status == 400
