@@ -335,21 +335,22 @@ class TestGenerations:
         on_v11 = profile_warnings(V12.profile, V11)
 
         assert on_v12 == [
-            "profile: isolate type 'process' is the client of an external isolate daemon, "
-            "which start_app then fails to reach under v0.12; its isolate that executes the "
-            "slave is 'legacy_process'",
+            "profile: isolate type 'process' is v0.12's client of an external isolate daemon "
+            "(start_app fails without one); the isolate that executes the slave is "
+            "'legacy_process'",
             "profile: v0.12 does not read 'startup-timeout'; it reads 'handshake-timeout' for "
             "that",
             "profile: v0.12 does not read 'termination-timeout'; it reads 'terminate-timeout' "
             "for that"]
-        assert on_v11[0] == ("profile: isolate type 'legacy_process' is not an isolate it has "
-                             "under v0.11; its isolate that executes the slave is 'process'")
+        assert on_v11[0] == ("profile: isolate type 'legacy_process' is not one of v0.11's own "
+                             "(a plugin's, or unknown); the isolate that executes the slave is "
+                             "'process'")
         assert len(on_v11) == 3
 
     def test_a_profile_without_isolate_gets_the_runtimes_default_process(self) -> None:
         """Both runtimes default to "process", which under v0.12 is the external one."""
         assert profile_warnings({}, V11) == []
-        assert "'process' is the client of an external" in profile_warnings({}, V12)[0]
+        assert "'process' is v0.12's client of an external" in profile_warnings({}, V12)[0]
 
     def test_init_protocol_1_writes_the_v012_profile(self, tmp_path: Path) -> None:
         """init --protocol 1: legacy_process with a spool, v0.12's key names."""

@@ -116,8 +116,8 @@ V11 = Generation(
 #: an external isolate daemon [PLUG12 `node/src/module.cpp`, `node/src/node/profile.cpp`].
 V12 = Generation(
     protocol=1, runtime="v0.12", isolate="legacy_process",
-    isolates={"process": "the client of an external isolate daemon, which start_app then "
-                         "fails to reach"},
+    isolates={"process": "v0.12's client of an external isolate daemon (start_app fails "
+                         "without one)"},
     profile={
         "isolate": {"type": "legacy_process", "args": {"spool": "/var/spool/cocaine"}},
         "pool-limit": 10,
@@ -156,9 +156,9 @@ def profile_warnings(profile: dict[str, Any], gen: Generation) -> list[str]:
     isolate = profile.get("isolate")
     kind = isolate.get("type", "process") if isinstance(isolate, dict) else "process"
     if kind != gen.isolate:
-        what = gen.isolates.get(kind, "not an isolate it has")
-        warnings.append(f"profile: isolate type {kind!r} is {what} under {gen.runtime}; its "
-                        f"isolate that executes the slave is {gen.isolate!r}")
+        what = gen.isolates.get(kind, f"not one of {gen.runtime}'s own (a plugin's, or unknown)")
+        warnings.append(f"profile: isolate type {kind!r} is {what}; the isolate that executes "
+                        f"the slave is {gen.isolate!r}")
     for key in sorted(set(profile) & set(gen.renamed)):
         warnings.append(f"profile: {gen.runtime} does not read {key!r}; it reads "
                         f"{gen.renamed[key]!r} for that")
