@@ -378,3 +378,15 @@ class TestRepeatedHeaders:
             with pytest.raises(BadRequestError) as info:
                 parse_request(frame)
             assert info.value.status == 400
+
+    def test_only_short_header_lists_are_remembered(self):
+        """The cache of whole header lists holds lists up to BLOCK_MAX bytes, and no more
+        than BLOCK_CACHE_SIZE of them."""
+        from cocaine_http.http import request as module
+
+        long_list = ((b"Host", b"a"),) + tuple((b"X-Fill-%d" % i, b"v" * 400) for i in range(12))
+        parse_request(build_frame(headers=long_list))
+        assert long_list not in {tuple(tuple(p) for p in key) for key in module._blocks}
+        for i in range(module.BLOCK_CACHE_SIZE + 1):
+            parse_request(build_frame(headers=((b"Host", b"h%d" % i),)))
+        assert 0 < len(module._blocks) <= module.BLOCK_CACHE_SIZE

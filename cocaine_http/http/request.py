@@ -316,11 +316,15 @@ HeaderBlock = tuple[tuple[tuple[bytes, bytes], ...], "bytes | None", tuple[tuple
 _blocks: dict[object, HeaderBlock] = {}
 _blocks_get = _blocks.get
 BLOCK_CACHE_SIZE = 256
+#: Larger header lists (names plus values) are not remembered: with the pairs and their
+#: lower-cased copies the cache stays under about 2 MiB.
+BLOCK_MAX = 4096
 
 
 def _scan_headers(raw_headers: tuple[object, ...]) -> HeaderBlock:
     """Validate each pair: (lower-cased pairs, Host, the other special headers in order,
-    bytes of names and values); remembered when every pair was short enough to be."""
+    bytes of names and values); remembered when every pair was short enough for the pair
+    cache and the whole list is at most BLOCK_MAX bytes."""
     cache_get = _pairs_get
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append
@@ -344,7 +348,7 @@ def _scan_headers(raw_headers: tuple[object, ...]) -> HeaderBlock:
                 if kind <= _v.TRANSFER_ENCODING:
                     _v.framing(special)  # checked in order, as h11 does
     block = (tuple(headers), host, tuple(special), size)
-    if cacheable:
+    if cacheable and size <= BLOCK_MAX:
         if len(_blocks) >= BLOCK_CACHE_SIZE:
             _blocks.clear()
         _blocks[raw_headers] = block
