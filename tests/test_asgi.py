@@ -452,7 +452,9 @@ class TestTasks:
         assert seen == [("unset", "/a"), ("unset", "/b")]
         assert var.get() == "unset"
 
-    async def test_an_anyio_task_group_and_cancel_scope_work_across_suspensions(self, eager: bool) -> None:
+    async def test_an_anyio_task_group_and_cancel_scope_work_across_suspensions(
+        self, eager: bool
+    ) -> None:
         """anyio (what Starlette and FastAPI run on) keys its cancel scopes by the current
         task: a task group whose child suspends, and a timeout that fires while the app
         waits, behave as in any Task."""

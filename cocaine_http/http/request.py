@@ -4,8 +4,9 @@
 # - The frame is unpacked with `use_list=False`, so each header pair is a hashable tuple and
 #   validation is one dict lookup per pair (validate.py); the whole tuple of pairs is hashable
 #   too, so a header list seen before (bounded, cleared when full) is one lookup for all of it,
-#   the limits still checked and the list copied for each request. Everything the scope and environ need
-#   (Host, Content-Type, proxy headers) is picked up in the same loop; nothing scans twice.
+#   the limits still checked and the list copied for each request. Everything the scope and
+#   environ need (Host, Content-Type, proxy headers) is picked up in the same loop; nothing
+#   scans twice.
 # - Frames above LARGE_FRAME bytes are not unpacked whole: msgpack would copy the body. Only
 #   the head is unpacked, and the body becomes a memoryview into the frame (zero copies).
 # - The body is the whole request body (the proxy buffered it), so a Content-Length that does
@@ -310,7 +311,11 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
     return declared
 
 
-HeaderBlock = tuple[tuple[tuple[bytes, bytes], ...], "bytes | None", tuple[tuple[int, bytes], ...], int]
+#: (lower-cased pairs, Host value, other special headers as (kind, value), bytes of the names
+#: and values)
+HeaderBlock = tuple[
+    tuple[tuple[bytes, bytes], ...], "bytes | None", tuple[tuple[int, bytes], ...], int
+]
 #: Whole header lists validated before, by the frame's own tuple of pairs: a client that sends
 #: the same headers again (the same agent, cookies and forwarded address) costs one lookup.
 _blocks: dict[object, HeaderBlock] = {}
