@@ -25,7 +25,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 from ..config import Config
@@ -109,12 +108,13 @@ class WSGIAdapter:
 class _Cycle(Exchange):
     """One request/response exchange; `run()` is the part that runs in the app's thread."""
 
-    __slots__ = ("pipe", "job")
+    __slots__ = ("pipe", "job", "environ")
 
     def __init__(self, adapter: WSGIAdapter, session: RawSession) -> None:
         Exchange.__init__(self, adapter, session)  # not super(): about 0.3 µs less per request
         self.pipe: Pipe | None = None
         self.job: Callable[[], None] | None = None
+        self.environ: dict[str, Any] | None = None
 
     # -- loop side -------------------------------------------------------------------------
 
@@ -133,10 +133,16 @@ class _Cycle(Exchange):
             self.pipe = Pipe(self.session, None, adapter.cond)
             self.run(environ)
         else:
-            assert adapter.outbox is not None
             self.pipe = Pipe(self.session, adapter.outbox, adapter.cond)
-            job = self.job = partial(self.run, environ)
-            pool.submit(job)
+            self.environ = environ
+            self.job = self  # the cycle is its own job: no partial per request
+            pool.submit(self)
+
+    def __call__(self) -> None:
+        """The pool's job: the WSGI call with the environ on_end() built."""
+        environ, self.environ = self.environ, None
+        assert environ is not None
+        self.run(environ)
 
     def on_fail(self, code: int, message: str) -> None:
         log.info("session %s failed: [%s] %s", self.session.id, code, message)
@@ -161,27 +167,46 @@ class _Cycle(Exchange):
         assert pipe is not None and self.request is not None
         if pipe.aborted:  # the session failed while the job was queued: the app is not called
             return
-        response = Response(self.request.method, raw_body=self.adapter.raw_body)
+        adapter = self.adapter
+        response = Response(self.request.method, raw_body=adapter.raw_body)
         starter = _StartResponse(response, pipe)
         try:
-            result = self.adapter.app(environ, starter)
-            try:
-                self.iterate(result, response, starter, pipe)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            result = adapter.app(environ, starter)
+            if type(result) is list:  # the usual answer: whole, no close(), one write
+                self.send_list(result, response, pipe)
+            else:
+                try:
+                    self.iterate(result, response, starter, pipe)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
         except SessionGoneError:
             pipe.close_failed()
         except Exception as exc:
             self.app_failed(exc, response, pipe)
         else:
             pipe.finish()
-        self.log_access(response.status or 500, response.bytes_sent)
+        if adapter.access.enabled:
+            self.log_access(response.status or 500, response.bytes_sent)
+
+    @staticmethod
+    def send_list(result: list[bytes], response: Response, pipe: Pipe) -> None:
+        """A list body: every item and the end held for one finish() (the last item ends
+        the body in the same Response call)."""
+        if response.status is None:
+            raise LocalProtocolError("WSGI app returned without calling start_response")
+        if len(result) == 1 and result[0]:
+            pipe.hold(response.body(result[0], False))
+            return
+        for item in result:
+            if item:
+                pipe.hold(response.body(item, True))
+        pipe.hold(response.end())
 
     def iterate(self, result: Iterable[bytes], response: Response, starter: _StartResponse,
                 pipe: Pipe) -> None:
-        materialized = isinstance(result, (list, tuple))
+        materialized = isinstance(result, tuple)
         for item in result:
             if item:
                 payloads = response.body(item, True)

@@ -103,7 +103,15 @@ class Pipe:
 
     def finish(self) -> None:
         """Send what is held, then end the session (choke)."""
-        items = self.held + [_END]
+        if self.loop is None and not self.aborted:  # inline: one write, no marker
+            held, self.held = self.held, []
+            try:
+                self.session.write_chunks(held, end=True)
+            except SessionClosedError:
+                self.abort()
+            return
+        items = self.held
+        items.append(_END)
         self.held = []
         try:
             self._send(items, wait=False)

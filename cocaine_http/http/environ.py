@@ -10,7 +10,7 @@
 # io.BytesIO over a bytes body (no copy), BodyReader over a memoryview body (no copy).
 from __future__ import annotations
 
-import io
+from io import BytesIO
 import re
 from collections.abc import Iterator
 from typing import IO, Any
@@ -45,21 +45,39 @@ def wsgi_environ(
     template = _templates.get(key) or _template(key)
     environ = template.copy()
     body = request.body
-    server_name, server_port = request.server or _NO_HOST
+    raw_path = request.raw_path
+    if root or b"%" in raw_path:
+        environ["PATH_INFO"] = _path_info(raw_path, root)
+    else:
+        environ["PATH_INFO"] = raw_path.decode("latin-1")
+    server = _servers.get(request.server) or _server(request.server)
     environ["REQUEST_METHOD"] = request.method
-    environ["PATH_INFO"] = _path_info(request.raw_path, root)
     environ["QUERY_STRING"] = request.query_string.decode("latin-1")
-    environ["SERVER_NAME"] = server_name
-    environ["SERVER_PORT"] = str(server_port)
-    environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
-    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["SERVER_NAME"] = server[0]
+    environ["SERVER_PORT"] = server[1]
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or (
+        "HTTP/" + request.http_version)
+    environ["CONTENT_LENGTH"] = str(len(body)) if body else "0"
     environ["wsgi.url_scheme"] = request.scheme
-    environ["wsgi.input"] = io.BytesIO(body) if type(body) is bytes else BodyReader(body)
+    environ["wsgi.input"] = BytesIO(body) if type(body) is bytes else BodyReader(body)
     environ["cocaine.session"] = session
     if request.client is not None:
         environ["REMOTE_ADDR"] = request.client[0]
     _add_headers(environ, request.headers)
     return environ
+
+
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+#: request.server (host, port) -> (SERVER_NAME, SERVER_PORT), the port already a string.
+_servers: dict[tuple[str, int] | None, tuple[str, str]] = {}
+
+
+def _server(server: tuple[str, int] | None) -> tuple[str, str]:
+    name, port = server or _NO_HOST
+    if len(_servers) >= 1024:
+        _servers.clear()
+    hit = _servers[server] = (name, str(port))
+    return hit
 
 
 _templates: dict[tuple[Any, ...], dict[str, Any]] = {}
