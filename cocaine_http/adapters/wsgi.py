@@ -30,7 +30,8 @@ from typing import Any
 from ..config import Config
 from ..errors import LocalProtocolError
 from ..aio.session import RawSession
-from ..http import Response, wsgi_environ
+from ..http import Response
+from ..http.environ import EnvironBuilder
 from ..protocol.worker import SESSION_TIMEOUT
 from .accesslog import AccessLog
 from .exchange import APP_ERROR, Exchange, SessionGoneError, http_config
@@ -58,6 +59,7 @@ class WSGIAdapter:
         self.raw_body = worker is not None and worker.dialect.raw_body
         self.app_name = getattr(getattr(worker, "options", None), "app", None)
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
+        self.environ = EnvironBuilder(self.http.root_path, errors=self.errors, app=self.app_name)
         self.access = AccessLog(config.access_log, config.access_log_format)
         self.pool: Pool | None = None
         self.outbox: Outbox | None = None
@@ -108,13 +110,14 @@ class WSGIAdapter:
 class _Cycle(Exchange):
     """One request/response exchange; `run()` is the part that runs in the app's thread."""
 
-    __slots__ = ("pipe", "job", "environ")
+    __slots__ = ("pipe", "job", "environ", "response")
 
     def __init__(self, adapter: WSGIAdapter, session: RawSession) -> None:
         Exchange.__init__(self, adapter, session)  # not super(): about 0.3 µs less per request
         self.pipe: Pipe | None = None
         self.job: Callable[[], None] | None = None
         self.environ: dict[str, Any] | None = None
+        self.response: Response | None = None
 
     # -- loop side -------------------------------------------------------------------------
 
@@ -123,11 +126,7 @@ class _Cycle(Exchange):
         if request is None:
             return
         adapter = self.adapter
-        environ = wsgi_environ(
-            request, adapter.http, errors=adapter.errors,
-            session=self.session.id,
-            app=adapter.app_name,
-        )
+        environ = adapter.environ(request, self.session.id)
         pool = adapter.pool
         if pool is None:
             self.pipe = Pipe(self.session, None, adapter.cond)
@@ -157,38 +156,34 @@ class _Cycle(Exchange):
 
     def run(self, environ: dict[str, Any]) -> None:
         """The whole WSGI call; every outcome ends the session exactly once."""
-        try:
-            self.call(environ)
-        finally:
-            self.job = None  # the job holds this cycle: drop the cycle for reference counting
-
-    def call(self, environ: dict[str, Any]) -> None:
         pipe = self.pipe
         assert pipe is not None and self.request is not None
-        if pipe.aborted:  # the session failed while the job was queued: the app is not called
-            return
-        adapter = self.adapter
-        response = Response(self.request.method, raw_body=adapter.raw_body)
-        starter = _StartResponse(response, pipe)
         try:
-            result = adapter.app(environ, starter)
-            if type(result) is list:  # the usual answer: whole, no close(), one write
-                self.send_list(result, response, pipe)
+            if pipe.aborted:  # the session failed while the job was queued: no app call
+                return
+            adapter = self.adapter
+            response = self.response = Response(self.request.method, adapter.raw_body)
+            try:
+                result = adapter.app(environ, self.start_response)
+                if type(result) is list:  # the usual answer: whole, no close(), one write
+                    self.send_list(result, response, pipe)
+                else:
+                    try:
+                        self.iterate(result, response, pipe)
+                    finally:
+                        close = getattr(result, "close", None)
+                        if close is not None:
+                            close()
+            except SessionGoneError:
+                pipe.close_failed()
+            except Exception as exc:
+                self.app_failed(exc, response, pipe)
             else:
-                try:
-                    self.iterate(result, response, starter, pipe)
-                finally:
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-        except SessionGoneError:
-            pipe.close_failed()
-        except Exception as exc:
-            self.app_failed(exc, response, pipe)
-        else:
-            pipe.finish()
-        if adapter.access.enabled:
-            self.log_access(response.status or 500, response.bytes_sent)
+                pipe.finish()
+            if adapter.access.enabled:
+                self.log_access(response.status or 500, response.bytes_sent)
+        finally:
+            self.job = None  # the job holds this cycle: drop the cycle for reference counting
 
     @staticmethod
     def send_list(result: list[bytes], response: Response, pipe: Pipe) -> None:
@@ -204,14 +199,14 @@ class _Cycle(Exchange):
                 pipe.hold(response.body(item, True))
         pipe.hold(response.end())
 
-    def iterate(self, result: Iterable[bytes], response: Response, starter: _StartResponse,
-                pipe: Pipe) -> None:
+    def iterate(self, result: Iterable[bytes], response: Response, pipe: Pipe) -> None:
         materialized = isinstance(result, tuple)
         for item in result:
             if item:
                 payloads = response.body(item, True)
-                if materialized or starter.length_reached():
-                    pipe.hold(payloads)
+                declared = response.declared
+                if materialized or (declared is not None and declared <= response.bytes_sent):
+                    pipe.hold(payloads)  # the whole body is there: keep it for the end
                 else:
                     pipe.put(payloads)
         if response.status is None:
@@ -228,19 +223,13 @@ class _Cycle(Exchange):
         else:
             pipe.fail(APP_ERROR, "application error")
 
+    # -- PEP 3333 callables, given to the app ----------------------------------------------
 
-class _StartResponse:
-    """PEP 3333 start_response, bound to one response; `write` is the legacy write()."""
-
-    __slots__ = ("response", "pipe")
-
-    def __init__(self, response: Response, pipe: Pipe) -> None:
-        self.response = response
-        self.pipe = pipe
-
-    def __call__(self, status: str, headers: list[tuple[str, str]],
-                 exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        """PEP 3333 start_response; returns the legacy write()."""
         response = self.response
+        assert response is not None
         if exc_info is not None:
             try:
                 if response.head_sent:
@@ -262,15 +251,13 @@ class _StartResponse:
         return self.write
 
     def write(self, data: bytes) -> None:
-        if self.response.status is None:
+        """PEP 3333 write(): the data goes out now (the app's thread may wait for the socket)."""
+        response = self.response
+        assert response is not None and self.pipe is not None
+        if response.status is None:
             raise LocalProtocolError("write() called before start_response")
         if data:
-            self.pipe.put(self.response.body(data, True))
-
-    def length_reached(self) -> bool:
-        """The body reached the Content-Length the head declared (the response is whole)."""
-        declared = self.response.declared
-        return declared is not None and declared <= self.response.bytes_sent
+            self.pipe.put(response.body(data, True))
 
 
 #: WSGI status lines seen, with their code (bounded: cleared when full).

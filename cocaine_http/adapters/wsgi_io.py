@@ -41,7 +41,7 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.pipes: deque[Pipe] = deque()
+        self.pipes: deque[Pipe | tuple[Pipe, list[Any]]] = deque()
         self.pending = False
 
     def add(self, pipe: Pipe) -> None:
@@ -51,11 +51,26 @@ class Outbox:
             self.pending = True
             self.loop.call_soon_threadsafe(self.deliver)
 
+    def add_last(self, pipe: Pipe, items: list[Any]) -> None:
+        """A pipe's last items (its end or its error), queued here rather than in the pipe:
+        no lock, as nothing can follow them, and after any of the pipe's earlier chunks, as
+        the pipe itself is queued here while it holds chunks."""
+        self.pipes.append((pipe, items))
+        if not self.pending:
+            self.pending = True
+            self.loop.call_soon_threadsafe(self.deliver)
+
     def deliver(self) -> None:
         self.pending = False  # before the pipes are taken: a later add() schedules again
         pipes = self.pipes
         while pipes:
-            pipes.popleft()._deliver()
+            entry = pipes.popleft()
+            if isinstance(entry, Pipe):
+                entry._deliver()
+            else:
+                pipe, items = entry
+                if not pipe.aborted:
+                    pipe._deliver_items(items)
 
 
 class Pipe:
@@ -113,19 +128,22 @@ class Pipe:
         items = self.held
         items.append(_END)
         self.held = []
-        try:
-            self._send(items, wait=False)
-        except SessionGoneError:
-            pass
+        self._send_last(items)
 
     def fail(self, code: int, message: str) -> None:
         """Send what is held, then fail the session with a Cocaine error."""
-        items = self.held + [(code, message)]
+        items = self.held
+        items.append((code, message))
         self.held = []
-        try:
-            self._send(items, wait=False)
-        except SessionGoneError:
-            pass
+        self._send_last(items)
+
+    def _send_last(self, items: list[Any]) -> None:
+        if self.aborted:  # the session is gone: nobody to tell
+            return
+        if self.loop is None:
+            self._deliver_items(items)
+        else:
+            self.loop.add_last(self, items)
 
     def close_failed(self) -> None:
         """The session already failed; drop whatever is held."""
