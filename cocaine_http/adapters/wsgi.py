@@ -31,6 +31,7 @@ from ..config import Config
 from ..errors import LocalProtocolError
 from ..aio.session import RawSession
 from ..http import Response
+from ..http.response import remembered_head
 from ..http.environ import EnvironBuilder
 from ..protocol.worker import SESSION_TIMEOUT
 from .accesslog import AccessLog
@@ -241,6 +242,16 @@ class _Cycle(Exchange):
             raise LocalProtocolError("start_response called twice without exc_info")
         else:
             replace = False
+        key: tuple[object, ...] | None = None
+        if type(headers) is list:
+            try:
+                key = (status, *headers)
+                hit = _STARTS.get(key)
+            except TypeError:  # a list pair or an unhashable status: the long way
+                key = hit = None
+            if hit is not None:
+                response.start_encoded(hit[0], hit[1], hit[2], replace)
+                return self.write
         code = _CODES.get(status) if type(status) is str else None
         if code is None:
             code = _status_code(status)
@@ -248,6 +259,10 @@ class _Cycle(Exchange):
             headers = [(pair[0], pair[1].strip(" \t")) if _is_padded(pair) else pair
                        for pair in headers]
         response.start(code, headers, replace=replace)
+        if key is not None and (head := remembered_head(code, headers)) is not None:
+            if len(_STARTS) >= _CACHE_SIZE:
+                _STARTS.clear()
+            _STARTS[key] = (code, head[0], head[1])
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -260,6 +275,9 @@ class _Cycle(Exchange):
             self.pipe.put(response.body(data, True))
 
 
+#: (status line, *header pairs) -> (code, head, declared) for a start_response() met before
+#: whose head the Response layer remembers as valid (bounded): the usual call is one lookup.
+_STARTS: dict[tuple[object, ...], tuple[int, bytes, int | None]] = {}
 #: WSGI status lines seen, with their code (bounded: cleared when full).
 _CODES: dict[str, int] = {}
 #: Header lists (as tuples) already scanned for padding, with the answer (bounded).
