@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -292,6 +293,25 @@ class TestResponse:
 
         assert [r.getMessage() for r in caplog.records
                 if r.name == "cocaine_http.wsgi.errors"] == ["something odd", "partial"]
+
+
+class TestThreads:
+    @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+    async def test_pool_threads_run_batch_policy(self, threads: int) -> None:
+        """Pool threads run with SCHED_BATCH (woken by the loop, they do not preempt it);
+        inline, the app runs on the loop's thread, whose policy is left alone."""
+        seen: list[int] = []
+
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            seen.append(os.sched_getscheduler(0))
+            return hello(environ, start_response)
+
+        loop_policy = os.sched_getscheduler(0)
+        session = await serve(app, frame(), threads)
+
+        assert session.status == 200
+        assert seen == [os.SCHED_BATCH if threads else loop_policy]
+        assert os.sched_getscheduler(0) == loop_policy
 
 
 class TestRequest:
