@@ -39,6 +39,7 @@ class HeaderError(ValueError):
 TRACE_NAMES = (b"trace_id", b"span_id", b"parent_id")
 TRACE_INDICES = (80, 81, 82)
 ZERO = bytes(8)
+_TRACE_SET = frozenset(TRACE_NAMES)
 
 #: The static table's names by index [CORE12 `include/cocaine/hpack/static_table.hpp`]: the
 #: HTTP/2 table (RFC 7541 appendix A) at 1-61, empty placeholders at 0 and 62-79, then the
@@ -129,18 +130,23 @@ def read_trace(headers: list[Any], table: HeaderTable) -> Trace | None:
     """
     found: dict[bytes, bytes] = {}
     for item in headers:
-        name, value = _entry(item, table)
-        if name in TRACE_NAMES and name not in found:
+        if (type(item) is list and len(item) == 3 and item[0] is False
+                and type(item[1]) is bytes and type(item[2]) is bytes):  # fmt: skip
+            name, value = item[1], item[2]  # by name, not stored: the runtime's own shape
+        else:
+            name, value = _entry(item, table)
+        if name in _TRACE_SET and name not in found:
             found[name] = value
     if len(found) < 3:
         return None
-    values = [found[name] for name in TRACE_NAMES]
-    if values == [ZERO, ZERO, ZERO]:
+    trace, span, parent = found[b"trace_id"], found[b"span_id"], found[b"parent_id"]
+    if trace == span == parent == ZERO:
         return None
-    for name, value in zip(TRACE_NAMES, values):
+    for name, value in zip(TRACE_NAMES, (trace, span, parent)):
         if len(value) != 8:
             raise HeaderError(f"{name.decode()} must be 8 bytes, got {len(value)}")
-    return Trace(*(int.from_bytes(v, "little") for v in values))
+    return Trace(int.from_bytes(trace, "little"), int.from_bytes(span, "little"),
+                 int.from_bytes(parent, "little"))
 
 
 def pack_trace(trace: Trace | tuple[int, int, int]) -> list[list[Any]]:
