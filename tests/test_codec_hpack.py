@@ -140,7 +140,7 @@ class TestTable:
 
 
 class TestSending:
-    def test_v012_calls_carry_the_trace_as_py12_does(self):
+    def test_v012_calls_carry_the_static_trace_entries(self):
         frame = msgpack.unpackb(V0_12.call(2, 0, [b"e"], Trace(1, 2, 3)), raw=True)
         assert frame == [2, 0, [b"e"], [[False, 80, le(1)], [False, 81, le(2)],
                                         [False, 82, le(3)]]]

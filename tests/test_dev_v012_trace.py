@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from typing import Any
 
 import msgpack
 import pytest
 
 from cocaine_http.codec import Decoder
-from cocaine_http.codec.hpack import Trace
+from cocaine_http.codec.hpack import Trace, read_trace
 from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
+from tests.conformance_v012.py12 import HERE, py12  # noqa: F401
+
+PY12_TRACE_CLIENT = HERE / "py12_trace_client.py"
 
 ENVELOPE = pack(["GET", "/", "1.1", [], b""])
 TRACE = Trace(0x1111, 0x2222, 0)
@@ -101,3 +105,33 @@ def test_engine_frames_carry_the_sessions_trace():
     assert next(unpacker)[3] == [[False, b"trace_id", (0x1111).to_bytes(8, "little")],
                                  [False, b"span_id", (0x2222).to_bytes(8, "little")],
                                  [False, b"parent_id", bytes(8)]]
+
+
+async def test_the_reference_clients_trace_reaches_our_app(dev_app_runtime, py12,
+                                                          monkeypatch):
+    """PyPI cocaine 0.12's client with `trace=`: it stores the trace headers in the
+    connection's header table, then refers to them by index and replaces their values; the
+    dev services read them with that table and the app sees each trace."""
+    import cocaine_http.codec.records as records
+
+    seen: list[Any] = []
+
+    def spy(headers: list[Any], table: Any) -> Any:
+        seen.append(headers)
+        return read_trace(headers, table)
+
+    monkeypatch.setattr(records, "read_trace", spy)
+    runtime = await dev_app_runtime(APPS["asgi"], protocol=1, workers=1)
+    done = await asyncio.to_thread(
+        subprocess.run, [str(py12), str(PY12_TRACE_CLIENT), runtime.locator, "app"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bodies = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert [b["trace"] for b in bodies] == [[0x1111, 0x2222, 0], [0x1111, 0x2222, 0],
+                                            [0x0102030405060708, 7, 9]]
+    # what PY12 sent: stored entries by name, then new values stored under names taken from
+    # the dynamic table by index (each entry pushes the table on, so the index stays 85)
+    assert seen[0][0] == [True, b"trace_id", (0x1111).to_bytes(8, "little")]
+    assert [e[:2] for e in seen[1]] == [[True, 85]] * 3 and [e[:2] for e in seen[2]] == [
+        [True, 85]] * 3

@@ -150,8 +150,8 @@ def read_trace(headers: list[Any], table: HeaderTable) -> Trace | None:
 
 
 def pack_trace(trace: Trace | tuple[int, int, int]) -> list[list[Any]]:
-    """A trace as the headers of a frame, the way PY12's `trace=` sends it: three entries
-    naming the static table's trace headers, not stored."""
+    """A trace as the headers of a frame, as PY12's `pack_trace` builds it: three entries
+    naming the static table's trace headers, not stored (so the sender keeps no table)."""
     return [[False, index, int(value).to_bytes(8, "little")]
             for index, value in zip(TRACE_INDICES, trace)]  # fmt: skip
 

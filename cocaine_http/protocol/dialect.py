@@ -653,7 +653,7 @@ class V12(Dialect):
     ) -> bytes:
         if trace is None:
             return pack([session, method, list(args)])
-        # as PY12's trace= sends it: the static table's trace names, values little-endian
+        # the static table's trace names, values little-endian, not stored (PY12's pack_trace)
         return pack([session, method, list(args), pack_trace(check_trace(trace))])
 
     def trace(self, value: Any) -> Trace:

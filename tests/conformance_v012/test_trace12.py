@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from typing import Any
 
 import msgpack
@@ -15,6 +16,7 @@ import pytest
 from cocaine_http.codec import Decoder
 from cocaine_http.codec.hpack import Trace
 from cocaine_http.protocol.dialect import pack
+from tests.conformance_v012.py12 import HERE, py12  # noqa: F401
 
 APPS = {"trace12asgi": "tests.workers.trace_apps:asgi_app",
         "trace12wsgi": "tests.workers.trace_apps:wsgi_app"}
@@ -71,3 +73,15 @@ async def test_the_runtime_stamps_the_trace_on_its_answer(deployed, client12):
     answer = [m for m in messages if m[1] == 1]
     assert len(answer) >= 3 and all(len(m) == 4 and m[3] == TRACE for m in answer)
     assert json.loads(b"".join(m[2][0] for m in answer[1:-1]))["trace"] == list(TRACE)
+
+
+async def test_the_reference_clients_trace_reaches_our_app(deployed, py12):
+    """PyPI cocaine 0.12's client with `trace=` (headers stored in the connection's table,
+    then named by dynamic index) through the runtime to our worker: each trace arrives."""
+    done = await asyncio.to_thread(
+        subprocess.run, [str(py12), str(HERE / "py12_trace_client.py"), deployed.locator,
+                         "trace12wsgi"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bodies = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [b["trace"] for b in bodies] == [[0x1111, 0x2222, 0], [0x1111, 0x2222, 0],
+                                            [0x0102030405060708, 7, 9]]
