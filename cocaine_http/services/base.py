@@ -345,7 +345,8 @@ class BaseService:
     ) -> int:
         """Send a call; `upstream` holds the args of `write` messages sent after it on its
         channel, followed by `close` (methods whose upstream protocol has them: v0.12 app
-        enqueue). `trace` goes in the headers of each of them (v0.12)."""
+        enqueue). `trace` goes in the call's headers (v0.12): the runtime takes a channel's trace
+        from its first message [CORE12 `src/session.cpp`], as PY12 sends it."""
         traced = None if trace is None else self.dialect.trace(trace)
         channel = self._channel
         if channel is None or self._machine.state is not State.CONNECTED:
@@ -365,9 +366,9 @@ class BaseService:
             write, close = ids
             if write is not None:
                 for chunk in upstream:
-                    channel.send(session, call(session, write, chunk, traced))
+                    channel.send(session, call(session, write, chunk))
             if close is not None:
-                channel.send(session, call(session, close, [], traced))
+                channel.send(session, call(session, close, []))
         return session
 
     def mute(self, method_id: int) -> bool:
