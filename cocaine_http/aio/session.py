@@ -24,8 +24,8 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
-from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
 from ..codec.hpack import Trace
+from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
 from ..protocol.dialect import Buffer, Payload
 from ..protocol.session import (
     ENGINE_NEXT,
