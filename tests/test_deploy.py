@@ -1,6 +1,6 @@
 """`cocaine-http init`, `pack`, `deploy` and `dev --manifest`: the deploy files, the archive,
 the upload through the storage service and the start through the node service, against the dev
-runtime."""
+runtime in both generations (v0.11, and v0.12 with `--protocol 1`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import httpx
 import msgpack
 import pytest
 
-from cocaine_http.dev.deploy import DeployError, DeployOptions, main, upload
+from cocaine_http.dev.deploy import (V11, V12, DeployError, DeployOptions, Node, generation, main,
+                                     profile_warnings, upload)
+from cocaine_http.errors import ConfigError
 from cocaine_http.services import Client
 from tests.test_dev_cli import interrupt, start_dev
 
@@ -298,3 +300,195 @@ async def test_a_runlist_app_starts_when_the_runtime_boots(
         "shop": "shop"}
     assert second.running_apps() == ["shop"]
     assert response.text.startswith("v1 / ")
+
+
+# -- v0.12 -------------------------------------------------------------------------------------
+
+
+class TestGenerations:
+    """The table of what differs between v0.11 and v0.12 for a deploy (no I/O)."""
+
+    def test_the_node_calls_of_each_generation(self) -> None:
+        """v0.11's node takes maps and lists of apps and answers per app in words; v0.12's
+        takes one app per call and answers nothing when it started."""
+        assert V11.start_args("shop", "web") == ({"shop": "web"},)
+        assert V12.start_args("shop", "web") == ("shop", "web")
+        assert V11.stop_args("shop") == (["shop"],)
+        assert V12.stop_args("shop") == ("shop",)
+        assert V11.start_failure({"shop": "the app has been started"}, "shop") is None
+        assert V11.start_failure({"shop": b"profile has not been found"}, "shop") == (
+            "profile has not been found")
+        assert V12.start_failure(None, "shop") is None
+
+    def test_protocol_names_the_generation(self) -> None:
+        assert generation("1") is V12 and generation(0) is V11
+        with pytest.raises(ConfigError, match="protocol must be 0 .* or 1"):
+            generation("2")
+
+    def test_each_init_profile_suits_its_runtime_and_not_the_other(self) -> None:
+        """The profile init writes for one runtime draws no warning there, and the other
+        runtime's check names the isolate and each key it would not read."""
+        assert profile_warnings(V11.profile, V11) == []
+        assert profile_warnings(V12.profile, V12) == []
+
+        on_v12 = profile_warnings(V11.profile, V12)
+        on_v11 = profile_warnings(V12.profile, V11)
+
+        assert on_v12 == [
+            "profile: isolate type 'process' is v0.12's client of an external isolate daemon "
+            "(start_app fails without one); the isolate that executes the slave is "
+            "'legacy_process'",
+            "profile: v0.12 does not read 'startup-timeout'; it reads 'handshake-timeout' for "
+            "that",
+            "profile: v0.12 does not read 'termination-timeout'; it reads 'terminate-timeout' "
+            "for that"]
+        assert on_v11[0] == ("profile: isolate type 'legacy_process' is not one of v0.11's own "
+                             "(a plugin's, or unknown); the isolate that executes the slave is "
+                             "'process'")
+        assert len(on_v11) == 3
+
+    def test_a_profile_without_isolate_gets_the_runtimes_default_process(self) -> None:
+        """Both runtimes default to "process", which under v0.12 is the external one."""
+        assert profile_warnings({}, V11) == []
+        assert "'process' is v0.12's client of an external" in profile_warnings({}, V12)[0]
+
+    def test_init_protocol_1_writes_the_v012_profile(self, tmp_path: Path) -> None:
+        """init --protocol 1: legacy_process with a spool, v0.12's key names."""
+        make_app(tmp_path, "v1", "--protocol", "1")
+
+        profile = json.loads((tmp_path / "profile.json").read_text())
+
+        assert profile["isolate"] == {"type": "legacy_process",
+                                      "args": {"spool": "/var/spool/cocaine"}}
+        assert profile["handshake-timeout"] == 10 and "startup-timeout" not in profile
+
+
+def make_app12(folder: Path, version: str = "v1") -> Path:
+    """An app folder from `init --protocol 1`, its spool moved under the test's folder."""
+    make_app(folder, version, "--protocol", "1")
+    profile = json.loads((folder / "profile.json").read_text())
+    profile["isolate"]["args"]["spool"] = str(folder.parent / "spool12")
+    (folder / "profile.json").write_text(json.dumps(profile))
+    return folder
+
+
+@pytest.fixture
+async def bare_runtime12(dev_runtime_factory: Any) -> Any:
+    """A dev runtime in v0.12 mode without an app of its own."""
+    return await dev_runtime_factory(None, app="none", protocol=1)
+
+
+class TestDeploy12:
+    async def test_deploy_protocol_1_uploads_starts_and_serves(self, tmp_path: Path,
+                                                               bare_runtime12: Any) -> None:
+        """The same storage values as v0.11, the v0.12 node calls, the app served."""
+        app = make_app12(tmp_path / "shop")
+        progress: list[str] = []
+
+        result = await upload(str(app), DeployOptions(locator=locator_of(bare_runtime12),
+                                                      protocol="1"), say=progress.append)
+        async with httpx.AsyncClient(base_url=bare_runtime12.url, timeout=30) as client:
+            response = await client.get("/shop/http/hello")
+
+        storage = bare_runtime12.services.storage
+        assert result == {"shop": "the app has been started"}
+        assert msgpack.unpackb(storage.read("profiles", "shop"), raw=False)["isolate"][
+            "type"] == "legacy_process"
+        assert storage.find("manifests", ["app"]) == ["shop"]
+        assert response.status_code == 200 and response.text.startswith("v1 /hello ")
+        assert not [line for line in progress if line.startswith("warning")]
+        assert bare_runtime12.running_apps() == ["shop"]
+
+    async def test_a_second_deploy_restarts_through_the_v012_node(self, tmp_path: Path,
+                                                                  bare_runtime12: Any) -> None:
+        """pause_app(name) then start_app(name, profile): the new code answers."""
+        app = make_app12(tmp_path / "shop")
+        options = DeployOptions(locator=locator_of(bare_runtime12), protocol="1")
+        await upload(str(app), options, say=lambda line: None)
+        (app / "webapp.py").write_text(APP % "v2")
+
+        progress: list[str] = []
+        await upload(str(app), options, say=progress.append)
+        async with httpx.AsyncClient(base_url=bare_runtime12.url, timeout=30) as client:
+            response = await client.get("/shop/http/")
+
+        assert "stopping the running shop" in progress
+        assert response.text.startswith("v2 ")
+
+    async def test_node_start_and_stop_speak_the_v012_node(self, tmp_path: Path,
+                                                           bare_runtime12: Any) -> None:
+        """Node.stop, then Node.start of an app whose profile is missing: the node's error,
+        in one line naming the step."""
+        await upload(str(make_app12(tmp_path / "shop")), DeployOptions(
+            locator=locator_of(bare_runtime12), protocol="1"), say=lambda line: None)
+        async with Client(locator_of(bare_runtime12), protocol=1, timeout=10) as client:
+            node = Node(await client.service("node"), V12)
+            await node.stop("shop")
+            stopped = await node.running()
+            with pytest.raises(DeployError, match=r"^cannot start shop: node.start_app "
+                                                  r"failed: .*ghost"):
+                await node.start("shop", "ghost")
+            await node.start("shop", "shop")
+            started = await node.running()
+
+        assert (stopped, started) == ([], ["shop"])
+
+    async def test_protocol_0_on_a_v012_runtime_says_which_to_use(
+        self, tmp_path: Path, bare_runtime12: Any
+    ) -> None:
+        """The services client's dialect mismatch, plus the option that fixes it."""
+        with pytest.raises(DeployError) as caught:
+            await upload(str(make_app(tmp_path / "shop")), DeployOptions(
+                locator=locator_of(bare_runtime12), timeout=5), say=lambda line: None)
+
+        message = str(caught.value)
+        assert message.startswith("cannot reach the storage service through ")
+        assert "this client speaks v0.11 (protocol 0)" in message
+        assert message.endswith("(deploying to v0.11; --protocol 1 for v0.12)")
+
+    async def test_protocol_1_on_a_v011_runtime_says_which_to_use(
+        self, tmp_path: Path, bare_runtime: Any
+    ) -> None:
+        """A v0.11 locator drops v0.12 requests silently: the step times out, and says so."""
+        with pytest.raises(DeployError) as caught:
+            await upload(str(make_app12(tmp_path / "shop")), DeployOptions(
+                locator=locator_of(bare_runtime), protocol="1", timeout=2),
+                say=lambda line: None)
+
+        message = str(caught.value)
+        assert "this client speaks v0.12 (protocol 1)" in message
+        assert message.endswith("(deploying to v0.12; --protocol 0 for v0.11)")
+
+    async def test_a_v011_profile_deployed_to_v012_is_warned_about(
+        self, tmp_path: Path, bare_runtime12: Any
+    ) -> None:
+        """The profile is uploaded as written; the lines say what v0.12 will do with it."""
+        progress: list[str] = []
+        await upload(str(make_app(tmp_path / "shop")), DeployOptions(
+            locator=locator_of(bare_runtime12), protocol="1", start=False), say=progress.append)
+
+        warnings = [line for line in progress if line.startswith("warning: ")]
+        assert len(warnings) == 3 and "'legacy_process'" in warnings[0]
+
+
+async def test_the_user_path_init_dev_bare_deploy_protocol_1(tmp_path: Path) -> None:
+    """`init --protocol 1`, `dev --bare --protocol 1`, and the deploy command it prints: the
+    app answers through the front."""
+    app = make_app12(tmp_path / "shop")
+    process, url, before = await start_dev("--bare", "--protocol", "1", cwd=tmp_path)
+    try:
+        command = before.split("deploy with `")[1].split("`")[0].split()
+        assert command[:4] == ["cocaine-http", "deploy", "--protocol", "1"]
+        deploy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cocaine_http", *command[1:], str(app),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(deploy.communicate(), 60)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            response = await client.get("/shop/http/x")
+    finally:
+        code, _ = await interrupt(process)
+
+    assert deploy.returncode == 0, out.decode()
+    assert out.decode().splitlines()[-1] == "shop: the app has been started"
+    assert response.status_code == 200 and response.text.startswith("v1 /x ")
+    assert code == 0

@@ -18,6 +18,7 @@ from cocaine_http.errors import ServiceError, ServiceNotFoundError
 from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
 from tests.plugins.devruntime import REPO_ROOT, wait_for, write_slave
+from tests.recorder12 import RECORDER
 from tests.test_dev_cli import interrupt, start_dev
 
 #: The headers element cocaine-runtime v0.12.14 appends to every frame outside a trace.
@@ -226,46 +227,7 @@ class TestServiceFrames:
         assert [f[:3] for f in frames(reused)] == [[5, 0, [[]]]]  # one answer, then the close
 
 
-# -- the engine's frames toward a worker -----------------------------------------------------------
-
-RECORDER = r'''
-import json, os, socket, threading, time, msgpack
-args = sys.argv[1:]
-def arg(name):
-    return args[args.index("--" + name) + 1]
-out = open(os.environ["RECORD"], "a", buffering=1)
-out.write(json.dumps({"argv": args}) + "\n")
-sock = socket.socket(socket.AF_UNIX)
-sock.connect(arg("endpoint"))
-def send(obj):
-    sock.sendall(msgpack.packb(obj, use_bin_type=False))
-send([1, 0, [arg("uuid")]])
-if not os.environ.get("NO_BEAT"):
-    send([1, 0, []])
-unpacker = msgpack.Unpacker(raw=True)
-events = {}
-while True:
-    data = sock.recv(65536)
-    if not data:
-        break
-    out.write(json.dumps({"bytes": data.hex()}) + "\n")
-    unpacker.feed(data)
-    for channel, mid, payload, *_ in unpacker:
-        if channel == 1:
-            if mid == 1:
-                send([1, 1, [1, b"bye"]])
-                raise SystemExit(0)
-            continue
-        if channel not in events:
-            events[channel] = payload[0]
-        elif events[channel] == b"slow":
-            continue  # never answers: its client leaves first
-        elif mid == 2 and events[channel] == b"err":
-            send([channel, 1, [[42, 7], "boom"]])
-        elif mid == 2:
-            send([channel, 0, [b"reply"]])
-            send([channel, 2, []])
-'''
+# -- the engine's frames toward a worker (RECORDER: tests/recorder12.py) ---------------------------
 
 
 class Sink:

@@ -208,8 +208,10 @@ async def serve(runtime: DevRuntime, command: DevCommand | None = None) -> int:
     reloader = None
     try:
         if runtime.command is None:
+            protocol = runtime.dialect.protocol
             print(f"Serving no app yet on {runtime.url}: deploy with `cocaine-http deploy "
-                  f"--locator {runtime.locator}`", flush=True)
+                  f"{f'--protocol {protocol} ' if protocol else ''}--locator {runtime.locator}`",
+                  flush=True)
         else:
             print(f"Serving {runtime.app} on {runtime.url}", flush=True)
         if command is not None and command.dev.reload:

@@ -2,11 +2,14 @@
 # tar.gz of the app folder), so an app set up here deploys with either tool. One module owns how
 # they are read, written and packed, and the three commands built on them: `init` writes them,
 # `pack` builds the archive, `deploy` uploads it with the services Client into the storage layout
-# the v0.11 runtime reads (`manifests/<app>`, `profiles/<name>`, `apps/<app>`, each a msgpack
-# value, tagged as cocaine-tool tags them) and starts the app through the node service. The dev
-# runtime reads the same files (`cocaine-http dev --manifest`) and unpacks the same archive, so
-# what runs locally is what gets deployed. Every failure is one line and exit status 1 (2 for
-# usage errors); progress goes to stdout.
+# the runtime reads (`manifests/<app>`, `profiles/<name>`, `apps/<app>`, each a msgpack value,
+# tagged as cocaine-tool tags them) and starts the app through the node service. Both runtime
+# generations read the same storage layout; what differs (the services' dialect, the node's
+# calls and answers, the profile's isolate and key names) is one `Generation` per runtime in
+# GENERATIONS, so the deploy itself is one code path. The dev runtime reads the same files
+# (`cocaine-http dev --manifest`) and unpacks the same archive, so what runs locally is what gets
+# deployed. Every failure is one line and exit status 1 (2 for usage errors); progress goes to
+# stdout.
 """`cocaine-http init`, `pack` and `deploy`: the deploy files, the archive and the upload."""
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import os
 import stat
 import sys
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config, OptionParser, env_for, option
-from ..errors import CocaineError, ConfigError, ServiceError
+from ..errors import CocaineError, ConfigError, ServiceError, ServiceUnavailableError
 from ..protocol.dialect import pack as msgpack_value
 from ..services.definitions import unpack_value
 
@@ -39,17 +42,8 @@ DEFAULT_EXCLUDE = (".git", ".hg", ".svn", "__pycache__", "*.py[cod]", ".pytest_c
 APP_TAGS = ["app"]
 PROFILE_TAGS = ["profile"]
 RUNLIST_TAGS = ["runlist"]
-#: The profile `init` writes: the runtime's defaults, spelled out so they are easy to change.
-INIT_PROFILE: dict[str, Any] = {
-    "isolate": {"type": "process", "args": {}},
-    "pool-limit": 10,
-    "concurrency": 10,
-    "queue-limit": 100,
-    "startup-timeout": 10,
-    "heartbeat-timeout": 30,
-    "idle-timeout": 600,
-    "termination-timeout": 5,
-}
+#: What the node answers for an app it started (the v0.11 node's words; v0.12 answers nothing).
+STARTED = "the app has been started"
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -57,6 +51,155 @@ EXIT_USAGE = 2
 
 class DeployError(CocaineError):
     """A deploy step failed; the message says which and why, in one line."""
+
+
+# -- the runtime generations ---------------------------------------------------------------------
+
+
+def _v11_started(answer: Any, name: str) -> str | None:
+    """v0.11 answers start_app with {app: outcome}, in words, per app."""
+    result = _text(answer.get(name) if isinstance(answer, dict) else answer)
+    return None if result == STARTED else result
+
+
+def _v12_started(answer: Any, name: str) -> str | None:
+    """v0.12 answers start_app with nothing once the app runs; a failure is an error reply."""
+    return None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What deploying differs in between runtime generations; the rest is shared.
+
+    Attributes:
+        protocol: the services' dialect (`Client(protocol=...)`, `--protocol`).
+        runtime: the runtime's version, for messages.
+        isolate: the isolate type that forks and executes the slave.
+        isolates: other isolate types that runtime knows, with what they do instead.
+        profile: the profile `init` writes: the runtime's defaults spelled out.
+        renamed: keys the other generation reads, with the name this one reads them under.
+        start_args: the node's start_app arguments for (app, profile).
+        stop_args: the node's pause_app arguments for an app.
+        start_failure: the failure text in the node's start_app answer, None when started.
+    """
+
+    protocol: int
+    runtime: str
+    isolate: str
+    isolates: dict[str, str]
+    profile: dict[str, Any]
+    renamed: dict[str, str]
+    start_args: Callable[[str, str], tuple[Any, ...]]
+    stop_args: Callable[[str], tuple[Any, ...]]
+    start_failure: Callable[[Any, str], str | None]
+
+
+V11 = Generation(
+    protocol=0, runtime="v0.11", isolate="process", isolates={},
+    profile={
+        "isolate": {"type": "process", "args": {}},
+        "pool-limit": 10,
+        "concurrency": 10,
+        "queue-limit": 100,
+        "startup-timeout": 10,
+        "heartbeat-timeout": 30,
+        "idle-timeout": 600,
+        "termination-timeout": 5,
+    },
+    renamed={"handshake-timeout": "startup-timeout", "terminate-timeout": "termination-timeout"},
+    start_args=lambda app, profile: ({app: profile},),
+    stop_args=lambda app: ([app],),
+    start_failure=_v11_started,
+)
+#: v0.12's node (`node::v2`) takes one app per call and reports failures as errors; its
+#: fork/exec isolate is "legacy_process", while "process" (also its default) is the client of
+#: an external isolate daemon [PLUG12 `node/src/module.cpp`, `node/src/node/profile.cpp`].
+V12 = Generation(
+    protocol=1, runtime="v0.12", isolate="legacy_process",
+    isolates={"process": "v0.12's client of an external isolate daemon (start_app fails "
+                         "without one)"},
+    profile={
+        "isolate": {"type": "legacy_process", "args": {"spool": "/var/spool/cocaine"}},
+        "pool-limit": 10,
+        "concurrency": 10,
+        "queue-limit": 100,
+        "handshake-timeout": 10,
+        "heartbeat-timeout": 30,
+        "terminate-timeout": 10,
+    },
+    renamed={"startup-timeout": "handshake-timeout", "termination-timeout": "terminate-timeout"},
+    start_args=lambda app, profile: (app, profile),
+    stop_args=lambda app: (app,),
+    start_failure=_v12_started,
+)
+GENERATIONS = {g.protocol: g for g in (V11, V12)}
+#: The profile `init` writes by default (v0.11's).
+INIT_PROFILE = V11.profile
+
+
+def generation(protocol: str | int) -> Generation:
+    """The generation of `--protocol` (0: v0.11, 1: v0.12).
+
+    Raises:
+        ConfigError: another protocol.
+    """
+    try:
+        return GENERATIONS[int(protocol)]
+    except (KeyError, ValueError):
+        raise ConfigError(f"protocol must be 0 (v0.11) or 1 (v0.12), got {protocol!r}") from None
+
+
+def profile_warnings(profile: dict[str, Any], gen: Generation) -> list[str]:
+    """What in `profile` the generation's runtime would not do as meant: an isolate that does
+    not execute the slave, keys it does not read (it ignores them silently)."""
+    warnings = []
+    isolate = profile.get("isolate")
+    kind = isolate.get("type", "process") if isinstance(isolate, dict) else "process"
+    if kind != gen.isolate:
+        what = gen.isolates.get(kind, f"not one of {gen.runtime}'s own (a plugin's, or unknown)")
+        warnings.append(f"profile: isolate type {kind!r} is {what}; the isolate that executes "
+                        f"the slave is {gen.isolate!r}")
+    for key in sorted(set(profile) & set(gen.renamed)):
+        warnings.append(f"profile: {gen.runtime} does not read {key!r}; it reads "
+                        f"{gen.renamed[key]!r} for that")
+    return warnings
+
+
+class Node:
+    """The node service's list, start and stop of an app, in the runtime's generation."""
+
+    def __init__(self, service: Any, gen: Generation) -> None:
+        self.service = service
+        self.gen = gen
+
+    async def running(self) -> list[str]:
+        """The apps the node runs (v0.12 lists broken ones too)."""
+        return list(await _step("list the running apps", self.service.list()) or [])
+
+    async def start(self, name: str, profile: str) -> None:
+        """Start `name` with `profile`.
+
+        Raises:
+            DeployError: the node did not start it; its answer says why.
+        """
+        answer = await _step(f"start {name}", self.service.start_app(
+            *self.gen.start_args(name, profile)))
+        failure = self.gen.start_failure(answer, name)
+        if failure is not None:
+            raise DeployError(f"the node did not start {name}: {failure}")
+
+    async def stop(self, name: str) -> None:
+        """Stop `name` (the node's pause_app)."""
+        await _step(f"stop {name}", self.service.pause_app(*self.gen.stop_args(name)))
+
+    async def restart(self, name: str, profile: str, say: Any = print) -> None:
+        """Stop `name` if the node lists it (a v0.12 app that failed to start stays listed,
+        and its start_app fails until it is stopped), then start it."""
+        if name in await self.running():
+            say(f"stopping the running {name}")
+            await self.stop(name)
+        say(f"starting {name} with profile {profile}")
+        await self.start(name, profile)
 
 
 # -- the files -----------------------------------------------------------------------------------
@@ -195,6 +338,11 @@ sys.exit(main([{target!r}, *sys.argv[1:]]))
 '''
 
 
+def _protocol_option(what: str) -> Any:
+    return option("0", f"the runtime to {what}: 0 is cocaine-runtime v0.11, 1 is v0.12 "
+                  "(node::v2, \"protocol 1\")", choices=("0", "1"))
+
+
 @dataclass(frozen=True)
 class InitOptions:
     """Options of `cocaine-http init`."""
@@ -207,6 +355,7 @@ class InitOptions:
         None, "the venv on the nodes that has cocaine-http and the app's dependencies: the "
         "slave's interpreter is its bin/python (instead of --python)", kind=str, metavar="DIR")
     slave: str = option(SLAVE, "name of the slave script", metavar="FILE")
+    protocol: str = _protocol_option("write the profile of")
     force: bool = option(False, "overwrite existing files")
 
 
@@ -215,7 +364,7 @@ def init(argv: Sequence[str]) -> int:
     parser = OptionParser(
         prog="cocaine-http init", description="Write the deploy files of an app: an executable "
         "slave script serving module:attr, manifest.json (worker options given here go to its "
-        "environment) and profile.json (the runtime's defaults).")
+        "environment) and profile.json (the defaults of the runtime --protocol names).")
     parser.add_argument("target", metavar="module:attr", help="the app to serve")
     parser.add_table(InitOptions, "init options")
     parser.add_table(Config, "worker options (written to the manifest's environment)")
@@ -231,7 +380,7 @@ def init(argv: Sequence[str]) -> int:
     files = {
         opts.slave: SLAVE_SCRIPT.format(python=python, target=ns.target),
         MANIFEST: _json({"slave": opts.slave, "environment": env_for(worker)}),
-        PROFILE: _json(INIT_PROFILE),
+        PROFILE: _json(generation(opts.protocol).profile),
     }
     os.makedirs(opts.dir, exist_ok=True)
     existing = [n for n in files if os.path.exists(os.path.join(opts.dir, n))]
@@ -314,6 +463,7 @@ class DeployOptions:
     profile_name: str | None = option(None, "profile name in storage", kind=str,
                                       shown="the app name")
     locator: str = option(DEFAULT_LOCATOR, "the runtime's locator, host:port")
+    protocol: str = _protocol_option("deploy to")
     timeout: float = option(30.0, "seconds each step may take")
     exclude: tuple[str, ...] = _exclude_option()
     start: bool = option(True, "start (or restart) the app through the node service")
@@ -323,23 +473,27 @@ class DeployOptions:
 
 
 async def upload(app_dir: str, opts: DeployOptions, say: Any = print) -> dict[str, Any]:
-    """Pack, upload and start the app in `app_dir`; returns the node's answer for it.
+    """Pack, upload and start the app in `app_dir`; returns {app: "the app has been started"}
+    ({} with start=False).
 
     Raises:
-        ConfigError: the deploy files are wrong.
+        ConfigError: the deploy files are wrong, or the protocol is unknown.
         DeployError: a step failed (its message names the step).
     """
     from ..services.client import Client
 
+    gen = generation(opts.protocol)
     manifest, _ = _app_files(app_dir)
     profile = read_json(os.path.join(app_dir, PROFILE), "profile")
+    for warning in profile_warnings(profile, gen):
+        say(f"warning: {warning}")
     name = opts.name or app_name(app_dir)
     profile_name = opts.profile_name or name
     archive, count = pack_dir(app_dir, DEFAULT_EXCLUDE + opts.exclude)
     say(f"packed {count} files of {app_dir} ({_size(len(archive))})")
-    async with Client(opts.locator, timeout=opts.timeout) as client:
+    async with Client(opts.locator, protocol=gen.protocol, timeout=opts.timeout) as client:
         storage = await _step(f"reach the storage service through {opts.locator}",
-                              client.service("storage"))
+                              client.service("storage"), _other_runtime_hint(gen))
         for label, namespace, key, value, tags in (
             (f"archive ({_size(len(archive))})", "apps", name, msgpack_value(archive), APP_TAGS),
             ("manifest", "manifests", name, msgpack_value(manifest.raw), APP_TAGS),
@@ -351,18 +505,16 @@ async def upload(app_dir: str, opts: DeployOptions, say: Any = print) -> dict[st
             await _add_to_runlist(storage, opts.runlist, name, profile_name, say)
         if not opts.start:
             return {}
-        node = await _step("reach the node service", client.service("node"))
-        running = await _step("list the running apps", node.list())
-        if name in (running or []):
-            say(f"stopping the running {name}")
-            await _step(f"stop {name}", node.pause_app([name]))
-        say(f"starting {name} with profile {profile_name}")
-        answer = await _step(f"start {name}", node.start_app({name: profile_name}))
-    result = _text(answer.get(name) if isinstance(answer, dict) else answer)
-    if result != "the app has been started":
-        raise DeployError(f"the node did not start {name}: {result}")
-    say(f"{name}: {result}")
-    return {name: result}
+        node = Node(await _step("reach the node service", client.service("node")), gen)
+        await node.restart(name, profile_name, say)
+    say(f"{name}: {STARTED}")
+    return {name: STARTED}
+
+
+def _other_runtime_hint(gen: Generation) -> str:
+    others = ", ".join(f"--protocol {g.protocol} for {g.runtime}"
+                       for g in GENERATIONS.values() if g is not gen)
+    return f" (deploying to {gen.runtime}; {others})"
 
 
 async def _add_to_runlist(storage: Any, runlist: str, name: str, profile: str,
@@ -382,12 +534,15 @@ async def _add_to_runlist(storage: Any, runlist: str, name: str, profile: str,
                 storage.write("runlists", runlist, msgpack_value(current), RUNLIST_TAGS))
 
 
-async def _step(what: str, pending: Any) -> Any:
+async def _step(what: str, pending: Any, unavailable: str = "") -> Any:
+    """Await one step; its failure becomes a DeployError naming the step. `unavailable` is
+    added when no locator answered (a runtime of the other generation, most likely)."""
     try:
         return await pending
     except (CocaineError, OSError, asyncio.TimeoutError) as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
-        raise DeployError(f"cannot {what}: {text}") from None
+        hint = unavailable if isinstance(exc, ServiceUnavailableError) else ""
+        raise DeployError(f"cannot {what}: {text}{hint}") from None
 
 
 def _text(value: Any) -> str:
@@ -399,8 +554,9 @@ def deploy(argv: Sequence[str]) -> int:
     parser = OptionParser(
         prog="cocaine-http deploy",
         description="Deploy the app in DIR (manifest.json, profile.json, the slave) to a "
-        "cocaine-runtime: pack the folder, upload archive, manifest and profile to its storage "
-        "service and start the app through its node service.")
+        "cocaine-runtime (v0.11, or v0.12 with --protocol 1): pack the folder, upload archive, "
+        "manifest and profile to its storage service and start (or restart) the app through "
+        "its node service.")
     parser.add_argument("dir", nargs="?", default=".", metavar="DIR", help="the app folder")
     parser.add_table(DeployOptions, "deploy options")
     ns = parser.parse_args(list(argv))

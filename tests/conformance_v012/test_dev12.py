@@ -17,44 +17,7 @@ import pytest
 from cocaine_http.dev.runtime import DevRuntime
 from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
-
-#: A worker that records every byte the runtime sends it; it answers a session on its close
-#: with one write and close, and never answers the event "slow".
-RECORDER = r'''
-import json, socket, threading, time, msgpack
-args = sys.argv[1:]
-def arg(name):
-    return args[args.index("--" + name) + 1]
-out = open(os.path.join(EXITS, "record-" + arg("uuid")), "a", buffering=1)
-out.write(json.dumps({"argv": args}) + "\n")
-sock = socket.socket(socket.AF_UNIX)
-sock.connect(arg("endpoint"))
-def send(obj):
-    sock.sendall(msgpack.packb(obj, use_bin_type=False))
-send([1, 0, [arg("uuid")]])
-send([1, 0, []])
-def beat():
-    while True:
-        time.sleep(3)
-        send([1, 0, []])
-threading.Thread(target=beat, daemon=True).start()
-unpacker = msgpack.Unpacker(raw=True)
-events = {}
-while True:
-    data = sock.recv(65536)
-    if not data:
-        break
-    out.write(json.dumps({"bytes": data.hex()}) + "\n")
-    unpacker.feed(data)
-    for channel, mid, payload, *_ in unpacker:
-        if channel == 1:
-            continue
-        if channel not in events:
-            events[channel] = payload[0]
-        elif mid == 2 and events[channel] != b"slow":
-            send([channel, 0, [b"reply"]])
-            send([channel, 2, []])
-'''
+from tests.recorder12 import RECORDER
 
 
 class Side:
@@ -134,13 +97,11 @@ def sides(runtime12, tmp_path_factory):
     ours = Side(dev.services.locator_endpoint[1], root / "exits")
 
     async def deploy() -> None:
-        for side, exits in ((real, runtime12.root / "exits"), (ours, root / "exits")):
-            app_dir = runtime12.slave_script("rec", RECORDER, python=Path(sys.executable))
-            body = (app_dir / "slave").read_text().replace(
-                str(runtime12.root / "exits"), str(exits))
-            (app_dir / "slave").write_text(body)
+        app_dir = runtime12.slave_script("rec", RECORDER, python=Path(sys.executable))
+        for side in (real, ours):
             async with Client(side.locator, protocol=V0_12, timeout=15.0) as client:
-                await runtime12.deploy(client, "rec", app_dir)
+                await runtime12.deploy(client, "rec", app_dir, env={
+                    "RECORD_DIR": str(side.records), "BEAT_EVERY": "3"})
 
     asyncio.run(deploy())
     yield real, ours
