@@ -128,6 +128,8 @@ class _Cycle(Exchange):
             return
         adapter = self.adapter
         environ = adapter.environ(request, self.session.id)
+        if self.session.trace is not None:  # v0.12: the invoke's trace (docs/http.md)
+            environ["cocaine.trace"] = self.session.trace
         pool = adapter.pool
         if pool is None:
             self.pipe = Pipe(self.session, None, adapter.cond)
