@@ -2,11 +2,8 @@
 # (docs/protocol.md §6.1) becomes a `Request` in one pass over the headers.
 #
 # - The frame is unpacked with `use_list=False`, so each header pair is a hashable tuple and
-#   validation is one dict lookup per pair (validate.py); the whole tuple of pairs is hashable
-#   too, so a header list seen before (bounded, cleared when full) is one lookup for all of it,
-#   the limits still checked and the list copied for each request. Everything the scope and
-#   environ need (Host, Content-Type, proxy headers) is picked up in the same loop; nothing
-#   scans twice.
+#   validation is one dict lookup per pair (validate.py). Everything the scope and environ need
+#   (Host, Content-Type, proxy headers) is picked up in the same loop; nothing scans twice.
 # - Frames above LARGE_FRAME bytes are not unpacked whole: msgpack would copy the body. Only
 #   the head is unpacked, and the body becomes a memoryview into the frame (zero copies).
 # - The body is the whole request body (the proxy buffered it), so a Content-Length that does
@@ -290,17 +287,27 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
         raise BadRequestError(400, "request headers are not a list of pairs")
     if len(raw_headers) > config.max_headers:
         raise BadRequestError(431, f"{len(raw_headers)} header fields is too many")
-    try:
-        block = _blocks_get(raw_headers)
-    except TypeError:  # an unhashable entry: the pair loop says which
-        block = None
-    if block is None:
-        block = _scan_headers(raw_headers)
-    headers, host, special, size = block
+    cache_get = _pairs_get
+    headers: list[tuple[bytes, bytes]] = []
+    append = headers.append
+    special = []
+    host = None
+    size = 0
+    for pair in raw_headers:
+        lpair, kind, n = cache_get(pair) or _v.header(pair)
+        append(lpair)
+        size += n
+        if kind:
+            if kind == 1 and host is None:  # validate.HOST, the one nearly every request has
+                host = lpair[1]
+            else:
+                special.append((kind, lpair[1]))
+                if kind <= _v.TRANSFER_ENCODING:
+                    _v.framing(special)  # checked in order, as h11 does
     if size > config.max_header_size:
         limit = config.max_header_size
         raise BadRequestError(431, f"{size} bytes of header fields is over {limit}")
-    req.headers = list(headers)  # the app's own list: it may change it
+    req.headers = headers
     req.content_type = None
     req.scheme = "http"
     req.client = None
@@ -311,60 +318,11 @@ def _read_headers(req: Request, raw_headers: object, config: HttpConfig) -> int 
     return declared
 
 
-#: (lower-cased pairs, Host value, other special headers as (kind, value), bytes of the names
-#: and values)
-HeaderBlock = tuple[
-    tuple[tuple[bytes, bytes], ...], "bytes | None", tuple[tuple[int, bytes], ...], int
-]
-#: Whole header lists validated before, by the frame's own tuple of pairs: a client that sends
-#: the same headers again (the same agent, cookies and forwarded address) costs one lookup.
-_blocks: dict[object, HeaderBlock] = {}
-_blocks_get = _blocks.get
-BLOCK_CACHE_SIZE = 256
-#: Larger header lists (names plus values) are not remembered: with the pairs and their
-#: lower-cased copies the cache stays under about 2 MiB.
-BLOCK_MAX = 4096
-
-
-def _scan_headers(raw_headers: tuple[object, ...]) -> HeaderBlock:
-    """Validate each pair: (lower-cased pairs, Host, the other special headers in order,
-    bytes of names and values); remembered when every pair was short enough for the pair
-    cache and the whole list is at most BLOCK_MAX bytes."""
-    cache_get = _pairs_get
-    headers: list[tuple[bytes, bytes]] = []
-    append = headers.append
-    special: list[tuple[int, bytes]] = []
-    host = None
-    size = 0
-    cacheable = True
-    for pair in raw_headers:
-        hit = cache_get(pair)
-        if hit is None:
-            hit = _v.header(pair)
-            cacheable = cacheable and len(hit[0][1]) <= _v.CACHE_VALUE_MAX
-        lpair, kind, n = hit
-        append(lpair)
-        size += n
-        if kind:
-            if kind == 1 and host is None:  # validate.HOST, the one nearly every request has
-                host = lpair[1]
-            else:
-                special.append((kind, lpair[1]))
-                if kind <= _v.TRANSFER_ENCODING:
-                    _v.framing(special)  # checked in order, as h11 does
-    block = (tuple(headers), host, tuple(special), size)
-    if cacheable and size <= BLOCK_MAX:
-        if len(_blocks) >= BLOCK_CACHE_SIZE:
-            _blocks.clear()
-        _blocks[raw_headers] = block
-    return block
-
-
 _pairs_get = _v.pairs_cache().get
 
 
 def _apply_special(
-    req: Request, special: tuple[tuple[int, bytes], ...], config: HttpConfig
+    req: Request, special: list[tuple[int, bytes]], config: HttpConfig
 ) -> int | None:
     proxy: list[tuple[int, bytes]] = []
     for kind, value in special:

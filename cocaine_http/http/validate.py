@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from cocaine_http.errors import BadRequestError
 
@@ -136,7 +135,7 @@ def pairs_cache() -> dict[object, tuple[tuple[bytes, bytes], int, int]]:
     return _pairs
 
 
-def framing(special: Sequence[tuple[int, bytes]]) -> int | None:
+def framing(special: list[tuple[int, bytes]]) -> int | None:
     """h11's Content-Length and Transfer-Encoding rules over the headers seen so far.
 
     Returns the declared Content-Length, or None when there is none or Transfer-Encoding
