@@ -1,0 +1,109 @@
+"""`cocaine-http proxy` across a redeploy of an app on the dev runtime, in both generations:
+its pooled connections reach the stopped app (v0.12 keeps them open and refuses each enqueue
+with [12, 32]; v0.11 closes them), and every request still gets the new app (docs/proxy.md
+"The cluster side")."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cocaine_http.dev.deploy import DeployOptions, upload
+from cocaine_http.errors import ServiceError
+from cocaine_http.protocol.dialect import pack
+from cocaine_http.proxy.upstream import ClusterUpstream, Refusal, refusal
+from cocaine_http.services import Client
+from tests.test_deploy import APP, locator_of, make_app, make_app12
+
+STOPPED_V012 = "the application has been stopped: Broken pipe"
+
+
+class TestRefusal:
+    @pytest.mark.parametrize(("category", "code", "message", "expected"), [
+        (12, 32, STOPPED_V012, Refusal.STOPPED),
+        (0x52FF, 1, "queue is full", Refusal.QUEUE_FULL),
+        (None, 2, "the queue is full", Refusal.QUEUE_FULL),
+        (12, 32, "Broken pipe", None),  # an EPIPE of something else: answered, not resent
+        (0xFF, 1, STOPPED_V012, None),
+        (None, 1, "the engine is not active", None),
+        (0x52FF, 2, "slave has timed out", None),
+    ])
+    def test_only_refusals_before_a_worker_are_resent(
+        self, category: int | None, code: int, message: str, expected: Refusal | None
+    ) -> None:
+        assert refusal(category, code, message) is expected
+
+    def test_a_stopped_app_refused_twice_is_a_503(self) -> None:
+        upstream = ClusterUpstream(["127.0.0.1:1"])
+
+        assert upstream.status_for_error(32, STOPPED_V012) == 503
+        assert upstream.status_for_error(32, "Broken pipe") == 502
+
+
+async def _redeploy_under_load(app: Path, options: DeployOptions, proxy: Any) -> list[Any]:
+    """One request pools a connection; the app is redeployed with v2 while requests keep
+    coming; the answers of the requests made during and after the redeploy."""
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client:
+        first = await client.get("/shop/http/before")
+        assert (first.status_code, first.text[:3]) == (200, "v1 ")
+        (app / "webapp.py").write_text(APP % "v2")
+        deploy = asyncio.ensure_future(upload(str(app), options, say=lambda line: None))
+        during = []
+        while not deploy.done():
+            during.append(await client.get("/shop/http/during"))
+        await deploy
+        after = [await client.get("/shop/http/after") for _ in range(5)]
+    return during + after
+
+
+async def test_a_v012_redeploy_is_served_by_the_new_app_without_a_502(
+    tmp_path: Path, dev_runtime_factory: Any, proxy_process: Any
+) -> None:
+    """v0.12: the proxy's pooled connection still reaches the stopped app, which refuses with
+    [12, 32]; the proxy retires it, resolves again and sends the request to the new app.
+    While the app is not published at all (between pause_app and start_app) the locator does
+    not know it: 404."""
+    runtime = await dev_runtime_factory(None, app="none", protocol=1)
+    app = make_app12(tmp_path / "shop")
+    options = DeployOptions(locator=locator_of(runtime), protocol="1")
+    await upload(str(app), options, say=lambda line: None)
+    proxy = await proxy_process(locator_of(runtime), "--protocol", "1")
+    async with Client(locator_of(runtime), protocol=1, timeout=10) as held:
+        old = await held.service("shop")
+        await old.enqueue("http", pack(["GET", "/", "1.1", [], b""]))
+
+        answers = await _redeploy_under_load(app, options, proxy)
+        with pytest.raises(ServiceError) as stale:
+            await old.enqueue("http", pack(["GET", "/", "1.1", [], b""]))
+
+    assert (stale.value.category, stale.value.code, stale.value.message) == (
+        12, 32, STOPPED_V012)
+    assert {a.status_code for a in answers} <= {200, 404}, [a.text for a in answers]
+    assert [(a.status_code, a.text[:3]) for a in answers[-5:]] == [(200, "v2 ")] * 5
+    assert proxy.said("serves a stopped app; asking the locators again")
+
+
+async def test_a_v011_redeploy_closes_the_pooled_connection_and_the_new_app_serves(
+    tmp_path: Path, dev_runtime_factory: Any, proxy_process: Any
+) -> None:
+    """v0.11: the stopped app's service closes its connections; the proxy drops the endpoint
+    and the next requests reach the new app. (A request in flight on such a connection is a
+    502: the app may have run it.)"""
+    runtime = await dev_runtime_factory(None, app="none")
+    app = make_app(tmp_path / "shop")
+    options = DeployOptions(name="shop", locator=locator_of(runtime))
+    await upload(str(app), options, say=lambda line: None)
+    proxy = await proxy_process(locator_of(runtime))
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as client:
+        first = await client.get("/shop/http/before")
+        (app / "webapp.py").write_text(APP % "v2")
+        await upload(str(app), options, say=lambda line: None)
+        after = [await client.get("/shop/http/after") for _ in range(5)]
+
+    assert (first.status_code, first.text[:3]) == (200, "v1 ")
+    assert [(a.status_code, a.text[:3]) for a in after] == [(200, "v2 ")] * 5
+    assert proxy.said("the connection to 127.0.0.1:")
