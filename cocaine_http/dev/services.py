@@ -53,8 +53,9 @@ FAILED = (0xFF, 1)
 NODE_CATEGORY = 0x51FF
 NODE_ALREADY_STARTED, NODE_NOT_RUNNING, NODE_SPOOL_ERROR = 5, 6, 7
 #: v0.12's answer to an enqueue on a connection to an app it has stopped: generic category,
-#: EPIPE [node plugin `src/node/app.cpp`]; such connections stay open.
-APP_STOPPED = "the application has been stopped: Broken pipe"
+#: EPIPE, no message (the runtime logs "the application has been stopped" but sends none)
+#: [node plugin `src/node/app.cpp`]; such connections stay open.
+APP_STOPPED = ""
 
 
 def _text(value: Any) -> str:

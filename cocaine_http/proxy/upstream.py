@@ -63,9 +63,10 @@ log = logging.getLogger("cocaine_http.proxy.upstream")
 #: v0.12 overseer's category 0x52FF code 1).
 QUEUE_FULL = "the queue is full"
 _QUEUE_FULL_V012 = (0x52FF, 1)
-#: The v0.12 node's answer to an enqueue on a connection to an app it has stopped (generic
-#: category, EPIPE; "the application has been stopped: Broken pipe"). It keeps such
-#: connections open, so this answer is all that tells the proxy the endpoint is stale.
+#: The v0.12 node's answer to an enqueue on a connection to an app it has stopped: generic
+#: category, EPIPE, and no message (the v0.12.14 runtime logs "the application has been
+#: stopped: Broken pipe" but sends none). It keeps such connections open, so this answer is all
+#: that tells the proxy the endpoint is stale.
 STOPPED = "the application has been stopped"
 _STOPPED_V012 = (0x0C, 32)
 #: The v0.11 engine's other refusals of a session (docs/protocol.md §7.1): it is not running.
@@ -90,7 +91,7 @@ def refusal(category: int | None, code: int, message: str) -> Refusal | None:
     answered, not retried: a worker may have run the request)."""
     if QUEUE_FULL in message or (category, code) == _QUEUE_FULL_V012:
         return Refusal.QUEUE_FULL
-    if (category, code) == _STOPPED_V012 and message.startswith(STOPPED):
+    if (category, code) == _STOPPED_V012 and (not message or message.startswith(STOPPED)):
         return Refusal.STOPPED
     return None
 
@@ -536,10 +537,10 @@ class ClusterUpstream:
     def status_for_error(self, code: int, message: str) -> int:
         """The status of an error the runtime or the app answered before the head
         (docs/proxy.md "Error mapping"): 503 when the runtime refuses the session (a full
-        queue, after the retries; an engine that is not running; a stopped app), 504 for a
-        worker that missed its heartbeats, 502 for anything else (the app failed, its worker
-        died)."""
-        if QUEUE_FULL in message or message in REFUSALS or message.startswith(STOPPED):
+        queue, after the retries; an engine that is not running), 504 for a worker that missed
+        its heartbeats, 502 for anything else (the app failed, its worker died). A stopped app
+        is answered 503 by `AppPool.stopped`."""
+        if QUEUE_FULL in message or message in REFUSALS:
             return 503
         if message == TIMED_OUT:
             return 504
