@@ -14,7 +14,7 @@ import pytest
 
 from cocaine_http.dev.deploy import DeployOptions, upload
 from cocaine_http.errors import ServiceError
-from cocaine_http.protocol.dialect import pack
+from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.proxy.upstream import Refusal, refusal
 from cocaine_http.services import Client
 from tests.test_deploy import APP, locator_of, make_app, make_app12
@@ -102,3 +102,56 @@ async def test_a_v011_redeploy_closes_the_pooled_connection_and_the_new_app_serv
     assert (first.status_code, first.text[:3]) == (200, "v1 ")
     assert [(a.status_code, a.text[:3]) for a in after] == [(200, "v2 ")] * 5
     assert proxy.said("the connection to 127.0.0.1:")
+
+
+class _Closing:
+    """A pooled connection as the pool sees it when retiring its endpoint."""
+
+    def __init__(self, sessions: int) -> None:
+        self.sessions = sessions
+        self.retired = False
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Failed:
+    finished = False
+
+    def __init__(self) -> None:
+        self.failures: list[tuple[int, str]] = []
+
+    def fail(self, status: int, text: str) -> None:
+        self.failures.append((status, text))
+
+
+@pytest.mark.parametrize("resent", [False, True])
+def test_a_stopped_endpoint_is_retired_and_the_request_sent_again_once(resent: bool) -> None:
+    """The refused session's endpoint leaves the pool (its idle connection closes, a busy one
+    once its requests end) and the request goes out again, unless it was sent again already:
+    then it is a 503."""
+    from types import SimpleNamespace
+
+    from cocaine_http.aio.endpoint import Endpoint
+    from cocaine_http.proxy.upstream import STOPPED, AppPool, ClusterUpstream
+
+    pool = AppPool(ClusterUpstream(["127.0.0.1:1"], dialect=V0_12), "shop")
+    stale, other = Endpoint(host="127.0.0.1", port=2), Endpoint(host="127.0.0.1", port=3)
+    idle, busy = _Closing(0), _Closing(1)
+    pool.endpoints = {stale: ({}, [idle, busy]), other: ({}, [])}
+    pool.resolved_at = 5.0
+    sent: list[Any] = []
+    pool.send = lambda *args, **kw: sent.append((args, kw))
+    reply = _Failed()
+    session = SimpleNamespace(connection=SimpleNamespace(endpoint=stale), resent=resent,
+                              reply=reply, event="http", frame=b"f", tried=[])
+
+    pool.stopped(session)
+
+    assert list(pool.endpoints) == [other] and pool.resolved_at == -1.0
+    assert (idle.retired, idle.closed, busy.retired, busy.closed) == (True, True, True, False)
+    if resent:
+        assert (reply.failures, sent) == ([(503, STOPPED)], [])
+    else:
+        assert reply.failures == [] and sent == [(("http", b"f", reply, []), {"resent": True})]

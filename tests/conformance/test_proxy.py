@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.conformance.client import ClientTimeout, ConnectionDropped, Reply, request
@@ -303,8 +304,6 @@ def test_a_redeploy_closes_the_pooled_connection_and_the_new_app_serves(real: Re
     ours = OurProxy([real.locator], tmp_path, name="redeploy")
     ours.start()
     try:
-        import httpx
-
         with httpx.Client(base_url=ours.url, timeout=30) as client:
             before = client.get("/redeploy11/http/")
             (folder / "webapp.py").write_text(REDEPLOYED % "v2")
