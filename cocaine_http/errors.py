@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from typing import Any
 
 
 class CocaineError(Exception):
@@ -33,7 +34,7 @@ class DecodeError(CocaineError):
         super().__init__(f"{message} (at stream offset {offset})")
         self.reason = message
         self.offset = offset
-        self.messages: list[tuple[int, int, list[object]]] = []
+        self.messages: list[tuple[Any, ...]] = []
 
 
 class FrameError(DecodeError):

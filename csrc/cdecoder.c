@@ -124,16 +124,24 @@ static int64_t fast(const cdec *d, const uint8_t *m, int64_t n, int64_t base, re
     if (d->max_depth < 2 || n < 4 || !(m[0] == 0x93 || (d->v12 && m[0] == 0x94)))
         return 0;
     int64_t pos = 1, first, second;
-    element arg, hdr;
-    int count, hcount;
+    element arg;
+    int count;
     if (!fast_uint(m, n, &pos, &first) || !fast_uint(m, n, &pos, &second))
         return 0;
     int64_t args_start = pos;
     if (!fast_array(m, n, &pos, &arg, &count))
         return 0;
     int64_t args_end = pos;
-    if (m[0] == 0x94 && !fast_array(m, n, &pos, &hdr, &hcount))
-        return 0;
+    if (m[0] == 0x94) { /* headers: [] or plain ones (see cd_headers_plain) */
+        if (pos < n && m[pos] == 0x90) {
+            pos++;
+        } else {
+            int64_t size = d->max_depth >= 3 ? cd_headers_plain(m + pos, n - pos) : 0;
+            if (size == 0)
+                return 0;
+            pos += size;
+        }
+    }
     if (pos > d->max_size)
         return 0;
     r->id = d->v12 ? second : first;
@@ -264,7 +272,7 @@ static int parse_all(cdec *d, const uint8_t *buf, int64_t *startp, int64_t len, 
                 break;
             }
             if (s == S_DONE)
-                s = cd_finish(d, d->pos, start, &r);
+                s = cd_finish(d, m, d->pos, start, &r);
             if (s == S_ERROR)
                 break;
             size = d->pos;

@@ -25,9 +25,10 @@ typedef struct cdec cdec;
  *   ARGS    any other arguments: data[a:b] is their msgpack array, to be decoded by the caller
  *           (its record index is listed in the patch array)
  *   FULL    kind is exactly 7: an id or session beyond the int64 range (or an id of 2**60 or
- *           more), or a session that is not a non-negative integer (a message to drop, the
- *           stream still in sync); data[a:b] is the whole frame (also listed in the patch
- *           array)
+ *           more), a session that is not a non-negative integer (a message to drop, the
+ *           stream still in sync), or a v0.12 headers element that needs reading (it may
+ *           store headers, carry a trace or be refused: see cd_headers_plain); data[a:b] is
+ *           the whole frame (also listed in the patch array)
  * The return value is the size of the records in bytes (32 per record) when every byte up
  * to len was a whole message and no record needs a patch (status CDEC_OK). Otherwise it is
  * the bitwise complement (so, negative) of: status in bits

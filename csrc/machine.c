@@ -89,8 +89,9 @@ static enum step open_container(cdec *d, int is_map, uint64_t n, int64_t hp, int
     if (d->top == 0)
         d->root_array = !is_map;
     int is_args = d->top == 1 && d->root_array && next_index(&d->stack[0]) == 2 && !is_map;
-    if (d->top == 1 && d->root_array && next_index(&d->stack[0]) == 2)
-        d->el[2].a = hp;
+    if (d->top == 1 && d->root_array && next_index(&d->stack[0]) >= 2 &&
+        next_index(&d->stack[0]) < 4)
+        d->el[next_index(&d->stack[0])].a = hp;
     if (is_args)
         d->arg_count = n;
     if (n == 0) {
@@ -235,8 +236,116 @@ static int is_uint(const element *e)
     return (e->kind == K_INT && e->value >= 0) || e->kind == K_UINT_BIG;
 }
 
+/* -- v0.12 headers the record writer may pass over ---------------------------------------
+ * A headers element is "plain" when reading it cannot change the connection's header table
+ * nor yield a trace nor fail: every entry is a static index (1..82) alone, or [false, name,
+ * value] with a raw value and a raw name or static index, and no trace header in it has a
+ * value other than 8 zero bytes (the runtime's frames outside a trace). Anything else is
+ * handed to Python whole (codec/hpack.py has the rules). Bounds are checked on every read, so
+ * this also serves the fast path on bytes not known to be a whole message. */
+
+#define STATIC_SIZE 83
+#define TRACE_FIRST 80
+
+/* A static index (1..82) at h[*p] in its shortest encodings; -1 if it is anything else. */
+static int static_index(const uint8_t *h, int64_t n, int64_t *p)
+{
+    int v;
+    if (*p >= n)
+        return -1;
+    if (h[*p] <= 0x7f) {
+        v = h[*p];
+        *p += 1;
+    } else if (h[*p] == 0xcc && n - *p >= 2) {
+        v = h[*p + 1];
+        *p += 2;
+    } else {
+        return -1;
+    }
+    return v >= 1 && v < STATIC_SIZE ? v : -1;
+}
+
+/* A whole raw string at h[*p]: its payload span; 0 if it is anything else or incomplete. */
+static int raw_span(const uint8_t *h, int64_t n, int64_t *p, int64_t *start, int64_t *len)
+{
+    if (*p >= n)
+        return 0;
+    uint8_t c = h[*p];
+    int width;
+    uint64_t size;
+    if (c >= 0xa0 && c <= 0xbf) {
+        width = 0;
+        size = c & 0x1f;
+    } else if (c == 0xc4 || c == 0xd9) {
+        width = 1;
+    } else if (c == 0xc5 || c == 0xda) {
+        width = 2;
+    } else if (c == 0xc6 || c == 0xdb) {
+        width = 4;
+    } else {
+        return 0;
+    }
+    if (n - *p - 1 < width)
+        return 0;
+    if (width)
+        size = cd_be(h + *p + 1, width);
+    int64_t at = *p + 1 + width;
+    if ((uint64_t)(n - at) < size)
+        return 0;
+    *start = at;
+    *len = (int64_t)size;
+    *p = at + (int64_t)size;
+    return 1;
+}
+
+static int is_trace_name(const uint8_t *s, int64_t len)
+{
+    return (len == 8 && memcmp(s, "trace_id", 8) == 0) ||
+           (len == 7 && memcmp(s, "span_id", 7) == 0) ||
+           (len == 9 && memcmp(s, "parent_id", 9) == 0);
+}
+
+int64_t cd_headers_plain(const uint8_t *h, int64_t n)
+{
+    if (n < 1 || (h[0] & 0xf0) != 0x90)
+        return 0;
+    int count = h[0] & 0x0f;
+    int64_t p = 1;
+    for (int i = 0; i < count; i++) {
+        if (p >= n)
+            return 0;
+        if (h[p] != 0x93) {
+            if (static_index(h, n, &p) < 0)
+                return 0;
+            continue; /* a static entry alone: the trace headers' values there are zeros */
+        }
+        p++;
+        if (p >= n || h[p] != 0xc2) /* false: not stored */
+            return 0;
+        p++;
+        int64_t ns, nl, vs, vl;
+        int trace;
+        if (p < n && ((h[p] & 0xe0) == 0xa0 || h[p] == 0xc4 || h[p] == 0xc5 || h[p] == 0xc6 ||
+                      (h[p] >= 0xd9 && h[p] <= 0xdb))) {
+            if (!raw_span(h, n, &p, &ns, &nl))
+                return 0;
+            trace = is_trace_name(h + ns, nl);
+        } else {
+            int index = static_index(h, n, &p);
+            if (index < 0)
+                return 0;
+            trace = index >= TRACE_FIRST;
+        }
+        if (!raw_span(h, n, &p, &vs, &vl))
+            return 0;
+        if (trace && (vl != 8 || cd_be(h + vs, 8) != 0))
+            return 0;
+    }
+    return p;
+}
+
 /* What the record writer needs of one message: ids, and where its arguments are. */
-enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
+enum step cd_finish(cdec *d, const uint8_t *m, int64_t size, int64_t base, result *r)
 {
     if (d->timestamp)
         return cd_fail(d, CDEC_FRAME, CDEC_E_EXT);
@@ -259,6 +368,14 @@ enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r)
     /* a session that is no non-negative integer leaves the stream in sync: the message is
      * handed over whole (FULL) for Python to report and drop */
     if (id->kind == K_UINT_BIG || session->kind == K_UINT_BIG || !is_uint(session)) {
+        r->shape = SH_FULL;
+        r->a = base;
+        r->b = base + size;
+        return S_DONE;
+    }
+    /* headers that may change the table, carry a trace or be refused: Python reads them */
+    if (len == 4 && (m == NULL || cd_headers_plain(m + d->el[3].a, d->el[3].b - d->el[3].a) !=
+                                      d->el[3].b - d->el[3].a)) {
         r->shape = SH_FULL;
         r->a = base;
         r->b = base + size;
@@ -310,7 +427,7 @@ int cdec_complete_raw(cdec *d, int64_t *out)
     if (s == S_NEED) /* cannot happen after cdec_pending_raw said yes */
         s = cd_fail(d, CDEC_FRAME, CDEC_E_LAYOUT);
     if (s == S_DONE)
-        s = cd_finish(d, end, 0, &r);
+        s = cd_finish(d, NULL, end, 0, &r); /* a collected chunk's frame has no headers */
     if (s == S_ERROR)
         return d->error_status;
     out[0] = r.id;

@@ -59,7 +59,8 @@ enum shape {
     SH_EMPTY, /* [] */
     SH_RAW,   /* [raw]: its payload is pa:b */
     SH_ARGS,  /* anything else: the argument array is a:b */
-    SH_FULL   /* an id or session beyond int64: the whole frame is a:b */
+    SH_FULL   /* an id or session beyond int64, an unusable session, v0.12 headers to read:
+               * the whole frame is a:b */
 };
 
 /* One complete message, offsets in the caller's buffer. */
@@ -95,6 +96,9 @@ enum step cd_fail(cdec *d, int status, int reason);
 /* Continue the current message over m[0, n). */
 enum step cd_parse(cdec *d, const uint8_t *m, int64_t n);
 /* A complete message of `size` bytes at data offset `base`: the checks that need all of it. */
-enum step cd_finish(cdec *d, int64_t size, int64_t base, result *r);
+enum step cd_finish(cdec *d, const uint8_t *m, int64_t size, int64_t base, result *r);
+/* The size of a v0.12 headers element at h[0, n) that needs no reading (see machine.c);
+ * 0 when Python must read it, or when it is not all there. */
+int64_t cd_headers_plain(const uint8_t *h, int64_t n);
 
 #endif

@@ -59,7 +59,23 @@ def frames(v12: bool) -> list[bytes]:
         frame(4, -3, [b"z" * 20000]), frame(-1, b"abc", []), frame(4, b"abc", b"x"),
     ]  # fmt: skip
     if v12:
-        out += [frame(0, 3, [b"h"], [[b"hdr", b"v"]]), frame(0, 3, [], b"not a list")]
+        zero, one = bytes(8), (1).to_bytes(8, "little")
+        by_name = [[False, n, v] for n, v in ((b"trace_id", one), (b"span_id", one),
+                                              (b"parent_id", zero))]
+        out += [
+            frame(0, 3, [b"h"], [[b"hdr", b"v"]]), frame(0, 3, [], b"not a list"),
+            # trace headers: the runtime's zeros and a trace by name, PY12's static indices,
+            # stored entries and references to them, refused indices and values
+            frame(0, 3, [b"http"], [[False, b"trace_id", zero], [False, b"span_id", zero],
+                                    [False, b"parent_id", zero]]),
+            frame(0, 3, [b"http"], by_name), frame(0, 3, [b"x" * 40], [[False, 80, one],
+                                                                       [False, 81, one], 82]),
+            frame(0, 3, [], [[True, b"trace_id", one], [True, 81, one], [True, 82, zero]])
+            + frame(0, 4, [b"q"], [85, 84, 83]),
+            frame(0, 3, [], [0]), frame(0, 3, [], [83]), frame(0, 3, [], [[False, 0, one]]),
+            frame(0, 3, [], [[False, b"trace_id", b"x"], [False, 81, one], 82]),
+            frame(0, 3, [], [[1, b"a", b"b"], None]), frame(0, 3, [], [[False, 200, one]]),
+        ]
     return out
 
 

@@ -529,7 +529,9 @@ class TestQueueFlood:
         worker is SIGKILLed. Every session ends exactly once: with its own body and one choke,
         or (one of the killed worker's, at most fifty) with error(2, "slave has unexpectedly
         disconnected") and no choke; the rest of the queue is served by the survivors."""
-        profile = Profile(pool_limit=2, concurrency=50, queue_limit=0, grow_threshold=1)
+        # startup_timeout: a replacement worker spawned during the flood starts on a busy CPU
+        profile = Profile(pool_limit=2, concurrency=50, queue_limit=0, grow_threshold=1,
+                          startup_timeout=60.0)
         runtime = await one_worker(dev_app_runtime, ASGI, profile=profile)
         engine = runtime.engine
         warm = [enqueue(engine, "http", frame("GET", "/quick")) for _ in range(2)]

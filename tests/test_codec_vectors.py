@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from cocaine_http.codec.hpack import Trace
 from cocaine_http.codec.records import BAD_SESSION
 from cocaine_http.protocol.dialect import V0_11, V0_12, pack
 
@@ -110,7 +111,7 @@ VECTORS = [
       lambda: V0_12.call(1, 0, [1, "echo", "hello", [["uuid", UUID]]]), "logging-emit"),
     v(V12, "94010091a773746f726167659393c250a8010000000000000093c251a8010000000000000093c252a8"
       "0000000000000000",
-      (0, 1, [b"storage"]),
+      (0, 1, [b"storage"], Trace(1, 1, 0)),
       lambda: pack([1, 0, ["storage"], [[False, 80, b"\x01" + bytes(7)],
                                          [False, 81, b"\x01" + bytes(7)],
                                          [False, 82, bytes(8)]]]), "trace-headers"),

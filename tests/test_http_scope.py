@@ -17,6 +17,7 @@ from cocaine_http.http import (
     request_messages,
     wsgi_environ,
 )
+from cocaine_http.http.environ import EnvironBuilder
 from tests.plugins.http import build_frame
 
 HEADERS = [
@@ -185,6 +186,33 @@ class TestWsgiEnviron:
 
         assert list(result) == [b"ok"]
         result.close()
+
+    def test_builder_gives_what_wsgi_environ_gives(self):
+        """An adapter's EnvironBuilder and wsgi_environ agree, and each environ is a fresh
+        dict: an app that mutates one does not change the next."""
+        errors = io.StringIO()
+        build = EnvironBuilder("/api", errors=errors, app="echo")
+        req = _request(uri=b"/api/caf%C3%A9?x=1", body=b"hi")
+
+        first = build(req, 7)
+        first["HTTP_X_ADDED"] = "by the app"
+        second = build(req, 8)
+
+        expected = wsgi_environ(req, HttpConfig(root_path="/api"), errors=errors, session=8,
+                                app="echo")
+        for env in (second, expected):
+            env.pop("wsgi.input")
+        assert second == expected
+        assert second["PATH_INFO"] == "/caf\xc3\xa9" and second["SCRIPT_NAME"] == "/api"
+        assert "HTTP_X_ADDED" not in second
+
+    def test_server_protocol_and_port_strings(self):
+        """HTTP/1.0, a request without Host (the default server pair), SERVER_PORT a str."""
+        env = self._environ(_request(version=b"HTTP/1.0", headers=[(b"Accept", b"*/*")]))
+
+        assert env["SERVER_PROTOCOL"] == "HTTP/1.0"
+        assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "80")
+        assert env["CONTENT_LENGTH"] == "0"
 
     def test_large_body_input_is_a_body_reader(self):
         """A large body is read through BodyReader without copying it whole."""

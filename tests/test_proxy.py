@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import h11
@@ -32,6 +33,15 @@ async def app_cluster(dev_app_runtime: Any) -> Any:
 async def raw_cluster(dev_runtime_factory: Any, raw_worker_command: list[str]) -> Any:
     """A dev runtime (services on) serving the raw protocol worker as "raw"."""
     return await dev_runtime_factory(raw_worker_command, app="raw", workers=1)
+
+
+@pytest.fixture
+def dead_locator() -> Iterator[str]:
+    """An address whose port is bound and never listened on, for the whole test: connections
+    to it are refused, and no other process can take the port meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def framing(events: list[Any]) -> list[bytes]:
@@ -70,12 +80,11 @@ class TestRouting:
         assert (by_path.status_code, by_path.text) == (201, "status 201")
         assert (by_headers.status_code, by_headers.text) == (202, "status 202")
 
-    async def test_ping_answers_200_without_the_cluster(self, proxy_process: Any) -> None:
+    async def test_ping_answers_200_without_the_cluster(
+        self, proxy_process: Any, dead_locator: str
+    ) -> None:
         """/ping is the proxy's own: it answers even when no locator is reachable."""
-        with socket.socket() as sock:  # a port nobody listens on
-            sock.bind(("127.0.0.1", 0))
-            dead = f"127.0.0.1:{sock.getsockname()[1]}"
-        proxy = await proxy_process(dead)
+        proxy = await proxy_process(dead_locator)
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             ping = await client.get("/ping")
             app = await client.get("/app/http/")
@@ -219,11 +228,8 @@ class TestErrors:
 
         assert response.status_code == 504
 
-    async def test_no_locator_is_502(self, proxy_process: Any) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            dead = f"127.0.0.1:{sock.getsockname()[1]}"
-        proxy = await proxy_process(dead)
+    async def test_no_locator_is_502(self, proxy_process: Any, dead_locator: str) -> None:
+        proxy = await proxy_process(dead_locator)
         async with httpx.AsyncClient(base_url=proxy.url) as client:
             response = await client.get("/app/http/")
 

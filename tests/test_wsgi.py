@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -221,6 +222,57 @@ class TestResponse:
         assert [s.headers["set-cookie"] for s in sessions] == ["a=1"] * 4
         assert [s.headers["x-plain"] for s in sessions] == ["b"] * 4
 
+    async def test_remembered_starts_keep_their_checks(self, threads: int) -> None:
+        """A start_response() met before (its head remembered) still refuses a second call
+        without exc_info, still lets exc_info replace a held head, and still holds the body
+        to the Content-Length it declared, every time."""
+        def twice(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("X-A", "1")])
+            start_response("200 OK", [("X-A", "1")])
+            return [b"never"]
+
+        def replaced(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("X-First", "1")])
+            try:
+                raise ValueError("oops")
+            except ValueError:
+                start_response("503 Service Unavailable", [("X-Second", "1")], sys.exc_info())
+            return [b"sorry"]
+
+        def short(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Content-Length", "10")])
+            return [b"short"]
+
+        for _ in range(2):
+            session = await serve(twice, frame(), threads)
+            assert session.status == 500
+            session = await serve(replaced, frame(), threads)
+            assert (session.status, session.body) == (503, b"sorry")
+            assert "x-first" not in session.headers and session.headers["x-second"] == "1"
+            session = await serve(short, frame(), threads)
+            assert session.status == 500  # the whole list is checked before anything is sent
+
+    async def test_list_bodies_skip_empty_items(self, threads: int) -> None:
+        """A list body of several items, empty ones among them, goes out whole and in order;
+        an empty list sends just the head."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Content-Length", "6")])
+            return [b"", b"ab", b"", b"cd", b"ef"] if environ["PATH_INFO"] == "/a" else []
+
+        session = await serve(app, frame(uri="/a"), threads)
+        assert (session.status, session.body, session.ended) == (200, b"abcdef", True)
+
+        session = await serve(app, frame(uri="/b"), threads)
+        assert session.status == 500  # Content-Length 6 and no body
+
+    async def test_list_without_start_response_is_a_500(self, threads: int) -> None:
+        """A list returned before start_response() was called is the app's error."""
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            return [b"x"]
+
+        session = await serve(app, frame(), threads)
+        assert session.status == 500 and session.ended
+
     async def test_head_request_drops_body(self, threads: int) -> None:
         """HEAD keeps the headers and drops the body."""
         session = await serve(hello, frame("HEAD"), threads)
@@ -241,6 +293,25 @@ class TestResponse:
 
         assert [r.getMessage() for r in caplog.records
                 if r.name == "cocaine_http.wsgi.errors"] == ["something odd", "partial"]
+
+
+class TestThreads:
+    @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+    async def test_pool_threads_run_batch_policy(self, threads: int) -> None:
+        """Pool threads run with SCHED_BATCH (woken by the loop, they do not preempt it);
+        inline, the app runs on the loop's thread, whose policy is left alone."""
+        seen: list[int] = []
+
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            seen.append(os.sched_getscheduler(0))
+            return hello(environ, start_response)
+
+        loop_policy = os.sched_getscheduler(0)
+        session = await serve(app, frame(), threads)
+
+        assert session.status == 200
+        assert seen == [os.SCHED_BATCH if threads else loop_policy]
+        assert os.sched_getscheduler(0) == loop_policy
 
 
 class TestRequest:

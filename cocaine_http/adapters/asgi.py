@@ -126,6 +126,8 @@ class _Cycle(Exchange):
         else:
             self.messages = request_messages(request, adapter.http.body_chunk_size)
         scope = asgi_scope(request, adapter.http, adapter.scope_state, "2.4")
+        if self.session.trace is not None:  # v0.12: the invoke's trace (docs/http.md)
+            scope.setdefault("extensions", {})["cocaine.trace"] = self.session.trace
         loop = adapter.loop
         if loop is None:  # Python 3.11 pays a getpid() syscall per get_running_loop()
             loop = adapter.loop = asyncio.get_running_loop()

@@ -25,13 +25,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 from ..config import Config
 from ..errors import LocalProtocolError
 from ..aio.session import RawSession
-from ..http import Response, wsgi_environ
+from ..http import Response
+from ..http.response import remembered_head
+from ..http.environ import EnvironBuilder
 from ..protocol.worker import SESSION_TIMEOUT
 from .accesslog import AccessLog
 from .exchange import APP_ERROR, Exchange, SessionGoneError, http_config
@@ -59,6 +60,7 @@ class WSGIAdapter:
         self.raw_body = worker is not None and worker.dialect.raw_body
         self.app_name = getattr(getattr(worker, "options", None), "app", None)
         self.errors = ErrorStream(logging.getLogger("cocaine_http.wsgi.errors"))
+        self.environ = EnvironBuilder(self.http.root_path, errors=self.errors, app=self.app_name)
         self.access = AccessLog(config.access_log, config.access_log_format)
         self.pool: Pool | None = None
         self.outbox: Outbox | None = None
@@ -109,12 +111,14 @@ class WSGIAdapter:
 class _Cycle(Exchange):
     """One request/response exchange; `run()` is the part that runs in the app's thread."""
 
-    __slots__ = ("pipe", "job")
+    __slots__ = ("pipe", "job", "environ", "response")
 
     def __init__(self, adapter: WSGIAdapter, session: RawSession) -> None:
         Exchange.__init__(self, adapter, session)  # not super(): about 0.3 µs less per request
         self.pipe: Pipe | None = None
         self.job: Callable[[], None] | None = None
+        self.environ: dict[str, Any] | None = None
+        self.response: Response | None = None
 
     # -- loop side -------------------------------------------------------------------------
 
@@ -123,20 +127,24 @@ class _Cycle(Exchange):
         if request is None:
             return
         adapter = self.adapter
-        environ = wsgi_environ(
-            request, adapter.http, errors=adapter.errors,
-            session=self.session.id,
-            app=adapter.app_name,
-        )
+        environ = adapter.environ(request, self.session.id)
+        if self.session.trace is not None:  # v0.12: the invoke's trace (docs/http.md)
+            environ["cocaine.trace"] = self.session.trace
         pool = adapter.pool
         if pool is None:
             self.pipe = Pipe(self.session, None, adapter.cond)
             self.run(environ)
         else:
-            assert adapter.outbox is not None
             self.pipe = Pipe(self.session, adapter.outbox, adapter.cond)
-            job = self.job = partial(self.run, environ)
-            pool.submit(job)
+            self.environ = environ
+            self.job = self  # the cycle is its own job: no partial per request
+            pool.submit(self)
+
+    def __call__(self) -> None:
+        """The pool's job: the WSGI call with the environ on_end() built."""
+        environ, self.environ = self.environ, None
+        assert environ is not None
+        self.run(environ)
 
     def on_fail(self, code: int, message: str) -> None:
         log.info("session %s failed: [%s] %s", self.session.id, code, message)
@@ -151,42 +159,57 @@ class _Cycle(Exchange):
 
     def run(self, environ: dict[str, Any]) -> None:
         """The whole WSGI call; every outcome ends the session exactly once."""
+        pipe = self.pipe
+        assert pipe is not None and self.request is not None
         try:
-            self.call(environ)
+            if pipe.aborted:  # the session failed while the job was queued: no app call
+                return
+            adapter = self.adapter
+            response = self.response = Response(self.request.method, adapter.raw_body)
+            try:
+                result = adapter.app(environ, self.start_response)
+                if type(result) is list:  # the usual answer: whole, no close(), one write
+                    self.send_list(result, response, pipe)
+                else:
+                    try:
+                        self.iterate(result, response, pipe)
+                    finally:
+                        close = getattr(result, "close", None)
+                        if close is not None:
+                            close()
+            except SessionGoneError:
+                pipe.close_failed()
+            except Exception as exc:
+                self.app_failed(exc, response, pipe)
+            else:
+                pipe.finish()
+            if adapter.access.enabled:
+                self.log_access(response.status or 500, response.bytes_sent)
         finally:
             self.job = None  # the job holds this cycle: drop the cycle for reference counting
 
-    def call(self, environ: dict[str, Any]) -> None:
-        pipe = self.pipe
-        assert pipe is not None and self.request is not None
-        if pipe.aborted:  # the session failed while the job was queued: the app is not called
+    @staticmethod
+    def send_list(result: list[bytes], response: Response, pipe: Pipe) -> None:
+        """A list body: every item and the end held for one finish() (the last item ends
+        the body in the same Response call)."""
+        if response.status is None:
+            raise LocalProtocolError("WSGI app returned without calling start_response")
+        if len(result) == 1 and result[0]:
+            pipe.hold(response.body(result[0], False))
             return
-        response = Response(self.request.method, raw_body=self.adapter.raw_body)
-        starter = _StartResponse(response, pipe)
-        try:
-            result = self.adapter.app(environ, starter)
-            try:
-                self.iterate(result, response, starter, pipe)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        except SessionGoneError:
-            pipe.close_failed()
-        except Exception as exc:
-            self.app_failed(exc, response, pipe)
-        else:
-            pipe.finish()
-        self.log_access(response.status or 500, response.bytes_sent)
+        for item in result:
+            if item:
+                pipe.hold(response.body(item, True))
+        pipe.hold(response.end())
 
-    def iterate(self, result: Iterable[bytes], response: Response, starter: _StartResponse,
-                pipe: Pipe) -> None:
-        materialized = isinstance(result, (list, tuple))
+    def iterate(self, result: Iterable[bytes], response: Response, pipe: Pipe) -> None:
+        materialized = isinstance(result, tuple)
         for item in result:
             if item:
                 payloads = response.body(item, True)
-                if materialized or starter.length_reached():
-                    pipe.hold(payloads)
+                declared = response.declared
+                if materialized or (declared is not None and declared <= response.bytes_sent):
+                    pipe.hold(payloads)  # the whole body is there: keep it for the end
                 else:
                     pipe.put(payloads)
         if response.status is None:
@@ -203,19 +226,13 @@ class _Cycle(Exchange):
         else:
             pipe.fail(APP_ERROR, "application error")
 
+    # -- PEP 3333 callables, given to the app ----------------------------------------------
 
-class _StartResponse:
-    """PEP 3333 start_response, bound to one response; `write` is the legacy write()."""
-
-    __slots__ = ("response", "pipe")
-
-    def __init__(self, response: Response, pipe: Pipe) -> None:
-        self.response = response
-        self.pipe = pipe
-
-    def __call__(self, status: str, headers: list[tuple[str, str]],
-                 exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        """PEP 3333 start_response; returns the legacy write()."""
         response = self.response
+        assert response is not None
         if exc_info is not None:
             try:
                 if response.head_sent:
@@ -227,6 +244,16 @@ class _StartResponse:
             raise LocalProtocolError("start_response called twice without exc_info")
         else:
             replace = False
+        key: tuple[object, ...] | None = None
+        if type(headers) is list:
+            try:
+                key = (status, *headers)
+                hit = _STARTS.get(key)
+            except TypeError:  # a list pair or an unhashable status: the long way
+                key = hit = None
+            if hit is not None:
+                response.start_encoded(hit[0], hit[1], hit[2], replace)
+                return self.write
         code = _CODES.get(status) if type(status) is str else None
         if code is None:
             code = _status_code(status)
@@ -234,20 +261,25 @@ class _StartResponse:
             headers = [(pair[0], pair[1].strip(" \t")) if _is_padded(pair) else pair
                        for pair in headers]
         response.start(code, headers, replace=replace)
+        if key is not None and (head := remembered_head(code, headers)) is not None:
+            if len(_STARTS) >= _CACHE_SIZE:
+                _STARTS.clear()
+            _STARTS[key] = (code, head[0], head[1])
         return self.write
 
     def write(self, data: bytes) -> None:
-        if self.response.status is None:
+        """PEP 3333 write(): the data goes out now (the app's thread may wait for the socket)."""
+        response = self.response
+        assert response is not None and self.pipe is not None
+        if response.status is None:
             raise LocalProtocolError("write() called before start_response")
         if data:
-            self.pipe.put(self.response.body(data, True))
-
-    def length_reached(self) -> bool:
-        """The body reached the Content-Length the head declared (the response is whole)."""
-        declared = self.response.declared
-        return declared is not None and declared <= self.response.bytes_sent
+            self.pipe.put(response.body(data, True))
 
 
+#: (status line, *header pairs) -> (code, head, declared) for a start_response() met before
+#: whose head the Response layer remembers as valid (bounded): the usual call is one lookup.
+_STARTS: dict[tuple[object, ...], tuple[int, bytes, int | None]] = {}
 #: WSGI status lines seen, with their code (bounded: cleared when full).
 _CODES: dict[str, int] = {}
 #: Header lists (as tuples) already scanned for padding, with the answer (bounded).

@@ -4,7 +4,10 @@
 # appends under a lock and, only if the pipe is not already waiting, hands it to the adapter's
 # `Outbox`, which schedules one call_soon_threadsafe only if no wake-up is pending: everything
 # every thread queued before the loop runs goes out in that one callback (so a burst of chunks,
-# or of whole responses from several threads, costs one wake-up). Bytes handed
+# or of whole responses from several threads, costs one wake-up). A response's last chunks and
+# its end (or its error) skip the pipe's lock: they go to the outbox's queue as one entry,
+# which is behind any earlier chunks of the pipe since a pipe with chunks is queued there too;
+# a response known whole (most of them) thus costs the thread one deque append. Bytes handed
 # over but not yet released count against HIGH_WATER: above it the thread waits on a condition.
 # The loop releases them at once when little is in flight, otherwise after awaiting the
 # session's drain(), so the socket's pace sets the app's pace.
@@ -29,9 +32,6 @@ HIGH_WATER = 1024 * 1024
 #: In-flight bytes below which the loop releases credit without awaiting drain().
 LOW_WATER = 256 * 1024
 
-_END = object()
-
-
 class Outbox:
     """The pipes with chunks for the loop, shared by an adapter's threads: one
     call_soon_threadsafe (one wake-up of the loop) delivers every pipe that filled since the
@@ -41,7 +41,7 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.pipes: deque[Pipe] = deque()
+        self.pipes: deque[Pipe | tuple[Pipe, list[Any], tuple[int, str] | None]] = deque()
         self.pending = False
 
     def add(self, pipe: Pipe) -> None:
@@ -51,11 +51,26 @@ class Outbox:
             self.pending = True
             self.loop.call_soon_threadsafe(self.deliver)
 
+    def add_last(self, pipe: Pipe, items: list[Any], error: tuple[int, str] | None) -> None:
+        """A pipe's last chunks and its end (or its error), queued here rather than in the
+        pipe: no lock, as nothing can follow them, and after any of the pipe's earlier
+        chunks, as the pipe itself is queued here while it holds chunks."""
+        self.pipes.append((pipe, items, error))
+        if not self.pending:
+            self.pending = True
+            self.loop.call_soon_threadsafe(self.deliver)
+
     def deliver(self) -> None:
         self.pending = False  # before the pipes are taken: a later add() schedules again
         pipes = self.pipes
         while pipes:
-            pipes.popleft()._deliver()
+            entry = pipes.popleft()
+            if isinstance(entry, Pipe):
+                entry._deliver()
+            else:
+                pipe, items, error = entry
+                if not pipe.aborted:
+                    pipe._end(items, error)
 
 
 class Pipe:
@@ -103,27 +118,26 @@ class Pipe:
 
     def finish(self) -> None:
         """Send what is held, then end the session (choke)."""
-        items = self.held + [_END]
-        self.held = []
-        try:
-            self._send(items, wait=False)
-        except SessionGoneError:
-            pass
+        self._send_last(None)
 
     def fail(self, code: int, message: str) -> None:
         """Send what is held, then fail the session with a Cocaine error."""
-        items = self.held + [(code, message)]
-        self.held = []
-        try:
-            self._send(items, wait=False)
-        except SessionGoneError:
-            pass
+        self._send_last((code, message))
+
+    def _send_last(self, error: tuple[int, str] | None) -> None:
+        items, self.held = self.held, []
+        if self.aborted:  # the session is gone: nobody to tell
+            return
+        if self.loop is None:
+            self._end(items, error)
+        else:
+            self.loop.add_last(self, items, error)
 
     def close_failed(self) -> None:
         """The session already failed; drop whatever is held."""
         self.held = []
 
-    def _send(self, items: list[Any], wait: bool = True) -> None:
+    def _send(self, items: list[Any]) -> None:
         if self.loop is None:
             if self.aborted:
                 raise SessionGoneError("the session is closed")
@@ -133,12 +147,11 @@ class Pipe:
             if self.aborted:
                 raise SessionGoneError("the session is closed")
             self.queue.extend(items)
-            if wait:  # only a producer that may wait needs the count (an end never waits)
-                self.inflight += _size(items)
+            self.inflight += _size(items)
             if not self.scheduled:
                 self.scheduled = True
                 self.loop.add(self)
-            while wait and self.inflight > HIGH_WATER and not self.aborted:
+            while self.inflight > HIGH_WATER and not self.aborted:
                 self.cond.wait()
 
     # -- consumer side (the loop) ----------------------------------------------------------
@@ -167,24 +180,27 @@ class Pipe:
             asyncio.ensure_future(self._drain())
 
     def _deliver_items(self, items: list[Any]) -> int:
-        """Write a batch as one write_chunks(); an end or an error can only come last.
-        Returns the body bytes the producer may still be waiting to see taken."""
-        session = self.session
-        last = items[-1] if items else None
+        """Write a batch as one write_chunks(); returns its body bytes (the producer may be
+        waiting to see them taken)."""
         try:
-            if last is _END:
-                session.write_chunks(items[:-1], end=True)
-                return 0
-            if type(last) is tuple:
-                if len(items) > 1:
-                    session.write_chunks(items[:-1])
-                session.error(last[0], last[1])
-                return 0
-            session.write_chunks(items)
+            self.session.write_chunks(items)
         except SessionClosedError:
             self.abort()
             return 0
         return _size(items)
+
+    def _end(self, items: list[Any], error: tuple[int, str] | None) -> None:
+        """The last chunks and the end, as one write; or the chunks, then the error."""
+        session = self.session
+        try:
+            if error is None:
+                session.write_chunks(items, end=True)
+            else:
+                if items:
+                    session.write_chunks(items)
+                session.error(error[0], error[1])
+        except SessionClosedError:
+            self.abort()
 
     async def _drain(self) -> None:
         try:
@@ -207,13 +223,13 @@ class Pipe:
 
 
 def _size(payloads: Any) -> int:
-    """Bytes in a list of payloads (each bytes or a list of buffers); markers count 0."""
+    """Bytes in a list of payloads (each bytes or a list of buffers)."""
     total = 0
     for payload in payloads:
         if type(payload) is list:
             for part in payload:
                 total += len(part)
-        elif payload is not _END and type(payload) is not tuple:
+        else:
             total += len(payload)
     return total
 

@@ -52,12 +52,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..codec import Decoder, DecodeError
+from ..codec.hpack import Trace
 from ..codec.records import (
     REC_ARGS,
     REC_DROPPED,
     REC_EMPTY,
     REC_RAW,
     REC_SHORT,
+    REC_TRACED,
     records_of,
     short_bytes,
 )
@@ -168,6 +170,8 @@ class Channel(asyncio.Protocol):
         self.dialect = dialect
         self.raw = raw
         self.last_error: BaseException | None = None
+        #: while a v0.12 message carrying a trace is delivered, that trace (else None)
+        self.trace: Trace | None = None
         self.peer: str = ""
         self._decoder = Decoder(
             dialect.name, max_message_size=max_message_size, max_depth=max_depth
@@ -392,7 +396,7 @@ class Channel(asyncio.Protocol):
                     return
                 self._other(kind, session, a, b, view)
 
-    def _other(self, kind: int, session: int, a: Any, b: int, buf: Any) -> None:
+    def _other(self, kind: int, session: int, a: Any, b: Any, buf: Any) -> None:
         """Deliver one message by the general rules (nothing, once the channel is closed)."""
         if self._closed:
             return
@@ -407,6 +411,13 @@ class Channel(asyncio.Protocol):
         elif shape == REC_DROPPED:  # no session to deliver it to or to fail
             log.warning("dropped message %d from %s: %s", mid, self.peer, a)
             self._call(self.on_dropped, mid, a)
+            return
+        elif shape == REC_TRACED:  # its callback finds the trace in self.trace
+            self.trace = b
+            try:
+                self._other(mid * 8 + REC_ARGS, session, a, 0, buf)
+            finally:
+                self.trace = None
             return
         else:
             assert shape == REC_ARGS

@@ -24,6 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
+from ..codec.hpack import Trace
 from ..errors import LocalProtocolError, RemoteProtocolError, SessionClosedError, SessionError
 from ..protocol.dialect import Buffer, Payload
 from ..protocol.session import (
@@ -59,6 +60,7 @@ class RawSession(Protocol):
     on_chunk: Callable[[bytes], Any]
     on_end: Callable[[], Any]
     on_fail: Callable[[int, str], Any]
+    trace: Trace | None
 
     @property
     def closed(self) -> bool: ...
@@ -89,11 +91,12 @@ class Session(SessionMachine):
         on_end: raw sessions: called when the engine ends the request (choke).
         on_fail: raw sessions: called with (code, message) when the engine fails the session
             or the worker aborts it (disown, timeout, shutdown, connection lost).
+        trace: the trace the invoke carried (v0.12, `codec.hpack.Trace`), None without one.
     """
 
     __slots__ = (
         "raw", "on_chunk", "on_end", "on_fail", "_channel", "_chunks", "_eof",
-        "_failure", "_waiter", "_task", "_timer", "_failed",
+        "_failure", "_waiter", "_task", "_timer", "_failed", "trace",
     )  # fmt: skip
 
     def __init__(self, channel: Channel, session: int, event: str, raw: bool) -> None:
@@ -113,6 +116,7 @@ class Session(SessionMachine):
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._failed = False
+        self.trace = channel.trace  # v0.12: the invoke's trace, if it carried one
         self.on_chunk: Callable[[bytes], Any]
         self.on_end: Callable[[], Any]
         self.on_fail: Callable[[int, str], Any]

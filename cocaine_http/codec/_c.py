@@ -45,12 +45,15 @@ from .records import (
     DIALECTS,
     REC_ARGS,
     REC_DROPPED,
+    REC_TRACED,
     Message,
     Records,
     bad_session,
     check_limits,
     messages_of,
+    v12_message,
 )
+from .hpack import HeaderTable
 
 #: Records per C call, and ARGS/FULL records (patches) per call.
 RECORDS = 2048
@@ -90,6 +93,16 @@ _REASONS = {
     lib.CDEC_E_DECLARED_SIZE: "message exceeds the size limit of {size} bytes: a string or ext"
     " header announces more",
 }
+
+
+def _record(message: Message) -> tuple[Any, ...]:
+    """The record of a message Python decoded whole (never a span: it has no buffer)."""
+    mid, session, args = message[0], message[1], message[2]
+    if len(message) == 4:
+        return (mid * 8 + REC_TRACED, session, args, message[3])
+    if session == BAD_SESSION:
+        return (mid * 8 + REC_DROPPED, session, args[0], 0)
+    return (mid * 8 + REC_ARGS, session, args, 0)
 
 
 def _unpack(data: Any) -> Any:
@@ -138,6 +151,7 @@ class Decoder:
         self._room = 0  # collecting into a stream: its size so far (see _stream_write)
         self._size = 0  # ... and the payload's
         self._error: DecodeError | None = None
+        self._table = HeaderTable()  # v0.12: the connection's dynamic header table
 
     @property
     def dialect(self) -> str:
@@ -230,7 +244,12 @@ class Decoder:
                     continue
                 frame = _unpack(view[a:b])
                 first, second = frame[0], frame[1]
-                mid, session = (second, first) if self._v12 else (first, second)
+                if self._v12:  # an unusable channel, headers C did not vouch for, a big id
+                    message = v12_message(second, first, frame[2],
+                                          frame[3] if len(frame) == 4 else [], self._table)
+                    records[i >> 2] = _record(message)
+                    continue
+                mid, session = first, second
                 if type(session) is int and session >= 0:
                     records[i >> 2] = (mid * 8 + REC_ARGS, session, frame[2], 0)
                 else:  # unusable: reported, the stream goes on (records.REC_DROPPED)
@@ -299,7 +318,9 @@ class Decoder:
             stream.seek(at)
         stream.write(data)
 
-    def _collect(self, data: bytes | bytearray | memoryview) -> tuple[Message | None, bytes, int]:
+    def _collect(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[tuple[int, int, list[Any]] | None, bytes, int]:
         """Add a read to the payload being collected: (the message, or None while it is not
         complete; the read as bytes; where its bytes after the message begin)."""
         if type(data) is not bytes:

@@ -23,6 +23,11 @@
 #      non-negative integer: the stream is still in sync, so the message is not an error of
 #      the stream but a message to drop; it comes back as (id, BAD_SESSION, [what was wrong])
 #      (a DROPPED record) and the messages after it are decoded as usual
+#   8. v0.12: the message passed every step above and has a non-empty headers element: it is
+#      read with the connection's header table (codec.hpack.read_trace). Headers the runtime
+#      would refuse drop the message like step 7 (the table keeps what the entries before the
+#      bad one stored, as the runtime's does); a trace other than the zero trace makes the
+#      message (id, channel, args, trace), a TRACED record
 #
 # Depth is the nesting of the encoded message (a scalar is 0, `[]` is 1, `[[]]` is 2), including
 # values that a duplicate map key later replaced: maps are built by `_map`, which records the
@@ -37,6 +42,7 @@ from typing import Any
 import msgpack
 
 from ..errors import DecodeError, FrameError, LimitExceededError
+from .hpack import HeaderTable
 from .records import (
     BAD_SESSION,
     DIALECTS,
@@ -45,6 +51,7 @@ from .records import (
     bad_session,
     check_limits,
     records_of,
+    v12_message,
 )
 
 _HARD_BUFFER = 2**31 - 1
@@ -159,6 +166,7 @@ class Decoder:
         self._walk = 0
         self._carry = b""
         self._error: DecodeError | None = None
+        self._table = HeaderTable()
 
     @property
     def dialect(self) -> str:
@@ -283,6 +291,9 @@ class Decoder:
             if len(obj) not in (3, 4) or (len(obj) == 4 and not isinstance(obj[3], list)):
                 raise FrameError("a v0.12 frame is [channel, id, args, headers?]", start)
             channel, mid, args = obj[0], obj[1], obj[2]
+            if _is_uint(mid) and isinstance(args, list):
+                return v12_message(mid, channel, args, obj[3] if len(obj) == 4 else [],
+                                   self._table)  # fmt: skip
         else:
             if len(obj) != 3:
                 raise FrameError("a v0.11 frame is [id, session, args]", start)

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Union
 
-#: One decoded message: (message id, session or channel id, argument list).
-Message = tuple[int, int, list[Any]]
+from .hpack import HeaderError, HeaderTable, Trace, read_trace
+
+#: One decoded message: (message id, session or channel id, argument list), and for a v0.12
+#: frame whose headers carry a trace, that trace as a fourth item.
+Message = Union[tuple[int, int, list[Any]], tuple[int, int, list[Any], Trace]]
 
 #: Index by `is_v12`.
 DIALECTS = ("v0.11", "v0.12")
@@ -48,8 +51,11 @@ def check_limits(
 #          string, a negative number, a float, nil...). The stream is still in sync, so the
 #          decoder goes on after it; the receiver reports and drops it. session is BAD_SESSION
 #          and `a` says what was wrong (`bad_session`). As a `feed` message it is
-#          (id, BAD_SESSION, [that text]).
-REC_EMPTY, REC_RAW, REC_ARGS, REC_SHORT, REC_DROPPED = 0, 1, 2, 3, 4
+#          (id, BAD_SESSION, [that text]). A v0.12 frame whose headers element the runtime
+#          would refuse (codec.hpack) is dropped the same way.
+#   TRACED a v0.12 frame whose headers carry a trace (not the zero trace): `a` is the decoded
+#          argument list, `b` the Trace. As a `feed` message it is (id, channel, args, trace).
+REC_EMPTY, REC_RAW, REC_ARGS, REC_SHORT, REC_DROPPED, REC_TRACED = 0, 1, 2, 3, 4, 5
 
 #: The session of a dropped message: no delivered message has a negative session.
 BAD_SESSION = -1
@@ -88,13 +94,33 @@ def bad_session(value: Any) -> str:
     return f"session must be a non-negative integer, got {text}"
 
 
+def v12_message(
+    mid: int, channel: Any, args: list[Any], headers: list[Any], table: HeaderTable
+) -> Message:
+    """A well-framed v0.12 message once its channel and headers are read: dropped
+    (BAD_SESSION) when the channel is unusable (the table is then left alone) or the headers
+    are refused, traced when they carry a trace."""
+    if not (type(channel) is int and channel >= 0):
+        return (mid, BAD_SESSION, [bad_session(channel)])
+    if not headers:
+        return (mid, channel, args)
+    try:
+        trace = read_trace(headers, table)
+    except HeaderError as exc:
+        return (mid, BAD_SESSION, [f"bad headers: {exc}"])
+    return (mid, channel, args) if trace is None else (mid, channel, args, trace)
+
+
 def records_of(messages: list[Message]) -> tuple[list[tuple[Any, ...]], bytes]:
     """Messages as records, the raw payloads laid end to end in one new buffer."""
     records: list[tuple[Any, ...]] = []
     raws: list[bytes] = []
     at = 0
-    for mid, session, args in messages:
-        if not args:
+    for message in messages:
+        mid, session, args = message[0], message[1], message[2]
+        if len(message) == 4:
+            records.append((mid * 8 + REC_TRACED, session, args, message[3]))
+        elif not args:
             records.append((mid * 8 + REC_EMPTY, session, 0, 0))
         elif len(args) == 1 and type(args[0]) is bytes:
             end = at + len(args[0])
@@ -122,6 +148,9 @@ def messages_of(records: Iterable[tuple[Any, ...]], buf: Any) -> list[Message]:
                 args = [short_bytes(a)]
             elif shape == REC_DROPPED:
                 args = [a]
+            elif shape == REC_TRACED:
+                out.append((kind >> 3, session, a, b))
+                continue
             else:
                 args = a
             out.append((kind >> 3, session, args))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..aio.channel import Channel, serve
+from ..codec.hpack import Trace
 from ..protocol.dialect import V0_11, Dialect
 from .profile import Profile
 from .slave import (OVERSEER_CATEGORY, ReplySink, Session, Slave, State, child_environment,
@@ -230,11 +231,14 @@ class Engine:
         blob = data if type(data) is bytearray else bytes(data)
         self._queue(Session(self.next_id, event, blob, sink, tag or None))
 
-    def open(self, event: str, sink: ReplySink, tag: str | None = None) -> Session | None:
+    def open(self, event: str, sink: ReplySink, tag: str | None = None,
+             trace: Trace | None = None) -> Session | None:
         """Queue one event whose request its client is still writing (v0.12's app service):
         feed it with `feed`, then `end_request`, or `abandon` it. None when it was refused (the
-        refusal went to `sink`)."""
-        session = Session(self.next_id, event, None, sink, tag or None, streaming=True)
+        refusal went to `sink`). `trace`: the client's, continued on every frame the worker
+        gets for this session."""
+        session = Session(self.next_id, event, None, sink, tag or None, streaming=True,
+                          trace=trace)
         return session if self._queue(session) else None
 
     def feed(self, session: Session, data: bytes) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from ..aio.channel import Channel, serve
+from ..codec.hpack import Trace
 from ..protocol.dialect import (SERVICE_NOT_AVAILABLE, STREAM_GRAPH, V0_11, VALUE_GRAPH, Buffer,
                                 Dialect, Kind, pack)
 from ..protocol.service import MethodProtocol
@@ -77,13 +78,16 @@ class ServiceFailure(Exception):
 class Reply:
     """The answer to one call, framed by the service's dialect."""
 
-    __slots__ = ("channel", "session", "dialect", "finished")
+    __slots__ = ("channel", "session", "dialect", "finished", "trace")
 
-    def __init__(self, channel: Channel, session: int, dialect: Dialect = V0_11) -> None:
+    def __init__(self, channel: Channel, session: int, dialect: Dialect = V0_11,
+                 trace: Trace | None = None) -> None:
         self.channel = channel
         self.session = session
         self.dialect = dialect
         self.finished = False
+        #: the call's trace (v0.12), continued on every frame of the answer as the runtime does
+        self.trace = trace
 
     def _send(self, frame: Buffer | list[Buffer]) -> None:
         self.channel.send(self.session, frame)
@@ -91,13 +95,14 @@ class Reply:
     def write(self, data: bytes) -> None:
         """One data message of a streamed answer (v0.11 chunk, v0.12 write)."""
         dialect = self.dialect
-        self._send(dialect.from_runtime((dialect.chunk_header(self.session, len(data)), data)))
+        self._send(dialect.from_runtime((dialect.chunk_header(self.session, len(data)), data),
+                                        self.trace))
 
     def value(self, *values: Any) -> None:
         """The method's return values (none for a void method); the call ends."""
         if not self.finished:
             self.finished = True
-            self._send(self.dialect.service_value(self.session, values))
+            self._send(self.dialect.service_value(self.session, values, self.trace))
 
     def done(self) -> None:
         """A void method's answer."""
@@ -107,21 +112,21 @@ class Reply:
         """The end of a streamed answer (v0.11 choke, v0.12 close)."""
         if not self.finished:
             self.finished = True
-            self._send(self.dialect.from_runtime(self.dialect.choke(self.session)))
+            self._send(self.dialect.from_runtime(self.dialect.choke(self.session), self.trace))
 
     def error(self, code: int, message: str, category: int | None = None) -> None:
         """An error that ends the answer; v0.11 sends no choke after it (engine failures,
         docs/protocol.md §9 item 7)."""
         self.finished = True
-        self._send(self.dialect.from_runtime(self._error(code, message, category)))
+        self._send(self.dialect.from_runtime(self._error(code, message, category), self.trace))
 
     def fail(self, code: int, message: str, category: int | None = None) -> None:
         """How services report failures: the error, then (v0.11) a choke."""
         self.finished = True
         dialect = self.dialect
-        frames = dialect.from_runtime(self._error(code, message, category))
+        frames = dialect.from_runtime(self._error(code, message, category), self.trace)
         if not dialect.error_ends_stream:
-            frames += dialect.from_runtime(dialect.choke(self.session))
+            frames += dialect.from_runtime(dialect.choke(self.session), self.trace)
         self._send(frames)
 
     def failure(self, exc: BaseException) -> None:
@@ -227,7 +232,7 @@ class _Server:
 
     def _dispatch(self, channel: Channel, mid: int, session: int, args: list[Any],
                   router: Any, upstreams: dict[int, Upstream]) -> None:
-        reply = Reply(channel, session, self.dialect)
+        reply = Reply(channel, session, self.dialect, channel.trace)
         entry = self.methods.get(mid)
         if entry is None or entry[1] is None:
             if self.dialect.drops_unknown_method:
@@ -368,7 +373,8 @@ class Engine(Protocol):
 
     def enqueue(self, event: str, data: bytes, sink: Any, tag: str | None = None) -> None: ...
 
-    def open(self, event: str, sink: Any, tag: str | None = None) -> Any: ...
+    def open(self, event: str, sink: Any, tag: str | None = None,
+             trace: Trace | None = None) -> Any: ...
 
     def feed(self, session: Any, data: bytes) -> None: ...
 
@@ -780,7 +786,7 @@ class DevServices:
         event = _text(args[0])
         if self.dialect.graph_replies:  # v0.12: [event, tag?], then the upstream
             tag = _text(args[1]) if len(args) > 1 and args[1] else None
-            return _Request(engine, engine.open(event, _Sink(reply), tag))
+            return _Request(engine, engine.open(event, _Sink(reply), tag, reply.trace))
         data = args[1]
         tag = _text(args[2]) if len(args) > 2 and args[2] is not None else None
         if isinstance(data, str):

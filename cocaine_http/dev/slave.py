@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..aio.channel import Channel
+from ..codec.hpack import Trace
 from ..protocol.dialect import CLIENT_GONE, V0_11, Dialect, Kind
 from .profile import Profile
 
@@ -139,6 +140,8 @@ class Session:
     #: the slave that runs it and the session's id on that slave's connection, once assigned
     slave: Slave | None = None
     wire: int = 0
+    #: the client's trace (v0.12), stamped on every frame toward the worker
+    trace: Trace | None = None
 
 
 class State(enum.Enum):
@@ -392,7 +395,8 @@ class Slave:
         session.slave, session.wire = self, sid
         self.channel.send(sid, self.dialect.engine_request(
             sid, session.event, session.more if session.data is None
-            else (session.data, *session.more), end=not session.streaming))
+            else (session.data, *session.more), end=not session.streaming,
+            trace=session.trace))
 
     def forward(self, session: Session, data: bytes | None) -> None:
         """One more request chunk of an assigned streaming session; None: its client closed
@@ -400,8 +404,9 @@ class Slave:
         if self.channel is None or self.sessions.get(session.id) is not session:
             return
         dialect = self.dialect
-        self.channel.send(session.wire, dialect.engine_chunk(session.wire, data)
-                          if data is not None else dialect.from_runtime(dialect.choke(session.wire)))
+        self.channel.send(session.wire, dialect.engine_chunk(session.wire, data, session.trace)
+                          if data is not None
+                          else dialect.from_runtime(dialect.choke(session.wire), session.trace))
 
     def discard(self, session: Session,
                 error: tuple[int | None, int, str] | None = None) -> None:
@@ -416,7 +421,7 @@ class Slave:
             category = CLIENT_GONE[0]
         dialect = self.dialect
         self.channel.send(session.wire, dialect.from_runtime(
-            dialect.error(session.wire, code, message, category)))
+            dialect.error(session.wire, code, message, category), session.trace))
 
     def terminate(self, reason: str) -> None:
         """Ask the worker to leave: terminate(code, reason) with the engine's code (1 in

@@ -1,5 +1,6 @@
 # Strategy: the PEP 3333 environ is a copy of a per-adapter template (the keys that never
-# change) plus the request's fields, filled in one pass over its headers. Header names map to their CGI keys through a small cache (the same few names come
+# change, held by the adapter's `EnvironBuilder`) plus the request's fields, filled in one
+# pass over its headers. Header names map to their CGI keys through a small cache (the same few names come
 # with every request), values are decoded as latin-1 (PEP 3333 "native strings"), repeated
 # headers are joined with ", " (Cookie with "; ", RFC 6265 §5.4), and names with an underscore
 # are dropped, as gunicorn does, so that `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
@@ -10,7 +11,7 @@
 # io.BytesIO over a bytes body (no copy), BodyReader over a memoryview body (no copy).
 from __future__ import annotations
 
-import io
+from io import BytesIO
 import re
 from collections.abc import Iterator
 from typing import IO, Any
@@ -40,48 +41,91 @@ def wsgi_environ(
         app: the Cocaine app name (`cocaine.app`).
         file_wrapper: `wsgi.file_wrapper` (default: FileWrapper).
     """
-    root = config.root_path
-    key = (root, errors, app, file_wrapper)
-    template = _templates.get(key) or _template(key)
-    environ = template.copy()
-    body = request.body
-    server_name, server_port = request.server or _NO_HOST
-    environ["REQUEST_METHOD"] = request.method
-    environ["PATH_INFO"] = _path_info(request.raw_path, root)
-    environ["QUERY_STRING"] = request.query_string.decode("latin-1")
-    environ["SERVER_NAME"] = server_name
-    environ["SERVER_PORT"] = str(server_port)
-    environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ["wsgi.url_scheme"] = request.scheme
-    environ["wsgi.input"] = io.BytesIO(body) if type(body) is bytes else BodyReader(body)
-    environ["cocaine.session"] = session
-    if request.client is not None:
-        environ["REMOTE_ADDR"] = request.client[0]
-    _add_headers(environ, request.headers)
-    return environ
+    key = (config.root_path, errors, app, file_wrapper)
+    build = _builders.get(key)
+    if build is None:
+        if len(_builders) >= 16:
+            _builders.clear()
+        build = _builders[key] = EnvironBuilder(
+            config.root_path, errors=errors, app=app, file_wrapper=file_wrapper)
+    return build(request, session)
 
 
-_templates: dict[tuple[Any, ...], dict[str, Any]] = {}
+class EnvironBuilder:
+    """Builds the environs of one adapter: its template (the keys that never change) made
+    once, copied per request and completed from the request's fields.
+
+    Args:
+        root: the root path (SCRIPT_NAME).
+        errors, app, file_wrapper: as for `wsgi_environ`.
+    """
+
+    __slots__ = ("template", "root")
+
+    def __init__(self, root: str, *, errors: object, app: str | None = None,
+                 file_wrapper: type | None = None) -> None:
+        self.root = root
+        self.template: dict[str, Any] = {
+            "SCRIPT_NAME": root.encode("utf-8").decode("latin-1") if root else "",
+            "wsgi.version": (1, 0),
+            "wsgi.input_terminated": True,
+            "wsgi.errors": errors,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": file_wrapper or FileWrapper,
+            "cocaine.app": app,
+        }
+
+    def __call__(self, request: Request, session: object = None) -> dict[str, Any]:
+        """The environ of `request`; `session` is `cocaine.session`."""
+        environ = self.template.copy()
+        body = request.body
+        raw_path = request.raw_path
+        root = self.root
+        if root or b"%" in raw_path:
+            environ["PATH_INFO"] = _path_info(raw_path, root)
+        else:
+            environ["PATH_INFO"] = raw_path.decode("latin-1")
+        server = _servers.get(request.server) or _server(request.server)
+        environ["REQUEST_METHOD"] = request.method
+        environ["QUERY_STRING"] = request.query_string.decode("latin-1")
+        environ["SERVER_NAME"] = server[0]
+        environ["SERVER_PORT"] = server[1]
+        environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or (
+            "HTTP/" + request.http_version)
+        environ["CONTENT_LENGTH"] = str(len(body)) if body else "0"
+        environ["wsgi.url_scheme"] = request.scheme
+        environ["wsgi.input"] = BytesIO(body) if type(body) is bytes else BodyReader(body)
+        environ["cocaine.session"] = session
+        if request.client is not None:
+            environ["REMOTE_ADDR"] = request.client[0]
+        keys = _keys
+        for name, value in request.headers:  # see the module comment
+            key = keys.get(name, "")
+            if key == "":
+                key = _learn_key(name)
+            if key is None:
+                continue
+            text = value.decode("latin-1")
+            if key in environ:
+                text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+            environ[key] = text
+        return environ
 
 
-def _template(key: tuple[Any, ...]) -> dict[str, Any]:
-    """The keys that are the same for every request of one adapter (copied per request)."""
-    root, errors, app, file_wrapper = key
-    if len(_templates) >= 16:
-        _templates.clear()
-    template = _templates[key] = {
-        "SCRIPT_NAME": root.encode("utf-8").decode("latin-1") if root else "",
-        "wsgi.version": (1, 0),
-        "wsgi.input_terminated": True,
-        "wsgi.errors": errors,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": file_wrapper or FileWrapper,
-        "cocaine.app": app,
-    }
-    return template
+_builders: dict[tuple[Any, ...], EnvironBuilder] = {}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+#: request.server (host, port) -> (SERVER_NAME, SERVER_PORT), the port already a string.
+_servers: dict[tuple[str, int] | None, tuple[str, str]] = {}
+
+
+def _server(server: tuple[str, int] | None) -> tuple[str, str]:
+    name, port = server or _NO_HOST
+    if len(_servers) >= 1024:
+        _servers.clear()
+    hit = _servers[server] = (name, str(port))
+    return hit
 
 
 def _path_info(raw_path: bytes, root: str) -> str:
@@ -91,21 +135,6 @@ def _path_info(raw_path: bytes, root: str) -> str:
         if path == script or path.startswith(script + "/"):
             path = path[len(script) :]
     return path
-
-
-def _add_headers(environ: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
-    keys = _keys
-    for name, value in headers:
-        key = keys.get(name, "")
-        if key == "":
-            key = _learn_key(name)
-        if key is None:
-            continue
-        text = value.decode("latin-1")
-        if key in environ:
-            sep = "; " if key == "HTTP_COOKIE" else ", "
-            text = environ[key] + sep + text
-        environ[key] = text
 
 
 def _learn_key(name: bytes) -> str | None:

@@ -30,7 +30,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Union
 
@@ -162,6 +162,15 @@ def encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | No
     return head
 
 
+def remembered_head(status: int, headers: Sequence[object]) -> tuple[bytes, int | None] | None:
+    """encode_head's result for a head it remembers (validated before, see encode_head),
+    else None: what an adapter may keep under its own key and pass to start_encoded()."""
+    try:
+        return _heads_get((status, *headers))
+    except TypeError:  # a list pair: never remembered
+        return None
+
+
 def _encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | None]:
     prefix = _status_prefixes.get(status) if type(status) is int else None
     if prefix is None:
@@ -228,6 +237,17 @@ class Response:
         if self.state not in (_REPLACE_OK if replace else _START_OK):
             raise LocalProtocolError(f"response already {self.state.value}: cannot start it")
         self._head, self._declared = encode_head(status, headers)
+        self.status = status
+        self._no_body = self._head_request or status < 200 or status == 204 or status == 304
+        self.state = _HELD
+
+    def start_encoded(self, status: int, head: bytes, declared: int | None,
+                      replace: bool = False) -> None:
+        """start() with a head `encode_head` made and validated before (an adapter that
+        remembers its heads by their own key): the same states and effects."""
+        if self.state not in (_REPLACE_OK if replace else _START_OK):
+            raise LocalProtocolError(f"response already {self.state.value}: cannot start it")
+        self._head, self._declared = head, declared
         self.status = status
         self._no_body = self._head_request or status < 200 or status == 204 or status == 304
         self.state = _HELD

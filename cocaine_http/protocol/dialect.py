@@ -25,6 +25,7 @@ from typing import Any, Union
 
 import msgpack
 
+from ..codec.hpack import Trace, check_trace, pack_trace
 from ..errors import RemoteProtocolError
 from .service import (Graph, MethodProtocol, Resolution, dump_graph, parse_graph,
                       table_methods)
@@ -254,9 +255,18 @@ class Dialect:
         (category None) or v0.12's [category, code]."""
         return code, None
 
-    def from_runtime(self, frame: Buffer | Sequence[Buffer]) -> list[Buffer]:
+    def trace_headers(self, trace: Trace) -> bytes:
+        """The headers element a runtime stamps on the frames of a traced session: the three
+        trace headers by name, values in memory order [CORE12 `src/encoder.cpp`]."""
+        return pack([[False, name, value.to_bytes(8, "little")]
+                     for name, value in zip(TRACE_HEADERS, trace)])  # fmt: skip
+
+    def from_runtime(
+        self, frame: Buffer | Sequence[Buffer], trace: Trace | None = None
+    ) -> list[Buffer]:
         """One frame (a packed 3-element message, or its buffers back to back) as a runtime
-        sends it: with the headers element in v0.12, unchanged in v0.11."""
+        sends it: with the headers element in v0.12 (the session's trace, zeros outside a
+        trace), unchanged in v0.11."""
         parts: list[Buffer] = [frame] if isinstance(frame, _BUFFERS) else list(frame)
         if not self.runtime_headers:
             return parts
@@ -264,23 +274,26 @@ class Dialect:
         if not first or first[0] != 0x93:
             raise ValueError("a frame to extend is a packed 3-element array")
         parts[0] = b"\x94" + bytes(first[1:])
-        parts.append(self.runtime_headers)
+        parts.append(self.runtime_headers if trace is None else self.trace_headers(trace))
         return parts
 
     def engine_request(self, session: int, event: str, chunks: Sequence[Buffer],
-                       end: bool = True) -> list[Buffer]:
+                       end: bool = True, trace: Trace | None = None) -> list[Buffer]:
         """What an engine sends a worker for one enqueued event: invoke, the request chunks
-        so far, then (end=True) the end of the upstream (choke / close)."""
-        out = self.from_runtime(self.invoke(session, event))
+        so far, then (end=True) the end of the upstream (choke / close), each frame with the
+        session's trace (v0.12)."""
+        out = self.from_runtime(self.invoke(session, event), trace)
         for data in chunks:
-            out += self.engine_chunk(session, data)
+            out += self.engine_chunk(session, data, trace)
         if end:
-            out += self.from_runtime(self.choke(session))
+            out += self.from_runtime(self.choke(session), trace)
         return out
 
-    def engine_chunk(self, session: int, data: Buffer) -> list[Buffer]:
+    def engine_chunk(
+        self, session: int, data: Buffer, trace: Trace | None = None
+    ) -> list[Buffer]:
         """One more request chunk of a session whose upstream is still open."""
-        return self.from_runtime((self.chunk_header(session, len(data)), data))
+        return self.from_runtime((self.chunk_header(session, len(data)), data), trace)
 
     def worker_kind(self, mid: int, session: int) -> Kind:
         """What a message from a worker means to its engine (the handshake is the first
@@ -291,9 +304,11 @@ class Dialect:
         """A fresh router for one connection to a service (the server's side)."""
         return CallRouter()
 
-    def service_value(self, session: int, values: Sequence[Any]) -> list[Buffer]:
+    def service_value(
+        self, session: int, values: Sequence[Any], trace: Trace | None = None
+    ) -> list[Buffer]:
         """A service's answer that ends the call: the method's return values (none for a
-        void method). v0.11 sends one chunk holding msgpack of the value (a list for several
+        void method); `trace`: the call's, stamped on v0.12 frames. v0.11 sends one chunk holding msgpack of the value (a list for several
         values, nothing for none), then choke [CORE11 `include/cocaine/rpc/slot/*`]."""
         out: list[Buffer] = []
         if values:
@@ -326,9 +341,25 @@ class Dialect:
     #: the downstream graph of a method given without one (a plain {id: name} table)
     default_downstream: Graph | None = None
 
-    def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
-        """A service call (v0.11) or a message on a channel (v0.12: the first opens it)."""
+    def call(
+        self, session: int, method: int, args: Sequence[Any], trace: Trace | None = None
+    ) -> bytes:
+        """A service call (v0.11) or a message on a channel (v0.12: the first opens it),
+        carrying `trace` in its headers (v0.12 only: v0.11 frames have none).
+
+        Raises:
+            ValueError: a trace under v0.11, or one that is not three 64-bit integers.
+        """
         raise NotImplementedError
+
+    def trace(self, value: Any) -> Trace:
+        """A caller's trace= checked for this dialect's calls.
+
+        Raises:
+            ValueError: v0.11 frames have no headers to carry it; v0.12: not three 64-bit
+                integers.
+        """
+        raise ValueError("a trace needs v0.12 (protocol 1): v0.11 frames have no headers")
 
     def resolution(self, value: Any) -> Resolution:
         """The locator's answer to `resolve`, as a Resolution.
@@ -483,7 +514,11 @@ class V11(Dialect):
 
     graph_replies = False
 
-    def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
+    def call(
+        self, session: int, method: int, args: Sequence[Any], trace: Trace | None = None
+    ) -> bytes:
+        if trace is not None:
+            self.trace(trace)
         return pack([method, session, list(args)])
 
     def resolution(self, value: Any) -> Resolution:
@@ -585,9 +620,11 @@ class V12(Dialect):
     def call_router(self) -> CallRouter:
         return V12CallRouter()
 
-    def service_value(self, session: int, values: Sequence[Any]) -> list[Buffer]:
+    def service_value(
+        self, session: int, values: Sequence[Any], trace: Trace | None = None
+    ) -> list[Buffer]:
         # the return values are the message's arguments [CORE12 `include/cocaine/rpc/slot`]
-        return self.from_runtime(pack([session, 0, list(values)]))
+        return self.from_runtime(pack([session, 0, list(values)]), trace)
 
     def resolve_answer(
         self, endpoint: tuple[str, int], version: int, methods: dict[int, MethodProtocol]
@@ -611,8 +648,16 @@ class V12(Dialect):
     ) -> list[Any]:
         return [self.log_level(level), source, message, [list(a) for a in attributes]]
 
-    def call(self, session: int, method: int, args: Sequence[Any]) -> bytes:
-        return pack([session, method, list(args)])
+    def call(
+        self, session: int, method: int, args: Sequence[Any], trace: Trace | None = None
+    ) -> bytes:
+        if trace is None:
+            return pack([session, method, list(args)])
+        # the static table's trace names, values little-endian, not stored (PY12's pack_trace)
+        return pack([session, method, list(args), pack_trace(check_trace(trace))])
+
+    def trace(self, value: Any) -> Trace:
+        return check_trace(value)
 
     def resolution(self, value: Any) -> Resolution:
         # [[[host, port], ...], version, {id: [name, upstream, downstream]}]

@@ -341,10 +341,13 @@ class BaseService:
         args: Sequence[Any],
         waiter: _Unary | _Stream | None,
         upstream: Sequence[Sequence[Any]] = (),
+        trace: tuple[int, int, int] | None = None,
     ) -> int:
         """Send a call; `upstream` holds the args of `write` messages sent after it on its
         channel, followed by `close` (methods whose upstream protocol has them: v0.12 app
-        enqueue)."""
+        enqueue). `trace` goes in the call's headers (v0.12): the runtime takes a channel's trace
+        from its first message [CORE12 `src/session.cpp`], as PY12 sends it."""
+        traced = None if trace is None else self.dialect.trace(trace)
         channel = self._channel
         if channel is None or self._machine.state is not State.CONNECTED:
             raise ConnectionLostError(self.errno or 0, f"service {self.name} is not connected")
@@ -357,7 +360,7 @@ class BaseService:
             session = self._calls.open(graph).session
             self._waiters[session] = waiter
         call = self.dialect.call
-        channel.send(session, call(session, method_id, args))
+        channel.send(session, call(session, method_id, args, traced))
         ids = self._upstream.get(method_id) if self._upstream else None
         if ids is not None:
             write, close = ids
@@ -380,9 +383,16 @@ class BaseService:
         return True
 
     async def call(
-        self, method_id: int, args: Sequence[Any], *, method: str = "?", timeout: float | None = None
+        self,
+        method_id: int,
+        args: Sequence[Any],
+        *,
+        method: str = "?",
+        timeout: float | None = None,
+        trace: tuple[int, int, int] | None = None,
     ) -> list[bytes]:
-        """Call a method and gather its reply chunks (raw, not unpacked).
+        """Call a method and gather its reply chunks (raw, not unpacked); `trace` (v0.12:
+        trace_id, span_id, parent_id) rides in the call's headers.
 
         Raises:
             ServiceError: the service answered with an error.
@@ -396,10 +406,10 @@ class BaseService:
         if self._machine.state is not State.CONNECTED:
             await self._connect_within(method, limit)
         if self._mute and method_id in self._mute:
-            self._send(method_id, args, None)
+            self._send(method_id, args, None, trace=trace)
             return []
         waiter = _Unary(loop.create_future(), method)
-        session = self._send(method_id, args, waiter)
+        session = self._send(method_id, args, waiter, trace=trace)
         waiter.timer = loop.call_at(deadline, self._expire, session, method, limit)
         return await waiter.future
 
@@ -426,13 +436,15 @@ class BaseService:
         method: str = "?",
         timeout: float | None = None,
         upstream: Sequence[Sequence[Any]] = (),
+        trace: tuple[int, int, int] | None = None,
     ) -> tuple[int, _Stream]:
-        """Start a streaming call; read it with `next_chunk`. `upstream`: see `_send`."""
+        """Start a streaming call; read it with `next_chunk`. `upstream`, `trace`: see
+        `_send`."""
         limit = self.timeout if timeout is None else timeout
         if self._machine.state is not State.CONNECTED:
             await self._connect_within(method, limit)
         stream = _Stream(method)
-        return self._send(method_id, args, stream, upstream), stream
+        return self._send(method_id, args, stream, upstream, trace), stream
 
     async def next_chunk(
         self, session: int, stream: _Stream, *, method: str = "?", timeout: float | None = None

@@ -31,7 +31,9 @@ class ServiceStream:
     list of all chunks. The call is sent when iteration starts."""
 
     def __init__(self, service: Service, spec: MethodSpec, name: str, args: list[Any],
-                 timeout: float | None, upstream: list[list[Any]] | None = None) -> None:
+                 timeout: float | None, upstream: list[list[Any]] | None = None,
+                 trace: tuple[int, int, int] | None = None) -> None:
+        self._trace = trace
         self._service = service
         self._spec = spec
         self._name = name
@@ -53,7 +55,7 @@ class ServiceStream:
             method_id = svc.method_id(self._spec.wire or self._name)
             self._session, self._stream = await svc.open_stream(
                 method_id, self._args, method=self._name, timeout=self._timeout,
-                upstream=self._upstream,
+                upstream=self._upstream, trace=self._trace,
             )
         try:
             data = await svc.next_chunk(
@@ -170,21 +172,26 @@ class Service(BaseService):
     def _make(self, name: str, spec: MethodSpec) -> Callable[..., Any]:
         build, build_upstream = spec.args, spec.upstream
         if spec.streaming:
-            def stream(*args: Any, timeout: float | None = None, **kwargs: Any) -> ServiceStream:
+            def stream(*args: Any, timeout: float | None = None,
+                       trace: tuple[int, int, int] | None = None,
+                       **kwargs: Any) -> ServiceStream:
                 wire_args = build(*args, **kwargs) if build else _plain(name, args, kwargs)
                 upstream = build_upstream(*args, **kwargs) if build_upstream else None
                 return ServiceStream(self, spec, name, wire_args,
-                                     spec.timeout if timeout is None else timeout, upstream)
+                                     spec.timeout if timeout is None else timeout, upstream,
+                                     trace)
             stream.__name__ = name
             return stream
 
         method_id = self._ids[spec.wire or name]
         unpack, result = spec.unpack, spec.result
 
-        async def call(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        async def call(*args: Any, timeout: float | None = None,
+                       trace: tuple[int, int, int] | None = None, **kwargs: Any) -> Any:
             wire_args = build(*args, **kwargs) if build else _plain(name, args, kwargs)
             chunks = await self.call(method_id, wire_args, method=name,
-                                     timeout=spec.timeout if timeout is None else timeout)
+                                     timeout=spec.timeout if timeout is None else timeout,
+                                     trace=trace)
             return result([unpack(c) for c in chunks])
 
         call.__name__ = name

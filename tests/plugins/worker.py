@@ -204,6 +204,7 @@ class RecordingChannel:
     """What a Session writes to, decoding every message it is sent (v0.11) at once."""
 
     dialect = V0_11
+    trace = None
 
     def __init__(self) -> None:
         self._decoder = PythonDecoder(self.dialect.name)
