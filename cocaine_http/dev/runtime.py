@@ -258,9 +258,9 @@ class DevRuntime:
         engine = self.apps.pop(name, None)
         if engine is None:
             return "the app is not running"
-        await engine.close()
-        if self.services is not None:
+        if self.services is not None:  # unpublished first, as both runtimes do
             await self.services.unregister_app(name)
+        await engine.close()
         return "the app has been stopped"
 
     def _stored(self, namespace: str, key: str) -> Any:

@@ -53,6 +53,10 @@ FAILED = (0xFF, 1)
 #: v0.12 node errors [node plugin `include/cocaine/idl/node.hpp`]: category and codes.
 NODE_CATEGORY = 0x51FF
 NODE_ALREADY_STARTED, NODE_NOT_RUNNING, NODE_SPOOL_ERROR = 5, 6, 7
+#: v0.12's answer to an enqueue on a connection to an app it has stopped: generic category,
+#: EPIPE, no message (the runtime logs "the application has been stopped" but sends none)
+#: [node plugin `src/node/app.cpp`]; such connections stay open.
+APP_STOPPED = ""
 
 
 def _text(value: Any) -> str:
@@ -454,6 +458,27 @@ class _Sink:
             self.reply.close()
 
 
+class _Dropped:
+    """The upstream of a refused v0.12 enqueue: read and dropped."""
+
+    def on_write(self, data: Any) -> None:
+        pass
+
+    def on_error(self, args: list[Any]) -> None:
+        pass
+
+    def on_close(self) -> None:
+        pass
+
+    def on_gone(self) -> None:
+        pass
+
+
+def _refuse_stopped(args: list[Any], reply: Reply) -> _Dropped:
+    reply.fail(errnos.EPIPE, APP_STOPPED, 12)
+    return _Dropped()
+
+
 class _Request:
     """A v0.12 enqueue's upstream, fed to the engine as it arrives: the session is queued at
     the call, each write follows the invoke to the worker, close ends the request, and a
@@ -544,6 +569,8 @@ class DevServices:
         self._uuid_value = str(uuidlib.uuid4())
         self._started = False
         self.node: NodeHost | None = None
+        #: the services of apps stopped under v0.12, serving their old connections
+        self._stopped: list[_Server] = []
 
     def _server(self, name: str, table: dict[int, tuple[str, Any, Any]],
                 handlers: dict[int, Handler], max_message_size: int | None = None) -> _Server:
@@ -615,12 +642,20 @@ class DevServices:
 
     async def unregister_app(self, name: str) -> None:
         server = self._servers.pop(name, None)
-        if server is not None:
+        if server is None:
+            return
+        if not self.dialect.graph_replies:  # v0.11 closes the app's connections
             await server.close()
+            return
+        # v0.12 keeps them, each enqueue refused, and publishes a new start on a new port
+        if server._server is not None:
+            server._server.close()
+        server.methods[0] = (server.methods[0][0], _refuse_stopped)
+        self._stopped.append(server)
 
     async def close(self) -> None:
         await self._locator.close()
-        for server in list(self._servers.values()):
+        for server in [*self._servers.values(), *self._stopped]:
             await server.close()
         self._started = False
 

@@ -13,8 +13,13 @@
 # (nothing was sent); a connection that dies drops its endpoint (the locators are asked again
 # on the next request) and fails its sessions with 502, since the app may have run them; "the
 # queue is full" before any chunk is retried on another connection, preferring another
-# endpoint, up to `retries` times, then answered 503. A locator that knows no such service is
-# a 404 once every locator has answered so; no locator and no endpoint reachable is a 502.
+# endpoint, up to `retries` times, then answered 503. "The app has been stopped" before any
+# chunk (v0.12: a connection opened before a redeploy still reaches the stopped app, which
+# refuses every enqueue, while the new one listens elsewhere) retires that endpoint, asks the
+# locators again and sends the request once more; refused so again, it is a 503. Both refusals
+# mean no worker saw the request (`refusal`, the one place of that rule). A locator that knows
+# no such service is a 404 once every locator has answered so; no locator and no endpoint
+# reachable is a 502.
 # Endpoints are re-resolved every `resolve_ttl` seconds too, so a runtime that comes back is
 # used again.
 #
@@ -30,6 +35,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import Any
 
 from ..aio.endpoint import Endpoint
@@ -57,6 +63,12 @@ log = logging.getLogger("cocaine_http.proxy.upstream")
 #: v0.12 overseer's category 0x52FF code 1).
 QUEUE_FULL = "the queue is full"
 _QUEUE_FULL_V012 = (0x52FF, 1)
+#: The v0.12 node's answer to an enqueue on a connection to an app it has stopped: generic
+#: category, EPIPE, and no message (the v0.12.14 runtime logs "the application has been
+#: stopped: Broken pipe" but sends none). It keeps such connections open, so this answer is all
+#: that tells the proxy the endpoint is stale.
+STOPPED = "the application has been stopped"
+_STOPPED_V012 = (0x0C, 32)
 #: The v0.11 engine's other refusals of a session (docs/protocol.md §7.1): it is not running.
 REFUSALS = frozenset({"the engine is not active", "engine is shutting down",
                       "the engine is shutting down"})
@@ -64,18 +76,39 @@ REFUSALS = frozenset({"the engine is not active", "engine is shutting down",
 TIMED_OUT = "slave has timed out"
 
 
+class Refusal(Enum):
+    """A session the runtime refused before handing it to a worker: the request is sent
+    again, since no worker saw it."""
+
+    #: the app is busy at that endpoint: another connection, up to `retries` times
+    QUEUE_FULL = "queue full"
+    #: the endpoint serves the app no more: retired, the locators asked again, sent once more
+    STOPPED = "stopped"
+
+
+def refusal(category: int | None, code: int, message: str) -> Refusal | None:
+    """Which refusal an error is, None when it is the app's own or its worker's (those are
+    answered, not retried: a worker may have run the request)."""
+    if QUEUE_FULL in message or (category, code) == _QUEUE_FULL_V012:
+        return Refusal.QUEUE_FULL
+    if (category, code) == _STOPPED_V012 and (not message or message.startswith(STOPPED)):
+        return Refusal.STOPPED
+    return None
+
+
 def is_queue_full(exc: ServiceError) -> bool:
-    return QUEUE_FULL in exc.message or (exc.category, exc.code) == _QUEUE_FULL_V012
+    return refusal(exc.category, exc.code, exc.message) is Refusal.QUEUE_FULL
 
 
 class _Session(_Stream):
     """One request's enqueue on an AppConnection: replies go straight to the front's Reply."""
 
     __slots__ = ("connection", "reply", "event", "frame", "tried", "answered", "over",
-                 "session", "flow")
+                 "session", "flow", "resent")
 
     def __init__(self, connection: AppConnection, reply: Reply, event: str,
-                 frame: bytes | bytearray, tried: list[AppConnection]) -> None:
+                 frame: bytes | bytearray, tried: list[AppConnection],
+                 resent: bool = False) -> None:
         super().__init__("enqueue")
         self.connection = connection
         self.reply = reply
@@ -86,6 +119,8 @@ class _Session(_Stream):
         self.over = False
         self.session = 0
         self.flow: ConnectionFlow | None = None
+        #: sent again already after its endpoint was found stopped (once at most)
+        self.resent = resent
 
     def chunk(self, reply: CallReply) -> None:
         data = reply.chunks.pop()
@@ -100,8 +135,11 @@ class _Session(_Stream):
         if exc is None:
             self.reply.on_choke()
         elif isinstance(exc, ServiceError):
-            if not self.answered and is_queue_full(exc):
+            kind = None if self.answered else refusal(exc.category, exc.code, exc.message)
+            if kind is Refusal.QUEUE_FULL:
                 self.connection.pool.queue_full(self)
+            elif kind is Refusal.STOPPED:
+                self.connection.pool.stopped(self)
             else:
                 self.reply.on_error(exc.code, exc.message, exc.category)
         else:
@@ -116,9 +154,12 @@ class _Session(_Stream):
         if self.over:
             return False
         self.over = True
-        self.connection.sessions -= 1
+        connection = self.connection
+        connection.sessions -= 1
         if self.flow is not None:
             self.flow.resume()
+        if connection.retired and not connection.sessions:
+            connection.close()
         return True
 
 
@@ -176,6 +217,8 @@ class AppConnection(BaseService):
         self.streamed = self._upstream.get(self.enqueue_id) is not None
         self.sessions = 0
         self.holder: ConnectionFlow | None = None
+        #: out of the pool (its endpoint serves a stopped app): closed once its sessions end
+        self.retired = False
 
     def start(self, session: _Session) -> None:
         """Send the enqueue of `session` (a connection lost meanwhile fails it with 502)."""
@@ -268,6 +311,18 @@ class AppPool:
             log.warning("app %s: the connection to %s was lost", self.name, connection.endpoint)
             self._drop_endpoint(connection.endpoint)
 
+    def _retire_endpoint(self, endpoint: Endpoint) -> None:
+        """Take a stale endpoint out of the pool; its connections close as their sessions end
+        (each gets its own refusal and is sent again)."""
+        entry = self.endpoints.pop(endpoint, None)
+        if entry is None:
+            return
+        self.resolved_at = -1.0
+        for connection in entry[1]:
+            connection.retired = True
+            if not connection.sessions:
+                connection.close()
+
     def _drop_endpoint(self, endpoint: Endpoint | None) -> None:
         entry = self.endpoints.pop(endpoint, None) if endpoint is not None else None
         if entry is None:
@@ -280,16 +335,16 @@ class AppPool:
     # -- sessions --------------------------------------------------------------------------------
 
     def send(self, event: str, frame: bytes | bytearray, reply: Reply,
-             tried: list[AppConnection] | None = None) -> None:
+             tried: list[AppConnection] | None = None, resent: bool = False) -> None:
         tried = tried if tried is not None else []
         if self.endpoints and time.monotonic() - self.resolved_at > self.upstream.resolve_ttl:
             self._spawn(self._refresh())
         connection = self.pick(tried)
         if connection is not None and (connection not in tried or not self._more(tried)):
             tried.append(connection)
-            connection.start(_Session(connection, reply, event, frame, tried))
+            connection.start(_Session(connection, reply, event, frame, tried, resent))
             return
-        self._spawn(self._send_later(event, frame, reply, tried))
+        self._spawn(self._send_later(event, frame, reply, tried, resent))
 
     def _more(self, tried: list[AppConnection]) -> bool:
         """Whether a connection not tried yet exists or may be opened."""
@@ -297,7 +352,7 @@ class AppPool:
             len(cs) < self.upstream.pool_size for _, cs in self.endpoints.values())
 
     async def _send_later(self, event: str, frame: bytes | bytearray, reply: Reply,
-                          tried: list[AppConnection]) -> None:
+                          tried: list[AppConnection], resent: bool = False) -> None:
         try:
             connection = await self._connection(tried)
         except ServiceNotFoundError as exc:
@@ -316,7 +371,7 @@ class AppPool:
         if reply.finished:
             return
         tried.append(connection)
-        connection.start(_Session(connection, reply, event, frame, tried))
+        connection.start(_Session(connection, reply, event, frame, tried, resent))
 
     async def _connection(self, tried: list[AppConnection]) -> AppConnection:
         """A connected connection, resolving and connecting as needed."""
@@ -348,7 +403,20 @@ class AppPool:
         if not self._more(session.tried) and len(self.endpoints) <= 1:
             session.reply.fail(503, QUEUE_FULL)
             return
-        self.send(session.event, session.frame, session.reply, session.tried)
+        self.send(session.event, session.frame, session.reply, session.tried, session.resent)
+
+    def stopped(self, session: _Session) -> None:
+        """The session's endpoint serves a stopped app: retire it, ask the locators again and
+        send the request once more (a second refusal is answered 503)."""
+        endpoint = session.connection.endpoint
+        if endpoint is not None:
+            self._retire_endpoint(endpoint)
+        if session.resent or session.reply.finished:
+            session.reply.fail(503, STOPPED)
+            return
+        log.info("app %s: %s serves a stopped app; asking the locators again", self.name,
+                 endpoint)
+        self.send(session.event, session.frame, session.reply, session.tried, resent=True)
 
     # -- resolving -------------------------------------------------------------------------------
 
@@ -470,7 +538,8 @@ class ClusterUpstream:
         """The status of an error the runtime or the app answered before the head
         (docs/proxy.md "Error mapping"): 503 when the runtime refuses the session (a full
         queue, after the retries; an engine that is not running), 504 for a worker that missed
-        its heartbeats, 502 for anything else (the app failed, its worker died)."""
+        its heartbeats, 502 for anything else (the app failed, its worker died). A stopped app
+        is answered 503 by `AppPool.stopped`."""
         if QUEUE_FULL in message or message in REFUSALS:
             return 503
         if message == TIMED_OUT:
@@ -486,4 +555,4 @@ class ClusterUpstream:
 
 
 __all__ = ["AppConnection", "AppPool", "ClusterUpstream", "ConnectionFlow", "QUEUE_FULL",
-           "is_queue_full"]
+           "Refusal", "STOPPED", "is_queue_full", "refusal"]

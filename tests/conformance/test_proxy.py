@@ -6,7 +6,8 @@ differences docs/dev-runtime.md lists for our front (asserted each by `different
 for `cocaine-http dev`, which runs the same front) and the forwarded headers our proxy sets.
 Then what the tornado proxy gets wrong: statuses Python 2 does not know, whole-reply buffering
 (a 1 GiB stream through ours in flat memory; a client that stops reading costs a bounded
-buffer), framing headers, and X-Forwarded-* that any client may set.
+buffer), framing headers, and X-Forwarded-* that any client may set. Last, an app redeployed
+with `cocaine-http deploy` while our proxy holds a pooled connection to it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.conformance.client import ClientTimeout, ConnectionDropped, Reply, request
 from tests.conformance.differential import CASES, NO_BODY, Case, app_headers, view
-from tests.conformance.realruntime import OurProxy, TornadoProxy
+from tests.conformance.realruntime import PYTHON, REPO, OurProxy, RealRuntime, TornadoProxy
 
 FORWARDING = {"x-forwarded-for", "x-forwarded-proto", "x-real-ip"}
 GIB = 1024 ** 3
@@ -272,3 +275,44 @@ def test_a_trusted_peer_extends_the_chain(ours):
     assert seen["x-forwarded-for"] == ["198.51.100.7, 127.0.0.1"]
     assert seen["x-forwarded-proto"] == ["https"]
     assert json.loads(reply.body)["scheme"] == "https"
+
+
+REDEPLOYED = '''def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s"]
+'''
+
+
+def test_a_redeploy_closes_the_pooled_connection_and_the_new_app_serves(real: RealRuntime,
+                                                                          tmp_path):
+    """v0.11 stops an app by taking its service away, which closes the connections to it
+    (unlike v0.12, which keeps them and refuses each enqueue): our proxy drops the endpoint,
+    asks the locator again, and the next requests reach the new app."""
+    folder = tmp_path / "redeploy11"
+    folder.mkdir()
+    (folder / "webapp.py").write_text(REDEPLOYED % "v1")
+    cli = [PYTHON, "-m", "cocaine_http"]
+    subprocess.run([*cli, "init", "webapp:app", "--dir", str(folder), "--python", PYTHON],
+                   check=True, capture_output=True, cwd=REPO)
+
+    def deploy() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, "deploy", str(folder), "--locator", real.locator],
+                              capture_output=True, text=True, timeout=90, cwd=REPO)
+
+    first = deploy()
+    assert first.returncode == 0, first.stderr
+    ours = OurProxy([real.locator], tmp_path, name="redeploy")
+    ours.start()
+    try:
+        with httpx.Client(base_url=ours.url, timeout=30) as client:
+            before = client.get("/redeploy11/http/")
+            (folder / "webapp.py").write_text(REDEPLOYED % "v2")
+            second = deploy()
+            after = [client.get("/redeploy11/http/") for _ in range(5)]
+    finally:
+        ours.stop()
+
+    assert second.returncode == 0, second.stderr
+    assert (before.status_code, before.text) == (200, "v1")
+    assert [(a.status_code, a.text) for a in after] == [(200, "v2")] * 5
+    assert re.search(r"the connection to 127\.0\.0\.1:\d+ was lost", ours.log())
