@@ -236,23 +236,34 @@ class TestDevManifest:
         assert code == 0
 
 
-async def test_the_user_path_init_dev_bare_deploy(tmp_path: Path) -> None:
-    """init, then `cocaine-http dev --bare` as the runtime and `cocaine-http deploy` to it, all
-    as commands: the app answers through the front."""
-    app = make_app(tmp_path / "shop")
-    process, url, before = await start_dev("--bare", cwd=tmp_path)
+async def deploy_with_the_printed_command(app: Path, *dev_args: str) -> tuple[
+        list[str], int | None, str, httpx.Response, int]:
+    """`cocaine-http dev --bare` as the runtime and the deploy command it prints, run as a
+    command: (that command, deploy's exit status, its output, the front's answer, dev's exit
+    status)."""
+    process, url, before = await start_dev("--bare", *dev_args, cwd=app.parent)
     try:
-        locator = before.split("--locator ")[1].split("`")[0]
+        command = before.split("deploy with `")[1].split("`")[0].split()
+        assert command[:2] == ["cocaine-http", "deploy"]
         deploy = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cocaine_http", "deploy", str(app), "--locator", locator,
+            sys.executable, "-m", "cocaine_http", *command[1:], str(app),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(deploy.communicate(), 60)
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             response = await client.get("/shop/http/x")
     finally:
         code, _ = await interrupt(process)
+    return command, deploy.returncode, out.decode(), response, code
 
-    assert deploy.returncode == 0, out.decode()
+
+async def test_the_user_path_init_dev_bare_deploy(tmp_path: Path) -> None:
+    """init, then `cocaine-http dev --bare` as the runtime and `cocaine-http deploy` to it, all
+    as commands: the app answers through the front."""
+    command, returncode, out, response, code = await deploy_with_the_printed_command(
+        make_app(tmp_path / "shop"))
+
+    assert command[2] == "--locator"
+    assert returncode == 0, out
     assert response.status_code == 200 and response.text.startswith("v1 /x ")
     assert code == 0
 
@@ -474,21 +485,11 @@ class TestDeploy12:
 async def test_the_user_path_init_dev_bare_deploy_protocol_1(tmp_path: Path) -> None:
     """`init --protocol 1`, `dev --bare --protocol 1`, and the deploy command it prints: the
     app answers through the front."""
-    app = make_app12(tmp_path / "shop")
-    process, url, before = await start_dev("--bare", "--protocol", "1", cwd=tmp_path)
-    try:
-        command = before.split("deploy with `")[1].split("`")[0].split()
-        assert command[:4] == ["cocaine-http", "deploy", "--protocol", "1"]
-        deploy = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cocaine_http", *command[1:], str(app),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await asyncio.wait_for(deploy.communicate(), 60)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            response = await client.get("/shop/http/x")
-    finally:
-        code, _ = await interrupt(process)
+    command, returncode, out, response, code = await deploy_with_the_printed_command(
+        make_app12(tmp_path / "shop"), "--protocol", "1")
 
-    assert deploy.returncode == 0, out.decode()
-    assert out.decode().splitlines()[-1] == "shop: the app has been started"
+    assert command[:4] == ["cocaine-http", "deploy", "--protocol", "1"]
+    assert returncode == 0, out
+    assert out.splitlines()[-1] == "shop: the app has been started"
     assert response.status_code == 200 and response.text.startswith("v1 /x ")
     assert code == 0

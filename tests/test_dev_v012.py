@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -63,16 +64,18 @@ def frames(data: bytes) -> list[list[Any]]:
     return list(unpacker)
 
 
-async def exchange(port: int, *messages: list[Any], until: int = 1, timeout: float = 5.0
-                   ) -> bytes:
-    """Send raw v0.12 frames on a fresh connection; the bytes of the first `until` answers
-    (or everything up to the peer's close)."""
+async def exchange(port: int, *messages: list[Any], until: int | Callable[[bytes], bool] = 1,
+                   timeout: float = 5.0) -> bytes:
+    """Send raw v0.12 frames on a fresh connection; the bytes of the first `until` answers,
+    or until `until(data)` holds when it is a function (or everything up to the peer's
+    close)."""
+    done = until if callable(until) else lambda data: len(frames(data)) >= until
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for message in messages:
             writer.write(pack(message))
         data = b""
-        while len(frames(data)) < until:
+        while not done(data):
             chunk = await asyncio.wait_for(reader.read(65536), timeout)
             if not chunk:
                 break

@@ -17,6 +17,7 @@ from cocaine_http.codec.hpack import Trace, read_trace
 from cocaine_http.protocol.dialect import V0_12, pack
 from cocaine_http.services import Client
 from tests.conformance_v012.py12 import HERE, py12  # noqa: F401
+from tests.test_dev_v012 import exchange
 
 PY12_TRACE_CLIENT = HERE / "py12_trace_client.py"
 
@@ -31,22 +32,9 @@ def decoded(data: bytes) -> list[tuple[Any, ...]]:
     return Decoder("v0.12").feed(data)
 
 
-async def read_until_close(port: int, messages: list[list[Any]], timeout: float = 15.0
-                           ) -> bytes:
-    """Send raw v0.12 frames on a fresh connection; every byte until the answer's close."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for message in messages:
-            writer.write(pack(message))
-        data = b""
-        while not any(m[0] == 2 for m in decoded(data)):  # close (or error) ends it
-            chunk = await asyncio.wait_for(reader.read(65536), timeout)
-            if not chunk:
-                break
-            data += chunk
-        return data
-    finally:
-        writer.close()
+def closed(data: bytes) -> bool:
+    """The answer's close (or error) has arrived."""
+    return any(m[0] == 2 for m in decoded(data))
 
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -74,9 +62,10 @@ async def test_replies_carry_the_callers_trace(dev_app_runtime):
     port = runtime.services.endpoints["app"][1]
     headers = [[False, 80, (0x1111).to_bytes(8, "little")],
                [False, 81, (0x2222).to_bytes(8, "little")], [False, 82, bytes(8)]]
-    traced = await read_until_close(port, [[1, 0, ["http"], headers],
-                                           [1, 0, [ENVELOPE], headers], [1, 2, [], headers]])
-    plain = await read_until_close(port, [[1, 0, ["http"]], [1, 0, [ENVELOPE]], [1, 2, []]])
+    traced = await exchange(port, [1, 0, ["http"], headers], [1, 0, [ENVELOPE], headers],
+                            [1, 2, [], headers], until=closed, timeout=15.0)
+    plain = await exchange(port, [1, 0, ["http"]], [1, 0, [ENVELOPE]], [1, 2, []],
+                           until=closed, timeout=15.0)
 
     answer = decoded(traced)
     assert len(answer) >= 3 and [m[1] for m in answer] == [1] * len(answer)
