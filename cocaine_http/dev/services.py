@@ -31,8 +31,8 @@ from typing import Any, Protocol, cast
 
 from ..aio.channel import Channel, serve
 from ..codec.hpack import Trace
-from ..protocol.dialect import (SERVICE_NOT_AVAILABLE, STREAM_GRAPH, V0_11, VALUE_GRAPH, Buffer,
-                                Dialect, Kind, pack)
+from ..protocol.dialect import (APP_STOPPED, SERVICE_NOT_AVAILABLE, STREAM_GRAPH, V0_11,
+                                VALUE_GRAPH, Buffer, Dialect, Kind, pack)
 from ..protocol.service import MethodProtocol
 from .engine import ALREADY_RUNNING, STARTED
 
@@ -53,10 +53,6 @@ FAILED = (0xFF, 1)
 #: v0.12 node errors [node plugin `include/cocaine/idl/node.hpp`]: category and codes.
 NODE_CATEGORY = 0x51FF
 NODE_ALREADY_STARTED, NODE_NOT_RUNNING, NODE_SPOOL_ERROR = 5, 6, 7
-#: v0.12's answer to an enqueue on a connection to an app it has stopped: generic category,
-#: EPIPE, no message (the runtime logs "the application has been stopped" but sends none)
-#: [node plugin `src/node/app.cpp`]; such connections stay open.
-APP_STOPPED = ""
 
 
 def _text(value: Any) -> str:
@@ -262,6 +258,13 @@ class _Server:
             await pending
         except Exception as exc:
             reply.failure(exc)
+
+    def retire(self, enqueue: Handler) -> None:
+        """Take no more connections, and answer calls of method 0 (an app's enqueue) on the
+        open ones with `enqueue` (v0.12's stopped app)."""
+        if self._server is not None:
+            self._server.close()
+        self.methods[0] = (self.methods[0][0], enqueue)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -475,7 +478,8 @@ class _Dropped:
 
 
 def _refuse_stopped(args: list[Any], reply: Reply) -> _Dropped:
-    reply.fail(errnos.EPIPE, APP_STOPPED, 12)
+    category, code = APP_STOPPED
+    reply.fail(code, "", category)
     return _Dropped()
 
 
@@ -648,9 +652,7 @@ class DevServices:
             await server.close()
             return
         # v0.12 keeps them, each enqueue refused, and publishes a new start on a new port
-        if server._server is not None:
-            server._server.close()
-        server.methods[0] = (server.methods[0][0], _refuse_stopped)
+        server.retire(_refuse_stopped)
         self._stopped.append(server)
 
     async def close(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Union
 
 import msgpack
 
-from ..codec.hpack import Trace, check_trace, pack_trace
+from ..codec.hpack import TRACE_NAMES, Trace, check_trace, pack_trace
 from ..errors import RemoteProtocolError
 from .service import (Graph, MethodProtocol, Resolution, dump_graph, parse_graph,
                       table_methods)
@@ -59,11 +59,15 @@ class Kind(enum.IntEnum):
     OTHER = 7
 
 
-#: The trace headers of v0.12, in the order a runtime sends them [CORE12 `src/encoder.cpp`].
-TRACE_HEADERS = ("trace_id", "span_id", "parent_id")
-
 #: Terminate code `normal` (`rpc::terminate::code`), what a worker answers a terminate with.
 TERMINATE_NORMAL = 1
+
+
+def stamp(trace: Trace) -> bytes:
+    """The headers element a v0.12 runtime puts on a session's frames: the three trace headers
+    by name in the order it sends them, values in memory order [CORE12 `src/encoder.cpp`]."""
+    return pack([[False, name, value.to_bytes(8, "little")]
+                 for name, value in zip(TRACE_NAMES, trace)])  # fmt: skip
 
 
 def pack_uint(n: int) -> bytes:
@@ -255,12 +259,6 @@ class Dialect:
         (category None) or v0.12's [category, code]."""
         return code, None
 
-    def trace_headers(self, trace: Trace) -> bytes:
-        """The headers element a runtime stamps on the frames of a traced session: the three
-        trace headers by name, values in memory order [CORE12 `src/encoder.cpp`]."""
-        return pack([[False, name, value.to_bytes(8, "little")]
-                     for name, value in zip(TRACE_HEADERS, trace)])  # fmt: skip
-
     def from_runtime(
         self, frame: Buffer | Sequence[Buffer], trace: Trace | None = None
     ) -> list[Buffer]:
@@ -274,7 +272,7 @@ class Dialect:
         if not first or first[0] != 0x93:
             raise ValueError("a frame to extend is a packed 3-element array")
         parts[0] = b"\x94" + bytes(first[1:])
-        parts.append(self.runtime_headers if trace is None else self.trace_headers(trace))
+        parts.append(self.runtime_headers if trace is None else stamp(trace))
         return parts
 
     def engine_request(self, session: int, event: str, chunks: Sequence[Buffer],
@@ -596,7 +594,7 @@ class V12(Dialect):
         return b"\x93" + pack_uint(session) + b"\x02\x90"
 
     graph_replies = True
-    runtime_headers = pack([[False, name, bytes(8)] for name in TRACE_HEADERS])
+    runtime_headers = stamp(Trace(0, 0, 0))
     engine_terminate_code = 11
     drops_unknown_method = True
     first_session = 2
@@ -723,6 +721,10 @@ SERVICE_NOT_AVAILABLE = (10, 1)
 #: The error a v0.12 runtime sends a worker on a session whose client left before it closed
 #: its upstream (asio misc `eof`; node plugin `src/node/dispatch/client.cpp` discard).
 CLIENT_GONE = (5, 2, "End of file")
+#: [category, code] of the v0.12 node's answer to an enqueue on a connection to an app it has
+#: stopped: errno EPIPE, with no message (the runtime logs "the application has been stopped"
+#: but sends none) [node plugin `src/node/app.cpp` on_enqueue]; such connections stay open.
+APP_STOPPED = (12, 32)
 
 V0_11 = V11()
 V0_12 = V12()

@@ -49,7 +49,7 @@ from ..errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
-from ..protocol.dialect import V0_11, Dialect
+from ..protocol.dialect import APP_STOPPED, V0_11, Dialect
 from ..protocol.service import Reply as CallReply
 from ..protocol.service import State, table_methods
 from ..services.base import BaseService, _Stream
@@ -63,12 +63,10 @@ log = logging.getLogger("cocaine_http.proxy.upstream")
 #: v0.12 overseer's category 0x52FF code 1).
 QUEUE_FULL = "the queue is full"
 _QUEUE_FULL_V012 = (0x52FF, 1)
-#: The v0.12 node's answer to an enqueue on a connection to an app it has stopped: generic
-#: category, EPIPE, and no message (the v0.12.14 runtime logs "the application has been
-#: stopped: Broken pipe" but sends none). It keeps such connections open, so this answer is all
-#: that tells the proxy the endpoint is stale.
+#: The start of the v0.12 node's message for a stopped app, when it sends one (v0.12.14 sends
+#: none: dialect.APP_STOPPED). It keeps such connections open, so this answer is all that
+#: tells the proxy the endpoint is stale.
 STOPPED = "the application has been stopped"
-_STOPPED_V012 = (0x0C, 32)
 #: The v0.11 engine's other refusals of a session (docs/protocol.md §7.1): it is not running.
 REFUSALS = frozenset({"the engine is not active", "engine is shutting down",
                       "the engine is shutting down"})
@@ -91,7 +89,7 @@ def refusal(category: int | None, code: int, message: str) -> Refusal | None:
     answered, not retried: a worker may have run the request)."""
     if QUEUE_FULL in message or (category, code) == _QUEUE_FULL_V012:
         return Refusal.QUEUE_FULL
-    if (category, code) == _STOPPED_V012 and (not message or message.startswith(STOPPED)):
+    if (category, code) == APP_STOPPED and (not message or message.startswith(STOPPED)):
         return Refusal.STOPPED
     return None
 
