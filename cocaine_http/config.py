@@ -71,6 +71,10 @@ class Config:
     threads: int = option(
         10, "WSGI thread pool size (the runtime's concurrency); 0 runs the app inline"
     )
+    wsgi_batch: bool = option(
+        True, "WSGI pool threads take Linux's SCHED_BATCH policy: woken, they do not preempt "
+        "the event loop"
+    )
     lifespan: str = option(
         "auto", "ASGI lifespan: auto tolerates apps without it", choices=("auto", "on", "off")
     )

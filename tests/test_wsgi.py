@@ -26,9 +26,9 @@ def threads(request: pytest.FixtureRequest) -> int:
 
 
 async def serve(app: Any, data: bytes, threads: int = 10,
-                session: FakeSession | None = None) -> FakeSession:
+                session: FakeSession | None = None, **options: Any) -> FakeSession:
     """Run one request through a fresh adapter and wait for the session to finish."""
-    adapter = WSGIAdapter(app, Config(access_log=False, threads=threads))
+    adapter = WSGIAdapter(app, Config(access_log=False, threads=threads, **options))
     await adapter.startup()
     try:
         session = session or FakeSession()
@@ -312,6 +312,18 @@ class TestThreads:
         assert session.status == 200
         assert seen == [os.SCHED_BATCH if threads else loop_policy]
         assert os.sched_getscheduler(0) == loop_policy
+
+    async def test_no_wsgi_batch_leaves_the_pool_threads_policy_alone(self) -> None:
+        seen: list[int] = []
+
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            seen.append(os.sched_getscheduler(0))
+            return hello(environ, start_response)
+
+        session = await serve(app, frame(), 2, wsgi_batch=False)
+
+        assert session.status == 200
+        assert seen == [os.sched_getscheduler(0)]
 
 
 class TestRequest:

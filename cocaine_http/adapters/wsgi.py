@@ -74,7 +74,7 @@ class WSGIAdapter:
         self.loop = asyncio.get_running_loop()
         self.access = AccessLog(self.config.access_log, self.config.access_log_format)
         if self.config.threads > 0:
-            self.pool = Pool(self.config.threads, self.loop)
+            self.pool = Pool(self.config.threads, self.loop, batch=self.config.wsgi_batch)
             self.outbox = Outbox(self.loop)
 
     async def shutdown(self) -> None:

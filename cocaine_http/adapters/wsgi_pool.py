@@ -7,7 +7,7 @@
 # jobs wait: if no job finished since the last check, it wakes one more thread (up to the pool
 # size). A parked thread blocks on its own lock (acquire; the waker releases it).
 #
-# The threads run with the SCHED_BATCH policy on Linux (`COCAINE_HTTP_WSGI_BATCH=0` leaves the
+# The threads run with the SCHED_BATCH policy on Linux (`--no-wsgi-batch` leaves the
 # default): a thread woken by the loop would otherwise preempt the loop's thread at once, find
 # the GIL held, and sleep again, two context switches for nothing; a batch thread waits for
 # the loop to block (in epoll, GIL released) and then runs the jobs queued meanwhile. Threads
@@ -35,8 +35,6 @@ log = logging.getLogger("cocaine_http.wsgi")
 
 #: Seconds between the loop's checks that queued jobs are being taken.
 CHECK_INTERVAL = 0.002
-#: Whether pool threads take the SCHED_BATCH policy (see _batch_policy).
-POLICY_BATCH = os.environ.get("COCAINE_HTTP_WSGI_BATCH", "1") != "0"
 #: Seconds between a parked thread's checks that the interpreter is not exiting.
 PARK_POLL = 1.0
 
@@ -53,8 +51,10 @@ class Pool:
     """
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop,
-                 name: str = "cocaine-http-wsgi") -> None:
+                 name: str = "cocaine-http-wsgi", batch: bool = True) -> None:
         self.size = size
+        #: whether the threads take the SCHED_BATCH policy (see _batch_policy)
+        self.batch = batch
         self.loop = loop
         self.name = name
         self.jobs: deque[Job] = deque()
@@ -112,7 +112,8 @@ class Pool:
         self._check = self.loop.call_later(CHECK_INTERVAL, self._on_check)
 
     def _work(self, index: int, park: threading.Lock) -> None:
-        _batch_policy()
+        if self.batch:
+            _batch_policy()
         jobs = self.jobs
         running = self.running
         while True:
@@ -188,7 +189,7 @@ def _batch_policy() -> None:
     """Mark the calling thread SCHED_BATCH (Linux): woken by the loop, it does not preempt
     the loop's thread, which holds the GIL it would wait for; it runs when the loop blocks."""
     policy = getattr(os, "SCHED_BATCH", None)
-    if policy is None or not POLICY_BATCH:
+    if policy is None:
         return
     try:
         os.sched_setscheduler(0, policy, os.sched_param(0))
