@@ -81,12 +81,7 @@ class EnvironBuilder:
         """The environ of `request`; `session` is `cocaine.session`."""
         environ = self.template.copy()
         body = request.body
-        raw_path = request.raw_path
-        root = self.root
-        if root or b"%" in raw_path:
-            environ["PATH_INFO"] = _path_info(raw_path, root)
-        else:
-            environ["PATH_INFO"] = raw_path.decode("latin-1")
+        environ["PATH_INFO"] = _path_info(request.raw_path, self.root)
         server = _servers.get(request.server) or _server(request.server)
         environ["REQUEST_METHOD"] = request.method
         environ["QUERY_STRING"] = request.query_string.decode("latin-1")
