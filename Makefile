@@ -78,4 +78,4 @@ fuzz: $(FUZZ_BIN) $(STAMP)
 	$(BIN)/python -m fuzz.replay fuzz/corpus build/fuzz/corpus
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info cocaine_http/codec/_cdecoder*.so
+	rm -rf $(VENV) build dist *.egg-info cocaine_http/*/_c*.so
