@@ -4,6 +4,10 @@
 # - The frame is unpacked with `use_list=False`, so each header pair is a hashable tuple and
 #   validation is one dict lookup per pair (validate.py). Everything the scope and environ need
 #   (Host, Content-Type, proxy headers) is picked up in the same loop; nothing scans twice.
+# - The common frame is parsed by csrc/request.c (`_crequest.parse`) in one pass over its bytes,
+#   without building the msgpack tree; it returns exactly what this module would, or declines
+#   (None) and this module runs as if it did not exist. This module stays the reference and the
+#   one statement of every rule (tests/test_http_crequest.py checks the agreement).
 # - Frames above LARGE_FRAME bytes are not unpacked whole: msgpack would copy the body. Only
 #   the head is unpacked, and the body becomes a memoryview into the frame (zero copies).
 # - The body is the whole request body (the proxy buffered it), so a Content-Length that does
@@ -25,11 +29,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import msgpack
 
+from cocaine_http.codec import native
 from cocaine_http.errors import BadRequestError
 from cocaine_http.http import validate as _v
 
@@ -111,6 +117,16 @@ def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG
     Raises:
         BadRequestError: with the status to answer (400, 413, 431, 501, 505).
     """
+    if _cparse is not None:  # the common frame in C (csrc/request.c); None: it declined
+        fast = _cparse(Request, frame, config)
+        if fast is not None:
+            return fast
+    return parse_reference(frame, config)
+
+
+def parse_reference(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG) -> Request:
+    """`parse_request` in Python only: the statement of its rules, which the C fast path must
+    reproduce exactly (or decline)."""
     try:  # one frame, not two: this runs once per request (try costs nothing until it raises)
         if len(frame) <= LARGE_FRAME and type(frame) is bytes:
             try:  # the common case of _unpack, inlined
@@ -147,6 +163,11 @@ def parse_request(frame: bytes | memoryview, config: HttpConfig = DEFAULT_CONFIG
         raise BadRequestError(400, f"malformed request frame: {exc}") from exc
 
 
+_native = native("cocaine_http.http._crequest")
+#: The fast path: parse(Request, frame, config) -> the Request, or None when it declines.
+_cparse: Callable[[type[Request], object, HttpConfig], Request | None] | None = (
+    None if _native is None else _native.parse
+)
 _unpackb = msgpack.unpackb
 _methods_get = _v.methods_cache().get
 _VERSIONS_GET = _v.VERSIONS.get
@@ -363,7 +384,8 @@ _hosts_get = _hosts.get
 
 
 def parse_host(host: bytes, scheme: str) -> tuple[str, int]:
-    """(name, port) from a Host value: `name`, `name:port`, `[v6]`, `[v6]:port`."""
+    """(name, port) from a Host value: `name`, `name:port`, `[v6]`, `[v6]:port`. A port is
+    decimal digits (isdecimal: the latin-1 superscripts are digits to isdigit, not to int)."""
     key = (host, scheme)
     hit = _hosts.get(key)
     if hit is not None:
@@ -375,11 +397,11 @@ def parse_host(host: bytes, scheme: str) -> tuple[str, int]:
         end = text.find("]")
         if end > 0:
             name, rest = text[1:end], text[end + 1 :]
-            if rest.startswith(":") and rest[1:].isdigit():
+            if rest.startswith(":") and rest[1:].isdecimal():
                 port = int(rest[1:])
     else:
         head, sep, tail = text.rpartition(":")
-        if sep and tail.isdigit() and ":" not in head:
+        if sep and tail.isdecimal() and ":" not in head:
             name, port = head, int(tail)
     if len(_hosts) >= 256:
         _hosts.clear()
