@@ -812,7 +812,8 @@ static PyObject *parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     long long max_body = limits.max_body, max_header_size = limits.max_header_size;
     int proxy = limits.proxy;
     Py_ssize_t count = read_array(&c);
-    if (count < 0 || count > limits.max_headers)
+    /* a pair takes three bytes at least: a count the frame cannot hold allocates nothing */
+    if (count < 0 || count > limits.max_headers || count > (c.end - c.p) / 3)
         Py_RETURN_NONE;
 
     PyObject *result = Py_None, *headers = NULL, *target = NULL, *method_str = NULL;

@@ -374,6 +374,7 @@ def test_no_reference_leaks():
 @pytest.mark.parametrize("frame", [
     None, 1, "GET", bytearray(BENCH_REQUEST), memoryview(BENCH_REQUEST), [BENCH_REQUEST],
     b"", b"\x95", BENCH_REQUEST[:-1],
+    b"\x95\xa3GET\xa1/\xa31.1\xdd\x7f\xff\xff\xff\xa0",  # 2**31 headers announced
 ])
 def test_wrong_frames_decline(frame):
     assert cparse(frame, DEFAULT_CONFIG) is None
@@ -401,6 +402,7 @@ def test_a_config_with_huge_limits_is_read_as_unbounded():
     config = HttpConfig(max_body_size=10**30, max_headers=10**30, max_header_size=10**30)
 
     assert check(BENCH_REQUEST, config) is not None
+    assert cparse(b"\x95\xa3GET\xa1/\xa31.1\xdd\x7f\xff\xff\xff\xa0", config) is None
 
 
 @pytest.mark.parametrize("args", [(), (Request, BENCH_REQUEST),

@@ -73,7 +73,11 @@ DEFAULT_CONFIG = HttpConfig()
 
 
 class Request:
-    """A validated HTTP request (see the fields in cocaine_http.http's docstring)."""
+    """A validated HTTP request (see the fields in cocaine_http.http's docstring).
+
+    The C fast path builds it as `Request()` would and fills the slots directly, so it has no
+    `__init__` and its fields are exactly these slots.
+    """
 
     __slots__ = (
         "method",
