@@ -4,6 +4,8 @@
 # with every request), values are decoded as latin-1 (PEP 3333 "native strings"), repeated
 # headers are joined with ", " (Cookie with "; ", RFC 6265 §5.4), and names with an underscore
 # are dropped, as gunicorn does, so that `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
+# That loop (`_headers_into`) has a checked copy in C (csrc/environ.c) for names already
+# learned; it declines anything else, and Python then runs the loop itself.
 #
 # PATH_INFO is the percent-decoded raw path decoded as latin-1, the way servers hand it to WSGI
 # (wsgiref, gunicorn); SCRIPT_NAME is the root path, stripped from PATH_INFO when the uri
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+from cocaine_http.codec import native
 from cocaine_http.http.request import DEFAULT_CONFIG, HttpConfig, Request
 
 _keys: dict[bytes, str | None] = {}
@@ -95,18 +98,28 @@ class EnvironBuilder:
         environ["cocaine.session"] = session
         if request.client is not None:
             environ["REMOTE_ADDR"] = request.client[0]
-        keys = _keys
-        for name, value in request.headers:  # see the module comment
-            key = keys.get(name, "")
-            if key == "":
-                key = _learn_key(name)
-            if key is None:
-                continue
-            text = value.decode("latin-1")
-            if key in environ:
-                text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
-            environ[key] = text
+        if _c_headers_into is None or not _c_headers_into(environ, request.headers, _keys):
+            _headers_into(environ, request.headers)
         return environ
+
+
+def _headers_into(environ: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    """The request headers as the environ's CGI keys (see the module comment)."""
+    keys = _keys
+    for name, value in headers:
+        key = keys.get(name, "")
+        if key == "":
+            key = _learn_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
+
+
+_native = native("cocaine_http.http._cenviron")
+_c_headers_into = None if _native is None else _native.headers_into
 
 
 _builders: dict[tuple[Any, ...], EnvironBuilder] = {}
