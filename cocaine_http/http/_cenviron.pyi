@@ -1,4 +1,5 @@
 from typing import Any
 
-def headers_into(environ: dict[str, Any], headers: list[tuple[bytes, bytes]],
-                 keys: dict[bytes, str | None]) -> bool: ...
+def environ(template: dict[str, Any], request: Any, session: object, root: str,
+            servers: dict[Any, tuple[str, str]],
+            keys: dict[bytes, str | None]) -> dict[str, Any] | None: ...

@@ -4,8 +4,9 @@
 # with every request), values are decoded as latin-1 (PEP 3333 "native strings"), repeated
 # headers are joined with ", " (Cookie with "; ", RFC 6265 §5.4), and names with an underscore
 # are dropped, as gunicorn does, so that `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
-# That loop (`_headers_into`) has a checked copy in C (csrc/environ.c) for names already
-# learned; it declines anything else, and Python then runs the loop itself.
+# `EnvironBuilder._build` is the rule; csrc/environ.c is a checked copy of it for the common
+# request (no root path, no '%' in the path, a bytes body, header names and Host already
+# learned here), which declines anything else to it.
 #
 # PATH_INFO is the percent-decoded raw path decoded as latin-1, the way servers hand it to WSGI
 # (wsgiref, gunicorn); SCRIPT_NAME is the root path, stripped from PATH_INFO when the uri
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from io import BytesIO
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
@@ -82,6 +83,14 @@ class EnvironBuilder:
 
     def __call__(self, request: Request, session: object = None) -> dict[str, Any]:
         """The environ of `request`; `session` is `cocaine.session`."""
+        if _c_environ is not None:
+            environ = _c_environ(self.template, request, session, self.root, _servers, _keys)
+            if environ is not None:
+                return environ
+        return self._build(request, session)
+
+    def _build(self, request: Request, session: object) -> dict[str, Any]:
+        """The environ, by the rules of the module comment (the reference of the C copy)."""
         environ = self.template.copy()
         body = request.body
         environ["PATH_INFO"] = _path_info(request.raw_path, self.root)
@@ -98,8 +107,7 @@ class EnvironBuilder:
         environ["cocaine.session"] = session
         if request.client is not None:
             environ["REMOTE_ADDR"] = request.client[0]
-        if _c_headers_into is None or not _c_headers_into(environ, request.headers, _keys):
-            _headers_into(environ, request.headers)
+        _headers_into(environ, request.headers)
         return environ
 
 
@@ -119,7 +127,8 @@ def _headers_into(environ: dict[str, Any], headers: list[tuple[bytes, bytes]]) -
 
 
 _native = native("cocaine_http.http._cenviron")
-_c_headers_into = None if _native is None else _native.headers_into
+_c_environ: Callable[..., dict[str, Any] | None] | None = (
+    None if _native is None else _native.environ)
 
 
 _builders: dict[tuple[Any, ...], EnvironBuilder] = {}
