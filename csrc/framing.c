@@ -22,12 +22,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <structmember.h>
 
 /* dialect.SMALL_JOIN: payloads up to this many bytes are joined (a test checks they agree). */
 #define SMALL_JOIN 4096
 #define LAYOUT_V11 0
 #define LAYOUT_V12 1
 #define MAX_HEADER 17 /* 93 04 cf<8> 91 db<4> */
+#define KEPT 16       /* chunk sizes the joining pass takes from the sizing pass */
 
 typedef struct {
     unsigned char sid[9]; /* the session id, packed */
@@ -73,16 +75,10 @@ static int pack_session(PyObject *session, framer *f)
     return 1;
 }
 
-/* The bytes and length of a payload buffer, or 0 (no error set): not one this code frames.
- * A memoryview must be 1-D, C-contiguous, one-byte items: then len() is its byte count. */
-static int buffer_of(PyObject *obj, const char **data, Py_ssize_t *len)
+/* buffer_of() for what is not exact bytes. */
+static int other_buffer(PyObject *obj, const char **data, Py_ssize_t *len)
 {
     PyTypeObject *t = Py_TYPE(obj);
-    if (t == &PyBytes_Type) {
-        *data = PyBytes_AS_STRING(obj);
-        *len = PyBytes_GET_SIZE(obj);
-        return 1;
-    }
     if (t == &PyByteArray_Type) {
         *data = PyByteArray_AS_STRING(obj);
         *len = PyByteArray_GET_SIZE(obj);
@@ -106,6 +102,18 @@ static int buffer_of(PyObject *obj, const char **data, Py_ssize_t *len)
         return ok;
     }
     return 0;
+}
+
+/* The bytes and length of a payload buffer, or 0 (no error set): not one this code frames.
+ * A memoryview must be 1-D, C-contiguous, one-byte items: then len() is its byte count. */
+static inline int buffer_of(PyObject *obj, const char **data, Py_ssize_t *len)
+{
+    if (PyBytes_CheckExact(obj)) {
+        *data = PyBytes_AS_STRING(obj);
+        *len = PyBytes_GET_SIZE(obj);
+        return 1;
+    }
+    return other_buffer(obj, data, len);
 }
 
 /* The payload size of one chunk (a buffer, or a list/tuple of buffers), or -1 (no error
@@ -194,7 +202,7 @@ static unsigned char *copy_payload(unsigned char *p, PyObject *obj)
 
 /* The joined form: every header, payload and the choke in one new bytes. */
 static PyObject *joined(const framer *f, PyObject *chunks, Py_ssize_t count, int end,
-                        Py_ssize_t total)
+                        Py_ssize_t total, const Py_ssize_t *sizes)
 {
     PyObject *out = PyBytes_FromStringAndSize(NULL, total);
     unsigned char *p;
@@ -204,9 +212,10 @@ static PyObject *joined(const framer *f, PyObject *chunks, Py_ssize_t count, int
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *chunk = PySequence_Fast_GET_ITEM(chunks, i);
         Py_ssize_t pieces;
-        Py_ssize_t n = chunk_size(chunk, &pieces);
+        Py_ssize_t n = i < KEPT ? sizes[i] : chunk_size(chunk, &pieces);
         p += write_header(f, p, n);
         if (PyList_CheckExact(chunk) || PyTuple_CheckExact(chunk)) {
+            pieces = PySequence_Fast_GET_SIZE(chunk);
             for (Py_ssize_t j = 0; j < pieces; j++)
                 p = copy_payload(p, PySequence_Fast_GET_ITEM(chunk, j));
         } else {
@@ -269,6 +278,7 @@ static PyObject *listed(const framer *f, PyObject *chunks, Py_ssize_t count, int
 static PyObject *frame(const framer *f, PyObject *chunks, int end)
 {
     Py_ssize_t count, size = 0, headers = 0, items = end ? 1 : 0;
+    Py_ssize_t sizes[KEPT];
     if (!PyList_CheckExact(chunks) && !PyTuple_CheckExact(chunks))
         Py_RETURN_NONE;
     count = PySequence_Fast_GET_SIZE(chunks);
@@ -277,12 +287,14 @@ static PyObject *frame(const framer *f, PyObject *chunks, int end)
         Py_ssize_t n = chunk_size(PySequence_Fast_GET_ITEM(chunks, i), &pieces);
         if (n < 0 || n > 0xFFFFFFFFLL) /* raw32 is the largest raw: Python's struct.error */
             Py_RETURN_NONE;
+        if (i < KEPT)
+            sizes[i] = n;
         size += n;
         headers += 3 + f->sid_len + raw_header_len(n);
         items += 1 + pieces;
     }
     if (size <= SMALL_JOIN)
-        return joined(f, chunks, count, end, size + headers + (end ? 3 + f->sid_len : 0));
+        return joined(f, chunks, count, end, size + headers + (end ? 3 + f->sid_len : 0), sizes);
     return listed(f, chunks, count, end, items);
 }
 
@@ -328,6 +340,114 @@ static PyObject *response(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return frame(&f, args[2], end);
 }
 
+/* Framer(layout, fallback): a dialect's response(session, chunks, end) in one C call: the
+ * framing above, or fallback(session, chunks, end) (the Python reference) where it declines.
+ * The dialect objects hold one as their `response`, so the hot path runs no Python frame. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *fallback;
+    int layout;
+} Framer;
+
+static PyObject *framer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    Framer *self = (Framer *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    framer f;
+    PyObject *out;
+    if (kwnames == NULL && nargs == 3 && PyBool_Check(args[2])) {
+        f.layout = self->layout;
+        if (pack_session(args[0], &f)) {
+            out = frame(&f, args[1], args[2] == Py_True);
+            if (out != Py_None)
+                return out;
+            Py_DECREF(out);
+        }
+    }
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *framer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    int layout;
+    PyObject *fallback;
+    Framer *self;
+    static char *names[] = {"layout", "fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO:Framer", names, &layout, &fallback))
+        return NULL;
+    if (layout != LAYOUT_V11 && layout != LAYOUT_V12) {
+        PyErr_SetString(PyExc_ValueError, "Framer(): unknown layout");
+        return NULL;
+    }
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "Framer(): fallback must be callable");
+        return NULL;
+    }
+    self = (Framer *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = framer_vectorcall;
+    self->layout = layout;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    return (PyObject *)self;
+}
+
+static int framer_traverse(Framer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int framer_clear(Framer *self)
+{
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void framer_dealloc(Framer *self)
+{
+    PyObject_GC_UnTrack(self);
+    framer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *framer_repr(Framer *self)
+{
+    return PyUnicode_FromFormat("<Framer %s, falls back to %R>",
+                                self->layout == LAYOUT_V11 ? "v0.11" : "v0.12", self->fallback);
+}
+
+static PyMemberDef framer_members[] = {
+    {"layout", T_INT, offsetof(Framer, layout), READONLY, "0: v0.11, 1: v0.12"},
+    {"fallback", T_OBJECT, offsetof(Framer, fallback), READONLY,
+     "what frames the inputs the C framing declines"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(framer_doc,
+"Framer(layout, fallback)(session, chunks, end) -> bytes | list\n\n"
+"response(layout, session, chunks, end), or fallback(session, chunks, end) where that\n"
+"declines: one dialect's response() as one C call.");
+
+static PyTypeObject FramerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cocaine_http.protocol._cframing.Framer",
+    .tp_basicsize = sizeof(Framer),
+    .tp_dealloc = (destructor)framer_dealloc,
+    .tp_vectorcall_offset = offsetof(Framer, vectorcall),
+    .tp_repr = (reprfunc)framer_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = framer_doc,
+    .tp_traverse = (traverseproc)framer_traverse,
+    .tp_clear = (inquiry)framer_clear,
+    .tp_members = framer_members,
+    .tp_new = framer_new,
+};
+
 static PyMethodDef methods[] = {
     {"response", (PyCFunction)(void (*)(void))response, METH_FASTCALL, response_doc},
     {NULL, NULL, 0, NULL},
@@ -344,6 +464,16 @@ PyMODINIT_FUNC PyInit__cframing(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    if (PyType_Ready(&FramerType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&FramerType);
+    if (PyModule_AddObject(m, "Framer", (PyObject *)&FramerType) < 0) {
+        Py_DECREF(&FramerType);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "SMALL_JOIN", SMALL_JOIN) < 0 ||
         PyModule_AddIntConstant(m, "V11", LAYOUT_V11) < 0 ||
         PyModule_AddIntConstant(m, "V12", LAYOUT_V12) < 0) {

@@ -756,6 +756,13 @@ APP_STOPPED = (12, 32)
 
 V0_11 = V11()
 V0_12 = V12()
+if _cframing is not None:
+    # The two dialects' response() as one C call each (no Python frame on the hot path): the
+    # C framing, or their `frame_response` where it declines.
+    for _dialect in (V0_11, V0_12):
+        _dialect.response = _cframing.Framer(  # type: ignore[method-assign]
+            _dialect.framing_layout, _dialect.frame_response
+        )
 
 
 def get_dialect(protocol: str | int | None) -> Dialect:
