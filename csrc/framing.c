@@ -232,7 +232,9 @@ static PyObject *joined(const framer *f, PyObject *chunks, Py_ssize_t count, int
     return out;
 }
 
-/* The list form: [header, payload..., header, payload..., choke]; payloads by reference. */
+/* The list form: [header, payload..., header, payload..., choke]; payloads by reference.
+ * Allocating the list may run the garbage collector, and a finalizer may change the chunks:
+ * every size is taken again and checked against the list's, and a change declines. */
 static PyObject *listed(const framer *f, PyObject *chunks, Py_ssize_t count, int end,
                         Py_ssize_t items)
 {
@@ -241,11 +243,16 @@ static PyObject *listed(const framer *f, PyObject *chunks, Py_ssize_t count, int
     PyObject *out = PyList_New(items);
     if (out == NULL)
         return NULL;
+    if (PySequence_Fast_GET_SIZE(chunks) != count)
+        goto changed;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *chunk = PySequence_Fast_GET_ITEM(chunks, i);
         Py_ssize_t pieces;
         Py_ssize_t n = chunk_size(chunk, &pieces);
-        PyObject *header = PyBytes_FromStringAndSize((char *)buf, write_header(f, buf, n));
+        PyObject *header;
+        if (n < 0 || n > 0xFFFFFFFFLL || k + 1 + pieces + (end ? 1 : 0) > items)
+            goto changed;
+        header = PyBytes_FromStringAndSize((char *)buf, write_header(f, buf, n));
         if (header == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -270,7 +277,11 @@ static PyObject *listed(const framer *f, PyObject *chunks, Py_ssize_t count, int
         }
         PyList_SET_ITEM(out, k++, choke);
     }
-    return out;
+    if (k == items)
+        return out;
+changed: /* unset items are NULL, which the list's deallocation skips */
+    Py_DECREF(out);
+    Py_RETURN_NONE;
 }
 
 /* The framing of `chunks` (+ the choke), or None: decline. Sizes every chunk first, so it
