@@ -305,7 +305,7 @@ class TestDialect:
         chunks: list = [*bodies, *([raw_header(len(b)), b] for b in bodies), [b"a", b"b", b"c"]]
 
         fast = V0_11.response(session, chunks, end)
-        general = Dialect.response(V0_11, session, chunks, end)
+        general = Dialect.frame_response(V0_11, session, chunks, end)
 
         assert isinstance(fast, list) and isinstance(general, list)  # large: never joined
         assert b"".join(fast) == b"".join(general)

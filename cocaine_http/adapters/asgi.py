@@ -216,7 +216,7 @@ class _Cycle(Exchange):
 
     def complete(self, payloads: list[Any]) -> None:
         self.finished = self.disconnected = True
-        self.session.write_chunks(payloads, end=True)
+        self.session.write_chunks(payloads, True)
         if self.adapter.access.enabled:
             self.log_access(self.response.status or 0, self.response.bytes_sent)
         if self.waiter is not None:

@@ -257,25 +257,29 @@ class Response:
         state = self.state
         if state is not _HELD and state is not _SENT:
             raise LocalProtocolError(f"response is {state.value}: cannot send a body")
-        n = 0 if self._no_body else len(data)
-        declared = self._declared
-        if declared is not None and not self._no_body:
-            total = self.bytes_sent + n
-            if total > declared or (not more and total < declared):
-                self._check_length(declared, total, more)
-        out: list[Payload] = []
-        if state is _HELD and (n or not more):
-            out.append(self._head)
-            self.state = _SENT
-        if n:
-            if self._raw:
-                out.append(data)  # type: ignore[arg-type]
-            else:
-                out.append([_FIXRAWS[n] if n < 32 else raw_header(n), data])
+        if self._no_body:
+            n = 0
+        else:
+            n = len(data)
+            declared = self._declared
+            if declared is not None:
+                total = self.bytes_sent + n
+                if total > declared or (not more and total < declared):
+                    self._check_length(declared, total, more)
+        if n:  # the usual case first: one list literal, no appends
+            piece: Payload = data if self._raw else [  # type: ignore[assignment]
+                _FIXRAWS[n] if n < 32 else raw_header(n), data]
             self.bytes_sent += n
-        if not more:
-            self.state = _DONE
-        return out
+            if state is _HELD:
+                self.state = _SENT if more else _DONE
+                return [self._head, piece]
+            if not more:
+                self.state = _DONE
+            return [piece]
+        if more:
+            return []
+        self.state = _DONE
+        return [self._head] if state is _HELD else []
 
     def _check_length(self, declared: int, total: int, more: bool) -> None:
         if total > declared:

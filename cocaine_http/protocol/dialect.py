@@ -25,6 +25,7 @@ from typing import Any, Union
 
 import msgpack
 
+from ..codec import native
 from ..codec.hpack import TRACE_NAMES, Trace, check_trace, pack_trace
 from ..errors import RemoteProtocolError
 from .service import (Graph, MethodProtocol, Resolution, dump_graph, parse_graph,
@@ -93,6 +94,11 @@ def raw_header(size: int) -> bytes:
 
 
 _RAW_HEADERS = tuple(raw_header(n) for n in range(32))
+
+#: The C copy of the response framing (csrc/framing.c), None when Python frames: its
+#: response(layout, ...) gives exactly `frame_response`'s result, or None where it declines.
+_cframing = native("cocaine_http.protocol._cframing")
+_cresponse = None if _cframing is None else _cframing.response
 
 
 def pack(obj: Any) -> bytes:
@@ -174,13 +180,31 @@ class Dialect:
         data = self.error(session, code, message)
         return data if self.error_ends_stream else data + self.choke(session)
 
+    #: The layout of this dialect's chunk and choke in the C framing (`_cframing.V11` or
+    #: `.V12`); None: only `frame_response` frames its responses.
+    framing_layout: int | None = None
+
     def response(
         self, session: int, chunks: Sequence[Payload], end: bool
     ) -> Buffer | list[Buffer]:
         """A run of response chunks (each a buffer, or buffers sent back to back as one
         payload) and, with end=True, the choke, as buffers to send in order. A small response
         (payloads up to SMALL_JOIN bytes) comes back joined into one bytes: one queue entry
-        and one writelines item instead of five or six; a larger one is never copied."""
+        and one writelines item instead of five or six; a larger one is never copied.
+
+        The C framing gives it when built (byte for byte `frame_response`'s result, which
+        stays the statement of the rule); inputs it declines are framed here."""
+        layout = self.framing_layout
+        if _cresponse is not None and layout is not None:
+            data = _cresponse(layout, session, chunks, end)
+            if data is not None:
+                return data  # type: ignore[no-any-return]
+        return self.frame_response(session, chunks, end)
+
+    def frame_response(
+        self, session: int, chunks: Sequence[Payload], end: bool
+    ) -> Buffer | list[Buffer]:
+        """`response()` in Python: the reference the C framing is tested against."""
         out: list[Buffer] = []
         append = out.append
         size = 0
@@ -487,7 +511,9 @@ class V11(Dialect):
     def choke(self, session: int) -> bytes:
         return b"\x93\x06" + pack_uint(session) + b"\x90"
 
-    def response(
+    framing_layout = 0  # _cframing.V11
+
+    def frame_response(
         self, session: int, chunks: Sequence[Payload], end: bool
     ) -> Buffer | list[Buffer]:
         # chunk_header() and choke() with the session id packed once per response
@@ -592,6 +618,8 @@ class V12(Dialect):
 
     def choke(self, session: int) -> bytes:
         return b"\x93" + pack_uint(session) + b"\x02\x90"
+
+    framing_layout = 1  # _cframing.V12
 
     graph_replies = True
     runtime_headers = stamp(Trace(0, 0, 0))
@@ -728,6 +756,13 @@ APP_STOPPED = (12, 32)
 
 V0_11 = V11()
 V0_12 = V12()
+if _cframing is not None:
+    # The two dialects' response() as one C call each (no Python frame on the hot path): the
+    # C framing, or their `frame_response` where it declines.
+    for _dialect in (V0_11, V0_12):
+        _dialect.response = _cframing.Framer(  # type: ignore[method-assign]
+            _dialect.framing_layout, _dialect.frame_response
+        )
 
 
 def get_dialect(protocol: str | int | None) -> Dialect:
