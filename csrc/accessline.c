@@ -369,9 +369,42 @@ static int read_clocks(double *now, double *perf)
     return 0;
 }
 
+/* One attribute read per call: through the slot when the object is of the class it was found
+ * in (RecordPrefix and LineBuffer have __slots__), by name otherwise. */
+typedef struct {
+    PyTypeObject *type; /* NULL: by name */
+    Py_ssize_t offset;
+    PyObject *name;
+} attr_t;
+
+static void attr_find(attr_t *a, PyObject *obj, PyObject *name)
+{
+    a->type = NULL;
+    a->name = name;
+    PyObject *descr = _PyType_Lookup(Py_TYPE(obj), name); /* borrowed */
+    if (descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)
+        && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX) {
+        a->type = Py_TYPE(obj);
+        a->offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+}
+
+/* A new reference, or NULL with an exception. */
+static PyObject *attr_get(const attr_t *a, PyObject *obj)
+{
+    if (Py_TYPE(obj) == a->type) {
+        PyObject *v = *(PyObject **)((char *)obj + a->offset);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, a->name);
+}
+
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
+    attr_t second;      /* prefix.second */
+    attr_t pending;     /* buffer.pending */
     PyObject *fallback; /* the Python step: fallback(request, status, size, started) */
     PyObject *prefix;   /* the RecordPrefix; its `second` is read at each call */
     PyObject *tail;     /* prefix.tail */
@@ -388,7 +421,7 @@ static PyObject *s_second, *s_pending, *s_write, *s_last_second;
  * thread already woken) is a deque append; any other case is that method's own. */
 static int queue(Logger *self, PyObject *text)
 {
-    PyObject *pending = PyObject_GetAttr(self->buffer, s_pending), *r;
+    PyObject *pending = attr_get(&self->pending, self->buffer), *r;
     if (pending == NULL)
         return -1;
     Py_ssize_t queued = PyObject_Length(self->lines);
@@ -424,7 +457,7 @@ static PyObject *logger_call(PyObject *op, PyObject *const *args, size_t nargsf,
         stamps = PyDict_GetItemWithError(self->globals, s_last_second);
         if (stamps == NULL && PyErr_Occurred())
             return NULL;
-        dates = PyObject_GetAttr(self->prefix, s_second);
+        dates = attr_get(&self->second, self->prefix);
         if (dates == NULL)
             return NULL;
         text = stamps == NULL ? Py_NewRef(Py_None)
@@ -459,6 +492,8 @@ static PyObject *logger_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->vectorcall = logger_call;
+    attr_find(&self->second, prefix, s_second);
+    attr_find(&self->pending, buffer, s_pending);
     self->fallback = Py_NewRef(fallback);
     self->prefix = Py_NewRef(prefix);
     self->buffer = Py_NewRef(buffer);

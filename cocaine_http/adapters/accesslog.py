@@ -57,6 +57,9 @@ class LineBuffer:
         interval: seconds between the first queued line and its write.
     """
 
+    __slots__ = ("stream", "limit", "lock", "interval", "lines", "pending", "dropped", "_wake",
+                 "_flushing", "_thread")
+
     def __init__(self, stream: Callable[[], Any], lock: Any = None,
                  interval: float = FLUSH_INTERVAL, limit: int = MAX_QUEUED) -> None:
         self.stream = stream
