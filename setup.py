@@ -8,6 +8,7 @@ NATIVE = [
     ("cocaine_http.protocol._cframing", "framing.c"),
     ("cocaine_http.http._crequest", "request.c"),
     ("cocaine_http.http._caccess", "accessline.c"),
+    ("cocaine_http.http._cenviron", "environ.c"),
 ]
 
 setup(

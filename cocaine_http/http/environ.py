@@ -4,6 +4,9 @@
 # with every request), values are decoded as latin-1 (PEP 3333 "native strings"), repeated
 # headers are joined with ", " (Cookie with "; ", RFC 6265 §5.4), and names with an underscore
 # are dropped, as gunicorn does, so that `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
+# `EnvironBuilder._build` is the rule; csrc/environ.c is a checked copy of it for the common
+# request (no root path, no '%' in the path, a bytes body, header names and Host already
+# learned here), which declines anything else to it.
 #
 # PATH_INFO is the percent-decoded raw path decoded as latin-1, the way servers hand it to WSGI
 # (wsgiref, gunicorn); SCRIPT_NAME is the root path, stripped from PATH_INFO when the uri
@@ -13,10 +16,11 @@ from __future__ import annotations
 
 from io import BytesIO
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+from cocaine_http.codec import native
 from cocaine_http.http.request import DEFAULT_CONFIG, HttpConfig, Request
 
 _keys: dict[bytes, str | None] = {}
@@ -79,6 +83,14 @@ class EnvironBuilder:
 
     def __call__(self, request: Request, session: object = None) -> dict[str, Any]:
         """The environ of `request`; `session` is `cocaine.session`."""
+        if _c_environ is not None:
+            environ = _c_environ(self.template, request, session, self.root, _servers, _keys)
+            if environ is not None:
+                return environ
+        return self._build(request, session)
+
+    def _build(self, request: Request, session: object) -> dict[str, Any]:
+        """The environ, by the rules of the module comment (the reference of the C copy)."""
         environ = self.template.copy()
         body = request.body
         environ["PATH_INFO"] = _path_info(request.raw_path, self.root)
@@ -95,18 +107,28 @@ class EnvironBuilder:
         environ["cocaine.session"] = session
         if request.client is not None:
             environ["REMOTE_ADDR"] = request.client[0]
-        keys = _keys
-        for name, value in request.headers:  # see the module comment
-            key = keys.get(name, "")
-            if key == "":
-                key = _learn_key(name)
-            if key is None:
-                continue
-            text = value.decode("latin-1")
-            if key in environ:
-                text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
-            environ[key] = text
+        _headers_into(environ, request.headers)
         return environ
+
+
+def _headers_into(environ: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    """The request headers as the environ's CGI keys (see the module comment)."""
+    keys = _keys
+    for name, value in headers:
+        key = keys.get(name, "")
+        if key == "":
+            key = _learn_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if key in environ:
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        environ[key] = text
+
+
+_native = native("cocaine_http.http._cenviron")
+_c_environ: Callable[..., dict[str, Any] | None] | None = (
+    None if _native is None else _native.environ)
 
 
 _builders: dict[tuple[Any, ...], EnvironBuilder] = {}
