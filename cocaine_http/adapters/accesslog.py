@@ -28,12 +28,13 @@ from time import perf_counter, sleep, time
 from typing import Any
 
 from ..http import Request
+from ..http import accesslog as formats
 from ..http.accesslog import (
     ACCESS_LOG_FORMAT,
     RECORD_FORMAT,
     RecordPrefix,
     access_log_line,
-    default_line,
+    record_line,
 )
 
 #: The name of the worker's own stderr handler (set by `cocaine-http` on its `cocaine_http`
@@ -55,6 +56,9 @@ class LineBuffer:
         lock: held while writing (the logging handler's, so records and lines do not mix).
         interval: seconds between the first queued line and its write.
     """
+
+    __slots__ = ("stream", "limit", "lock", "interval", "lines", "pending", "dropped", "_wake",
+                 "_flushing", "_thread")
 
     def __init__(self, stream: Callable[[], Any], lock: Any = None,
                  interval: float = FLUSH_INTERVAL, limit: int = MAX_QUEUED) -> None:
@@ -174,8 +178,11 @@ class AccessLog:
         self.log: Callable[[Request | None, int, int, float], None] = self._record
         if handler is not None:
             self._prefix = RecordPrefix(os.getpid(), "INFO", logger.name)
-            self._write = _stderr_buffer(handler).write
+            buffer = _stderr_buffer(handler)
+            self._write = buffer.write
             self.log = self._line
+            if formats.caccess is not None:  # _line in one C call, _line itself when it declines
+                self.log = formats.caccess.Logger(self._line, self._prefix, buffer, formats)
 
     def flush(self) -> None:
         """Write the lines queued so far (the fast path buffers them)."""
@@ -184,9 +191,7 @@ class AccessLog:
 
     def _line(self, request: Request | None, status: int, size: int, started: float) -> None:
         now = time()
-        duration = perf_counter() - started
-        self._write(default_line(request, status, size, now - duration, duration,
-                                 self._prefix(now), "\n"))
+        self._write(record_line(self._prefix, request, status, size, now, perf_counter() - started))
 
     def _record(self, request: Request | None, status: int, size: int, started: float) -> None:
         duration = perf_counter() - started

@@ -3,7 +3,13 @@
 # clock. The default format is one f-string over the request's fields (about 1 µs); any other
 # format computes only the atoms it names. Whatever depends on the second alone (the %(t)s
 # timestamp, the date part of a log record's %(asctime)s) is formatted once per second and
-# remembered.
+# remembered, so each of them is a function of its second alone.
+#
+# The worker's stderr line (`record_line()`: the record prefix, the default line, the newline)
+# has a C copy, csrc/accessline.c (`caccess`), that builds it in one call from the request's
+# fields and the per-second caches kept here; it declines (None) whenever a cache is for
+# another second or an input is not of the usual types, and this module formats the line. The
+# functions here stay the reference: the C results are checked against them.
 """Access-log lines (gunicorn-style atoms) and the stderr record prefix, without a clock."""
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from cocaine_http.codec import native
 from cocaine_http.config import ACCESS_LOG_FORMAT as ACCESS_LOG_FORMAT
 from cocaine_http.http.request import Request
 
@@ -105,9 +112,10 @@ def default_line(
 
 class RecordPrefix:
     """The start of a RECORD_FORMAT line for one logger and level, at a given time:
-    "2026-12-01 07:52:11,123 4242 INFO cocaine_http.access: ". The date and time to the second
-    are formatted once per second, the whole prefix once per millisecond (the milliseconds
-    truncated, as logging.Formatter does)."""
+    "2026-12-01 07:52:11,123 4242 INFO cocaine_http.access: ": the local date and time of
+    int(now), a comma, the milliseconds int((now - int(now)) * 1000) in three digits (truncated,
+    as logging.Formatter does), then `tail`. The date and time are formatted once per second
+    (`second`), the whole prefix once per millisecond (`milli`)."""
 
     __slots__ = ("tail", "second", "milli")
 
@@ -118,20 +126,37 @@ class RecordPrefix:
         self.milli: tuple[int, str] = (-1, "")
 
     def __call__(self, now: float) -> str:
-        milli = self.milli
-        if milli[0] == int(now * 1000):
-            return milli[1]
-        return self._format(now)
-
-    def _format(self, now: float) -> str:
         second = int(now)
+        ms = int((now - second) * 1000)
+        milli = self.milli
+        if milli[0] == second * 1000 + ms:
+            return milli[1]
+        return self._format(second, ms)
+
+    def _format(self, second: int, ms: int) -> str:
         last = self.second
         if last[0] != second:
             text = datetime.datetime.fromtimestamp(second).strftime("%Y-%m-%d %H:%M:%S")
             last = self.second = (second, text)
-        prefix = f"{last[1]},{int((now - second) * 1000):03d}{self.tail}"
-        self.milli = (int(now * 1000), prefix)
+        prefix = f"{last[1]},{ms:03d}{self.tail}"
+        self.milli = (second * 1000 + ms, prefix)
         return prefix
+
+
+def record_line(prefix: RecordPrefix, request: Request | None, status: int, size: int,
+                now: float, duration: float) -> str:
+    """One access-log line as the worker's stderr handler prints it, newline included:
+    `prefix(now)` and `default_line()` for a request that ended at `now` (epoch seconds) after
+    `duration` seconds. `caccess.line()` is its C copy."""
+    return default_line(request, status, size, now - duration, duration, prefix(now), "\n")
+
+
+#: The C copy of record_line() (csrc/accessline.c), or None when Python formats every line.
+#: `caccess.line(request, status, size, now, duration, _last_second, prefix.second,
+#: prefix.tail)` is record_line()'s result or None; `caccess.Logger` runs it per request.
+caccess = native("cocaine_http.http._caccess")
+if caccess is not None:
+    caccess.bind(Request)
 
 
 def _atom(
