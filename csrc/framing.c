@@ -142,20 +142,26 @@ static inline int raw_header_len(Py_ssize_t n)
     return n < 32 ? 1 : n < 0x10000 ? 3 : 5;
 }
 
+/* Writes a message's start for the session at p: v0.11 [kind, sid, ...], v0.12 [sid, kind,
+ * ...] (the three-element array header included); returns the position after it. */
+static unsigned char *write_start(const framer *f, unsigned char *p, unsigned char v11_kind,
+                                  unsigned char v12_kind)
+{
+    *p++ = 0x93;
+    if (f->layout == LAYOUT_V11)
+        *p++ = v11_kind;
+    memcpy(p, f->sid, f->sid_len);
+    p += f->sid_len;
+    if (f->layout != LAYOUT_V11)
+        *p++ = v12_kind;
+    return p;
+}
+
 /* Writes the chunk message header for a payload of n bytes at p; returns its length. */
 static int write_header(const framer *f, unsigned char *p, Py_ssize_t n)
 {
     unsigned char *start = p;
-    *p++ = 0x93;
-    if (f->layout == LAYOUT_V11) {
-        *p++ = 0x04;
-        memcpy(p, f->sid, f->sid_len);
-        p += f->sid_len;
-    } else {
-        memcpy(p, f->sid, f->sid_len);
-        p += f->sid_len;
-        *p++ = 0x00;
-    }
+    p = write_start(f, p, 0x04, 0x00);
     *p++ = 0x91;
     if (n < 32) {
         *p++ = (unsigned char)(0xa0 | n);
@@ -176,18 +182,8 @@ static int write_header(const framer *f, unsigned char *p, Py_ssize_t n)
 static int write_choke(const framer *f, unsigned char *p)
 {
     unsigned char *start = p;
-    *p++ = 0x93;
-    if (f->layout == LAYOUT_V11) {
-        *p++ = 0x06;
-        memcpy(p, f->sid, f->sid_len);
-        p += f->sid_len;
-        *p++ = 0x90;
-    } else {
-        memcpy(p, f->sid, f->sid_len);
-        p += f->sid_len;
-        *p++ = 0x02;
-        *p++ = 0x90;
-    }
+    p = write_start(f, p, 0x06, 0x02);
+    *p++ = 0x90;
     return (int)(p - start);
 }
 
