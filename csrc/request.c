@@ -442,6 +442,21 @@ static PyObject *split_target(const unsigned char *u, Py_ssize_t n)
     return parts;
 }
 
+/* A 2-tuple of two new references, which it takes over; NULL (both released) when either
+ * is NULL or the tuple cannot be made. */
+static PyObject *pair_of(PyObject *first, PyObject *second)
+{
+    PyObject *pair = first != NULL && second != NULL ? PyTuple_New(2) : NULL;
+    if (pair == NULL) {
+        Py_XDECREF(first);
+        Py_XDECREF(second);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, first);
+    PyTuple_SET_ITEM(pair, 1, second);
+    return pair;
+}
+
 /* A run of ASCII digits as a long long; -1 if it is empty, too long or has another octet. */
 static long long digits(const unsigned char *s, Py_ssize_t n)
 {
@@ -496,23 +511,11 @@ static PyObject *parse_host(const unsigned char *h, Py_ssize_t n, int https)
                 name_end = port_start - 1;
         }
     }
-    PyObject *name = PyUnicode_DecodeLatin1((const char *)h + name_start,
-                                            name_end - name_start, NULL);
-    if (name == NULL)
+    PyObject *server = pair_of(PyUnicode_DecodeLatin1((const char *)h + name_start,
+                                                      name_end - name_start, NULL),
+                               PyLong_FromLongLong(port));
+    if (server == NULL)
         return NULL;
-    PyObject *num = PyLong_FromLongLong(port);
-    if (num == NULL) {
-        Py_DECREF(name);
-        return NULL;
-    }
-    PyObject *server = PyTuple_New(2);
-    if (server == NULL) {
-        Py_DECREF(name);
-        Py_DECREF(num);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(server, 0, name);
-    PyTuple_SET_ITEM(server, 1, num);
     if (n <= TARGET_RAW_MAX) {
         memcpy(last_host.raw, h, n);
         last_host.len = n;
@@ -602,20 +605,7 @@ static PyObject *make_pair(const unsigned char *name, Py_ssize_t nn, const unsig
     }
     if (lname == NULL)
         return NULL;
-    PyObject *val = PyBytes_FromStringAndSize((const char *)value, vn);
-    if (val == NULL) {
-        Py_DECREF(lname);
-        return NULL;
-    }
-    PyObject *pair = PyTuple_New(2);
-    if (pair == NULL) {
-        Py_DECREF(lname);
-        Py_DECREF(val);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(pair, 0, lname);
-    PyTuple_SET_ITEM(pair, 1, val);
-    return pair;
+    return pair_of(lname, PyBytes_FromStringAndSize((const char *)value, vn));
 }
 
 /* What the header loop gathers for the rest of the request. */
@@ -749,16 +739,11 @@ static int addresses(const gathered *g, int proxy, PyObject **scheme, PyObject *
     if (proxy && n == 0 && g->forwarded_for != NULL)
         last_item(g->forwarded_for, &s, &n);
     if (n > 0) {
-        PyObject *ip = PyUnicode_DecodeLatin1((const char *)s, n, NULL);
-        cli = ip == NULL ? NULL : PyTuple_New(2);
+        cli = pair_of(PyUnicode_DecodeLatin1((const char *)s, n, NULL), Py_NewRef(zero));
         if (cli == NULL) {
-            Py_XDECREF(ip);
             Py_DECREF(srv);
             return -1;
         }
-        PyTuple_SET_ITEM(cli, 0, ip);
-        Py_INCREF(zero);
-        PyTuple_SET_ITEM(cli, 1, zero);
     } else {
         Py_INCREF(cli);
     }

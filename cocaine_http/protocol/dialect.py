@@ -96,9 +96,9 @@ def raw_header(size: int) -> bytes:
 _RAW_HEADERS = tuple(raw_header(n) for n in range(32))
 
 #: The C copy of the response framing (csrc/framing.c), None when Python frames: its
-#: response(layout, ...) gives exactly `frame_response`'s result, or None where it declines.
+#: Framer(layout, fallback) gives exactly `frame_response`'s result, or the fallback's where
+#: it declines.
 _cframing = native("cocaine_http.protocol._cframing")
-_cresponse = None if _cframing is None else _cframing.response
 
 
 def pack(obj: Any) -> bytes:
@@ -184,6 +184,14 @@ class Dialect:
     #: `.V12`); None: only `frame_response` frames its responses.
     framing_layout: int | None = None
 
+    def __init__(self) -> None:
+        layout = self.framing_layout
+        if _cframing is not None and layout is not None:
+            # response() as one C call (no Python frame on the hot path): the C framing, or
+            # frame_response where it declines
+            self.response = _cframing.Framer(  # type: ignore[method-assign]
+                layout, self.frame_response)
+
     def response(
         self, session: int, chunks: Sequence[Payload], end: bool
     ) -> Buffer | list[Buffer]:
@@ -192,13 +200,8 @@ class Dialect:
         (payloads up to SMALL_JOIN bytes) comes back joined into one bytes: one queue entry
         and one writelines item instead of five or six; a larger one is never copied.
 
-        The C framing gives it when built (byte for byte `frame_response`'s result, which
-        stays the statement of the rule); inputs it declines are framed here."""
-        layout = self.framing_layout
-        if _cresponse is not None and layout is not None:
-            data = _cresponse(layout, session, chunks, end)
-            if data is not None:
-                return data  # type: ignore[no-any-return]
+        When the C framing is built, each instance's response is its Framer (see __init__:
+        byte for byte `frame_response`'s result, which stays the statement of the rule)."""
         return self.frame_response(session, chunks, end)
 
     def frame_response(
@@ -756,13 +759,6 @@ APP_STOPPED = (12, 32)
 
 V0_11 = V11()
 V0_12 = V12()
-if _cframing is not None:
-    # The two dialects' response() as one C call each (no Python frame on the hot path): the
-    # C framing, or their `frame_response` where it declines.
-    for _dialect in (V0_11, V0_12):
-        _dialect.response = _cframing.Framer(  # type: ignore[method-assign]
-            _dialect.framing_layout, _dialect.frame_response
-        )
 
 
 def get_dialect(protocol: str | int | None) -> Dialect:
