@@ -24,14 +24,14 @@ FUZZ_BIN := build/fuzz/fuzz_records
 FUZZ_SRC := fuzz/fuzz_records.c csrc/cdecoder.c csrc/machine.c
 FUZZ_CFLAGS := -g -O1 -std=c99 -Wall -Wextra -Icsrc \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-# Then the request path's compiled copies (csrc/request.c, environ.c, accessline.c) against their
-# Python rules (fuzz/fuzz_request.py, atheris, installed into the venv when missing), built
-# with ASan and UBSan into build/fuzz/native; FUZZ_REQUEST_FLAGS bounds that run. Python's own
+# Then the compiled fast paths (csrc/request.c, environ.c, accessline.c, framing.c) against their
+# Python rules (fuzz/fuzz_native.py, atheris, installed into the venv when missing), built with
+# ASan and UBSan into build/fuzz/native; FUZZ_NATIVE_FLAGS bounds that run. Python's own
 # allocator is switched to malloc there so that ASan sees every object's bounds.
-FUZZ_REQUEST_FLAGS ?= -runs=200000
+FUZZ_NATIVE_FLAGS ?= -runs=200000
 FUZZ_NATIVE := build/fuzz/native
-FUZZ_NATIVE_MODULES := _crequest:request _cenviron:environ _caccess:accessline
-FUZZ_NATIVE_SRC := csrc/request.c csrc/environ.c csrc/accessline.c
+FUZZ_NATIVE_MODULES := _crequest:request _cenviron:environ _caccess:accessline _cframing:framing
+FUZZ_NATIVE_SRC := csrc/request.c csrc/environ.c csrc/accessline.c csrc/framing.c
 ATHERIS_ASAN = $$($(BIN)/python -c "import atheris, os; print(os.path.join(atheris.path(), 'asan_with_fuzzer.so'))")
 
 .PHONY: all venv test conformance conformance12 typecheck run bench clean fuzz fuzz-toolchain
@@ -97,13 +97,13 @@ fuzz: $(FUZZ_BIN) $(STAMP) $(FUZZ_NATIVE)/.built
 	$(FUZZ_BIN) $(FUZZ_FLAGS) -print_final_stats=1 -artifact_prefix=build/fuzz/ \
 		build/fuzz/corpus fuzz/corpus
 	$(BIN)/python -m fuzz.replay fuzz/corpus build/fuzz/corpus
-	mkdir -p build/fuzz/request_corpus
-	$(BIN)/python -m fuzz.fuzz_request --seeds build/fuzz/request_seeds
+	mkdir -p build/fuzz/native_corpus
+	$(BIN)/python -m fuzz.fuzz_native --seeds build/fuzz/native_seeds
 	PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD="$(ATHERIS_ASAN)" \
-		$(BIN)/python -m fuzz.fuzz_request $(FUZZ_REQUEST_FLAGS) -dict=fuzz/request.dict \
+		$(BIN)/python -m fuzz.fuzz_native $(FUZZ_NATIVE_FLAGS) -dict=fuzz/native.dict \
 		-print_final_stats=1 -artifact_prefix=build/fuzz/ \
-		build/fuzz/request_corpus build/fuzz/request_seeds
-	$(BIN)/python -m fuzz.fuzz_request --replay build/fuzz/request_corpus build/fuzz/request_seeds
+		build/fuzz/native_corpus build/fuzz/native_seeds
+	$(BIN)/python -m fuzz.fuzz_native --replay build/fuzz/native_corpus build/fuzz/native_seeds
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info cocaine_http/*/_c*.so

@@ -92,8 +92,11 @@ static int other_buffer(PyObject *obj, const char **data, Py_ssize_t *len)
             PyErr_Clear();
             return 0;
         }
+        /* contiguous as the memoryview itself judges it, which is what bytes.join asks of
+         * it: one item, or a stride of one byte (PyBuffer_IsContiguous also passes an empty
+         * view of any stride, which join refuses) */
         ok = view.ndim == 1 && view.itemsize == 1 && view.suboffsets == NULL &&
-             PyBuffer_IsContiguous(&view, 'C');
+             (view.shape[0] == 1 || view.strides[0] == 1);
         /* the memoryview keeps its exporter's memory alive while it lives, and no Python
          * code runs before the caller has copied or referenced it */
         *data = view.buf;

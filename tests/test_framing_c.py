@@ -74,6 +74,7 @@ def buffers(draw: Any) -> Any:
 #: or raise).
 ODD = [
     lambda: Bytes(b"sub"), lambda: memoryview(b"abcdef")[::2],
+    lambda: memoryview(b"")[::2], lambda: memoryview(b"ab")[::2],  # strided: empty, one item
     lambda: memoryview(array.array("I", [1, 2])), lambda: memoryview(b"abcd").cast("B", (2, 2)),
     released, lambda: "text", lambda: 7, lambda: None, lambda: array.array("B", b"ab"),
 ]  # fmt: skip
@@ -159,6 +160,19 @@ def test_the_join_bound_counts_payload_bytes(dialect: Dialect, size: int) -> Non
     c = dialect.response(70000, [head, [raw_header(len(body)), body]], True)
     assert_same(c, dialect.frame_response(70000, [head, [raw_header(len(body)), body]], True))
     assert isinstance(c, bytes) == (size + 3 <= SMALL_JOIN)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=IDS)
+def test_strided_views_are_judged_as_the_reference_judges_them(dialect: Dialect) -> None:
+    """An empty strided memoryview is contiguous to PyBuffer_IsContiguous but not to the
+    memoryview itself, so the reference's join refuses it: C declines it. A one-item strided
+    view joins, and C frames it as the reference does."""
+    empty, one = memoryview(b"")[::2], memoryview(b"ab")[::2]
+    with pytest.raises(TypeError):
+        dialect.frame_response(9, [b"head", empty], True)
+    assert cframing.response(dialect.framing_layout, 9, [b"head", empty], True) is None
+    assert_same(cframing.response(dialect.framing_layout, 9, [b"head", one], True),
+                dialect.frame_response(9, [b"head", one], True))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS, ids=IDS)

@@ -1,15 +1,37 @@
-"""The checks of fuzz/fuzz_request.py, apart from its fuzzing engine: what an input means, what
+"""The checks of fuzz/fuzz_native.py, apart from its fuzzing engine: what an input means, what
 must hold for it, the seeds, and the replay of inputs against the library's own builds (which
-tests/test_fuzz_request_seeds.py runs in the suite)."""
+tests/test_fuzz_native_seeds.py runs in the suite).
+
+An input's first byte, modulo 3, says what the rest is:
+
+- 0: a request frame's bytes as they would arrive (any byte sequence at all);
+- 1: a request frame's fields separated by NUL bytes (method, uri, version, then header names
+  and values, and a body last when the count is odd), packed here as a front would pack them,
+  so that mutations which change a field's length still make a well-formed frame;
+- 2: a response to frame: a flags byte (bit 0 ends the response, bit 1 picks v0.12, the rest
+  shifts the session id right), eight bytes of session id, then NUL-separated chunks, each a
+  byte whose low three bits pick its kind (1 bytearray, 2 memoryview, 3 a slice of one, 4
+  buffers split on 0x01 sent as one chunk, 6 a strided view, 7 a bytes subclass, else bytes)
+  and whose high five bits its repeat count less one, then its payload.
+
+A request frame goes to the C parser (csrc/request.c), which must give exactly the Request
+`parse_reference` gives, or decline; it must never accept what the reference refuses. A frame
+the reference accepts then goes on to the two copies that read a parsed request: the WSGI
+environ (csrc/environ.c, against `EnvironBuilder._build`) and the default access-log line
+(csrc/accessline.c, against `record_line`). A response goes to the C framing (csrc/framing.c),
+which must give `frame_response`'s result (equal headers, the very payload objects) or decline,
+and never frame what the reference refuses.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import importlib.util
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -19,10 +41,10 @@ from cocaine_http.http import environ as environ_module
 from cocaine_http.http.accesslog import RecordPrefix, record_line
 from cocaine_http.http.environ import EnvironBuilder
 from cocaine_http.http.request import HttpConfig, Request, parse_reference
+from cocaine_http.protocol.dialect import V0_11, V0_12, raw_header
 
-#: Where the sanitizer builds are (made by `make fuzz`), and the library's own builds.
+#: Where the sanitizer builds are (made by `make fuzz`).
 NATIVE = Path(os.environ.get("FUZZ_NATIVE", "build/fuzz/native"))
-LIBRARY = Path(__file__).resolve().parent.parent / "cocaine_http" / "http"
 
 #: The configurations a frame is parsed under (picked by the frame's length): the default, no
 #: proxy headers with a root path, and tight limits.
@@ -39,10 +61,12 @@ NOW = 1_764_576_000.25
 CACHE_BOUND = 4096
 
 
-def load(name: str, directory: Path) -> Any:
-    """The extension module `name` built into `directory` (its last dotted part is the file)."""
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    path = directory / (name.rsplit(".", 1)[1] + suffix)
+def load(name: str, directory: Path | None) -> Any:
+    """The extension module `name`: its build in `directory` (the file named by the last
+    dotted part), or with None the library's own build."""
+    if directory is None:
+        return importlib.import_module(name)
+    path = directory / (name.rsplit(".", 1)[1] + importlib.machinery.EXTENSION_SUFFIXES[0])
     if not path.exists():
         raise SystemExit(f"{path} is missing (`make fuzz` builds the sanitizer ones)")
     loader = importlib.machinery.ExtensionFileLoader(name, str(path))
@@ -75,8 +99,8 @@ class Disagreement(AssertionError):
 
 
 def frame_of(data: bytes) -> bytes:
-    """The request frame an input spells (see the module docstring)."""
-    if not data or not data[0] & 1:
+    """The request frame a request input spells (kind 0 or 1, see the module docstring)."""
+    if not data or data[0] % 3 == 0:
         return data[1:]
     fields = data[1:].split(b"\x00")
     head = fields[:3] + [b"GET", b"/", b"1.1"][len(fields):]  # the fields it lacks: defaults
@@ -88,30 +112,109 @@ def frame_of(data: bytes) -> bytes:
 
 def spelled(method: bytes, uri: bytes, version: bytes, headers: list[tuple[bytes, bytes]],
             body: bytes = b"") -> bytes:
-    """The field-wise input (first byte odd) for a frame."""
+    """The field-wise input (kind 1) for a frame."""
     parts = [method, uri, version, *(part for pair in headers for part in pair)]
     return b"\x01" + b"\x00".join(parts + ([body] if body else []))
 
 
-def check(data: bytes, crequest: Any, cenviron: Any, caccess: Any) -> str:
-    """Check one input; what happened to its frame: "refused" (by both), "declined" (C left it
-    to the reference) or "parsed" (C gave the reference's Request)."""
+def _chunk(kind: int, payload: bytes) -> Any:
+    """A response chunk of the kind a chunk byte's low three bits pick."""
+    if kind == 1:
+        return bytearray(payload)
+    if kind == 2:
+        return memoryview(payload)
+    if kind == 3:
+        return memoryview(b"<" + payload + b">")[1:-1]
+    if kind == 4:
+        return [part for part in payload.split(b"\x01")]
+    if kind == 6:  # not contiguous: C declines it
+        return memoryview(payload)[::2]
+    if kind == 7:  # a subclass: C declines it
+        return _Bytes(payload)
+    return payload
+
+
+class _Bytes(bytes):
+    """A bytes subclass (its len() could be anything, so the C framing leaves it alone)."""
+
+
+def response_of(data: bytes) -> tuple[int, int, list[Any], bool]:
+    """(dialect bit, session id, chunks, end) of a response input (kind 2)."""
+    body = data[1:]
+    flags = body[0] if body else 0
+    session = int.from_bytes(body[1:9], "big") >> (flags >> 2)
+    chunks = []
+    for piece in body[9:].split(b"\x00") if len(body) > 9 else []:
+        pick = piece[0] if piece else 0
+        chunks.append(_chunk(pick & 7, piece[1:] * (1 + (pick >> 3))))
+    return (flags >> 1) & 1, session, chunks, bool(flags & 1)
+
+
+def response_input(v12: bool, session: int, chunks: list[tuple[int, bytes]], end: bool) -> bytes:
+    """The response input (kind 2) for chunks given as (chunk byte, payload); a chunk byte is
+    never 0, the separator (5 is plain bytes)."""
+    flags = int(end) | int(v12) << 1
+    pieces = [bytes([pick]) + payload for pick, payload in chunks]
+    return b"\x02" + bytes([flags]) + session.to_bytes(8, "big") + b"\x00".join(pieces)
+
+
+class Built(NamedTuple):
+    """The compiled modules under test (sanitizer builds, or the library's own)."""
+
+    crequest: Any
+    cenviron: Any
+    caccess: Any
+    #: the C framing of each dialect (by the dialect bit), its fallback marking a decline
+    framers: tuple[Any, Any]
+
+
+DECLINED = object()
+
+
+def check(data: bytes, built: Built) -> str:
+    """Check one input; what happened to it: a request frame "refused" (by both), "declined"
+    (C left it to the reference) or "parsed" (C gave the reference's Request); a response
+    "framed" (C gave the reference's framing) or "framing declined"."""
+    if data and data[0] % 3 == 2:
+        return check_response(data, built.framers)
     frame = frame_of(data)
     config = CONFIGS[len(frame) % len(CONFIGS)]
     try:
         want: Request | None = parse_reference(frame, config)
     except BadRequestError:
         want = None
-    got = crequest.parse(Request, frame, config)
+    got = built.crequest.parse(Request, frame, config)
     if want is None:
         if got is not None:
             raise Disagreement(f"C accepted a frame the reference refuses: {frame!r}")
         return "refused"
     if got is not None and fields(got) != fields(want):
         raise Disagreement(f"C parsed {frame!r} otherwise: {fields(got)} != {fields(want)}")
-    check_environ(want, cenviron)
-    check_line(want, len(frame), caccess)
+    check_environ(want, built.cenviron)
+    check_line(want, len(frame), built.caccess)
     return "declined" if got is None else "parsed"
+
+
+def check_response(data: bytes, framers: tuple[Any, Any]) -> str:
+    v12, session, chunks, end = response_of(data)
+    got = framers[v12](session, chunks, end)
+    if got is DECLINED:
+        return "framing declined"
+    try:
+        want = (V0_12 if v12 else V0_11).frame_response(session, chunks, end)
+    except Exception as exc:
+        raise Disagreement(f"C framed what the reference refuses ({exc!r}): {data!r}") from exc
+    if type(got) is not type(want):
+        raise Disagreement(f"C framed {data!r} as {type(got).__name__}, not {type(want).__name__}")
+    if isinstance(want, bytes):
+        same = got == want
+    else:
+        same = len(got) == len(want) and all(
+            ours is theirs or (type(ours) is bytes and type(theirs) is bytes and ours == theirs)
+            for ours, theirs in zip(got, want))
+    if not same:
+        raise Disagreement(f"C framed {data!r} otherwise: {got!r} != {want!r}")
+    return "framed"
 
 
 def check_environ(request: Request, cenviron: Any) -> None:
@@ -136,8 +239,10 @@ def check_line(request: Request, n: int, caccess: Any) -> None:
 
 
 def seeds() -> list[bytes]:
-    """Inputs of both spellings for frames of every front (the native and dev fronts' "1.1", tornado's "HTTP/1.1" with its
-    cookie copies), with proxy headers, bodies, a bad Content-Length, and odd shapes."""
+    """Inputs of every kind: request frames of every front (the native and dev fronts' "1.1",
+    tornado's "HTTP/1.1" with its cookie copies) with proxy headers, bodies, a bad
+    Content-Length and odd shapes, both as bytes and field by field; and responses of both
+    dialects around the raw header widths, the join bound and the session id widths."""
 
     def frame(method: Any = b"GET", uri: Any = b"/", version: Any = b"1.1",
               headers: Any = ((b"Host", b"example.com"),), body: Any = b"") -> bytes:
@@ -191,26 +296,51 @@ def seeds() -> list[bytes]:
             (b"get", b"/ x", b"1.1", [(b"Bad Name", b"v"), (b"X", b"a\r\nb")], b""),
         ]
     ]
-    return [b"\x00" + data for data in raw] + fieldwise
+    head = b"\x93\xcc\xc8\x91\x92\xacContent-Type\xaatext/plain"
+    responses = [
+        response_input(v12, session, chunks, end)
+        for v12 in (False, True)
+        for session, chunks, end in [
+            (1, [(5, head), (4, raw_header(5) + b"\x01hello")], True),
+            (300, [(5, head), (2, b"x" * 31)], False),
+            (70000, [(1, b"y" * 32), (3, b"z" * 255), (4, b"a\x01b\x01")], True),
+            (2**32, [(5, b"q" * 250)] * 3 + [(8 * 15 + 5, b"w" * 256)], True),
+            (2**64 - 1, [], True),
+            (0, [(8 * 31 + 2, b"m" * 140)], False),
+            (9, [(5, head), (6, b"abcdef")], True),
+            (10, [(7, b"sub")], False),
+        ]
+    ]
+    return [b"\x00" + data for data in raw] + fieldwise + responses
 
 
-def modules(directory: Path = NATIVE) -> tuple[Any, Any, Any]:
-    """The three compiled modules from `directory`: the parser, the environ, the access line
-    (bound to Request)."""
-    crequest, cenviron, caccess = (load(f"cocaine_http.http.{name}", directory)
-                                   for name in ("_crequest", "_cenviron", "_caccess"))
+def modules(directory: Path | None = NATIVE) -> Built:
+    """The compiled modules built into `directory` (None: the library's own builds)."""
+    crequest, cenviron, caccess, cframing = (
+        load(name, directory) for name in ("cocaine_http.http._crequest",
+                                           "cocaine_http.http._cenviron",
+                                           "cocaine_http.http._caccess",
+                                           "cocaine_http.protocol._cframing"))
     if not caccess.bind(Request):
         raise SystemExit("the access-line module does not know Request's slots")
-    return crequest, cenviron, caccess
+    return built_from(crequest, cenviron, caccess, cframing)
 
 
-def replay(inputs: list[bytes], built: tuple[Any, Any, Any] | None = None) -> dict[str, int]:
+def built_from(crequest: Any, cenviron: Any, caccess: Any, cframing: Any) -> Built:
+    def declined(*args: Any) -> object:
+        return DECLINED
+
+    framers = (cframing.Framer(cframing.V11, declined), cframing.Framer(cframing.V12, declined))
+    return Built(crequest, cenviron, caccess, framers)
+
+
+def replay(inputs: list[bytes], built: Built | None = None) -> dict[str, int]:
     """Every input through check(), with `built` (by default the library's own builds of the
     modules, no sanitizers): how many had each outcome. A disagreement raises."""
     if built is None:
-        built = modules(LIBRARY)
+        built = modules(None)
     outcomes: dict[str, int] = {}
     for data in inputs:
-        outcome = check(data, *built)
+        outcome = check(data, built)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
