@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import msgpack
 import pytest
 
@@ -9,6 +11,10 @@ from cocaine_http.errors import LocalProtocolError
 from cocaine_http.http import Response, ResponseState, error_response
 from cocaine_http.http.response import is_front_owned
 from tests.plugins.http import decode_payloads
+
+class Subclass(bytes):
+    """A bytes subclass: sent as a view of its bytes."""
+
 
 HEAD_VECTOR = bytes.fromhex("92ccc89192ac436f6e74656e742d54797065aa746578742f706c61696e")
 BODY_VECTOR = bytes.fromhex("a568656c6c6f")
@@ -134,6 +140,29 @@ class TestBodyRules:
         """A body needs a head first."""
         with pytest.raises(LocalProtocolError):
             Response().body(b"x")
+
+    @pytest.mark.parametrize("body", ["text", 5, None, memoryview(b"abcd")[::2],
+                                      memoryview(b"")[::2]])
+    def test_a_body_that_is_not_contiguous_bytes_is_refused_before_the_state_moves(self, body):
+        """A str, an int or a strided view raises, and the held head can still become a 500."""
+        resp = Response()
+        resp.start(200, [])
+        with pytest.raises(LocalProtocolError, match="response body must be"):
+            resp.body(body, more=False)
+        assert resp.state is ResponseState.HELD and resp.bytes_sent == 0
+        assert msgpack.unpackb(resp.fail()[0])[0] == 500
+
+    @pytest.mark.parametrize("body", [array("I", [1, 2]), memoryview(array("I", [1, 2])),
+                                      memoryview(b"abcdefgh").cast("B", (2, 4)),
+                                      Subclass(b"\x01\x00\x00\x00\x02\x00\x00\x00")])
+    def test_other_bytes_like_bodies_are_counted_and_sent_in_bytes(self, body):
+        """An array, a view of wider items, a 2-D view, a bytes subclass: their bytes, and
+        their byte count is what Content-Length is checked against."""
+        resp = Response()
+        resp.start(200, [("Content-Length", "8")])
+        payloads = resp.body(body, more=False)
+        _, sent = decode_payloads(payloads)
+        assert sent == bytes(memoryview(body).cast("B")) and resp.bytes_sent == 8
 
     def test_second_start_is_refused_unless_replacing(self):
         """start twice raises; replace=True swaps a held head (WSGI exc_info)."""

@@ -13,6 +13,11 @@
 #
 # Header validation happens in start(), before anything can be sent: names must be tokens,
 # values must not contain CR, LF or NUL (response splitting), Content-Length must be digits.
+# A body piece is checked in body() before the state moves (`byte_buffer`): it must be a
+# bytes-like object whose bytes are contiguous, and it is sent as a buffer whose len() is its
+# size in bytes. A str or an int would fail in the framing, after the state moved (on the loop,
+# for a WSGI pool thread's response, where nothing answers the session any more), and an
+# array's memoryview would be framed by its item count and desynchronise the whole connection.
 #
 # Framing belongs to the front (FRONT_OWNED, the one place of that rule): the head the worker
 # sends never carries Content-Length, Transfer-Encoding or another hop-by-hop header
@@ -197,6 +202,29 @@ def _encode_head(status: int, headers: Iterable[object]) -> tuple[bytes, int | N
     return prefix + (_FIXARRAYS[n] if n < 16 else _array_header(n)) + b"".join(parts), declared
 
 
+def byte_buffer(data: object) -> bytes | bytearray | memoryview:
+    """A body piece as a buffer whose len() is its size in bytes: bytes and bytearray as they
+    are, a one-dimensional byte memoryview as it is, any other bytes-like object (an array, a
+    bytes subclass, a view of wider items) as a byte view of it.
+
+    Raises:
+        LocalProtocolError: not a bytes-like object (a str, an int), or not contiguous (a
+            strided memoryview: its bytes are not one run).
+    """
+    if type(data) is bytearray:
+        return data
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise LocalProtocolError(
+            f"response body must be bytes, not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        raise LocalProtocolError("response body must be contiguous bytes, not a strided view")
+    if type(data) is memoryview and view.ndim == 1 and view.itemsize == 1:
+        return data
+    return view.cast("B")
+
+
 class Response:
     """One HTTP response on one session (see cocaine_http.http's docstring for the contract).
 
@@ -257,6 +285,8 @@ class Response:
         state = self.state
         if state is not _HELD and state is not _SENT:
             raise LocalProtocolError(f"response is {state.value}: cannot send a body")
+        if type(data) is not bytes:
+            data = byte_buffer(data)
         if self._no_body:
             n = 0
         else:
