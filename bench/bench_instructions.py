@@ -1,0 +1,187 @@
+"""Instructions per request in process, counted by valgrind's callgrind: a deterministic
+measure of the worker's own cost, the same whatever else runs on the machine.
+
+Each row runs in a child process under callgrind twice, with one batch and with three batches
+of the same sessions (bench_worker's pre-encoded invoke + request frame + choke, in reads of
+32 sessions, a transport that discards its writes). The difference, divided by the sessions of
+the two extra batches, leaves out start-up and warm-up. Rows:
+
+- the worker floor: a raw factory answering with one write, no HTTP;
+- the bare ASGI and the bare WSGI hello (`--threads 0`: a pool thread's wake-ups would make
+  the count depend on the scheduler), without and with the default access log;
+- Flask served (`--threads 0`), and Flask alone: the same app called with the environ the
+  worker builds for the same frame, in a loop. Their difference is our cost around Flask.
+
+Usage: python -m bench instructions [ROW ...]    (needs valgrind; about ten minutes in all)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+#: Sessions per batch (fewer for Flask: it costs several times a bare request).
+SESSIONS = {"flask": 2_000, "flask-alone": 2_000}
+DEFAULT_SESSIONS = 8_000
+READ = 32
+
+
+def _slices(sessions: int) -> list[bytes]:
+    from bench.bench_worker import REQUEST
+    from cocaine_http.protocol.dialect import V0_11
+
+    return [
+        b"".join(V0_11.invoke(i, "http") + V0_11.chunk(i, REQUEST) + V0_11.choke(i)
+                 for i in range(first, first + READ))
+        for first in range(1, sessions + 1, READ)
+    ]
+
+
+def _flask_served(slices: list[bytes]) -> Any:
+    from bench import bench_worker as bw
+    from bench.bench_http import _flask
+    from cocaine_http.adapters.wsgi import WSGIAdapter
+    from cocaine_http.config import Config
+
+    app = _flask()
+
+    async def run(batch: list[bytes]) -> None:
+        worker = bw._worker()
+        adapter = WSGIAdapter(app, Config(access_log=False, threads=0), worker)
+        await adapter.startup()
+        worker.on("http", adapter, raw=True)
+        await bw._feed(worker._channel, batch, worker)
+        await adapter.shutdown()
+
+    return run
+
+
+def _flask_alone(slices: list[bytes]) -> Any:
+    """Flask called directly with the environ the worker builds (captured from one request)."""
+    from bench import bench_worker as bw
+    from bench.bench_http import _flask
+    from cocaine_http.adapters.wsgi import WSGIAdapter
+    from cocaine_http.config import Config
+
+    app = _flask()
+    captured: dict[str, Any] = {}
+
+    def grab(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        captured.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    async def capture() -> None:
+        worker = bw._worker()
+        adapter = WSGIAdapter(grab, Config(access_log=False, threads=0), worker)
+        await adapter.startup()
+        worker.on("http", adapter, raw=True)
+        await bw._feed(worker._channel, slices[:1], worker)
+
+    asyncio.get_event_loop().run_until_complete(capture())
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+        return None
+
+    async def run(batch: list[bytes]) -> None:
+        for _ in range(len(batch) * READ):
+            for _piece in app(dict(captured), start_response):
+                pass
+
+    return run
+
+
+def _worker_row(name: str) -> Callable[[list[bytes]], Any]:
+    from bench import bench_worker as bw
+
+    rows: dict[str, Callable[[list[bytes]], Any]] = {
+        "floor": bw.worker_raw_one_write, "asgi": bw.worker_asgi,
+        "asgi-log": bw.worker_asgi_logged, "wsgi": bw.worker_wsgi_inline,
+        "wsgi-log": _wsgi_inline_logged,
+    }
+    return rows[name]
+
+
+async def _wsgi_inline_logged(slices: list[bytes]) -> float:
+    """The bare WSGI row inline with the default access log (bench_worker's stderr setup)."""
+    from bench import bench_worker as bw
+
+    with bw._stderr_log():
+        return await bw.worker_wsgi(slices, threads=0, access_log=True)
+
+
+ROWS = {
+    "floor": "worker floor (raw factory, one write)",
+    "asgi": "bare ASGI hello",
+    "asgi-log": "bare ASGI hello, access log",
+    "wsgi": "bare WSGI hello, --threads 0",
+    "wsgi-log": "bare WSGI hello, --threads 0, access log",
+    "flask": "Flask hello served, --threads 0",
+    "flask-alone": "Flask hello alone, the worker's environ",
+}
+
+
+def child(name: str, batches: int) -> None:
+    """Run `batches` batches of row `name` (under callgrind, from measure())."""
+    from cocaine_http.aio.loop import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    slices = _slices(SESSIONS.get(name, DEFAULT_SESSIONS))
+    if name == "flask":
+        run = _flask_served(slices)
+    elif name == "flask-alone":
+        run = _flask_alone(slices)
+    else:
+        run = _worker_row(name)
+    for _ in range(batches):
+        loop.run_until_complete(run(slices))
+
+
+def _collected(name: str, batches: int, out: str) -> int:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+         "-m", "bench.bench_instructions", "--child", name, str(batches)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind gave no count for {name}: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def measure(name: str) -> int:
+    """Instructions per request of row `name`."""
+    with tempfile.TemporaryDirectory(prefix="bench-cg-") as tmp:
+        one = _collected(name, 1, os.path.join(tmp, "one"))
+        three = _collected(name, 3, os.path.join(tmp, "three"))
+    return (three - one) // (2 * SESSIONS.get(name, DEFAULT_SESSIONS))
+
+
+def main(names: list[str] | None = None) -> None:
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: no instruction counts (apt-get install valgrind)")
+        return
+    chosen = names or list(ROWS)
+    print(f"{'path':44s} {'instructions/request':>22s}")
+    counts: dict[str, int] = {}
+    for name in chosen:
+        counts[name] = measure(name)
+        print(f"{ROWS[name]:44s} {counts[name]:22,d}", flush=True)
+    if "flask" in counts and "flask-alone" in counts:
+        around = counts["flask"] - counts["flask-alone"]
+        print(f"{'around Flask (served - alone)':44s} {around:22,d}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], int(sys.argv[3]))
+    else:
+        main(sys.argv[1:])
