@@ -92,8 +92,10 @@ def _flask_alone(slices: list[bytes]) -> Any:
 
     async def run(batch: list[bytes]) -> None:
         for _ in range(len(batch) * READ):
-            for _piece in app(dict(captured), start_response):
+            result = app(dict(captured), start_response)
+            for _piece in result:
                 pass
+            result.close()  # as a server must (PEP 3333): Flask's iterable has a close()
 
     return run
 
