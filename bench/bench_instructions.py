@@ -47,28 +47,15 @@ def _slices(sessions: int) -> list[bytes]:
 def _flask_served(slices: list[bytes]) -> Any:
     from bench import bench_worker as bw
     from bench.bench_http import _flask
-    from cocaine_http.adapters.wsgi import WSGIAdapter
-    from cocaine_http.config import Config
 
     app = _flask()
-
-    async def run(batch: list[bytes]) -> None:
-        worker = bw._worker()
-        adapter = WSGIAdapter(app, Config(access_log=False, threads=0), worker)
-        await adapter.startup()
-        worker.on("http", adapter, raw=True)
-        await bw._feed(worker._channel, batch, worker)
-        await adapter.shutdown()
-
-    return run
+    return lambda batch: bw.worker_wsgi(batch, threads=0, app=app)
 
 
 def _flask_alone(slices: list[bytes]) -> Any:
     """Flask called directly with the environ the worker builds (captured from one request)."""
     from bench import bench_worker as bw
     from bench.bench_http import _flask
-    from cocaine_http.adapters.wsgi import WSGIAdapter
-    from cocaine_http.config import Config
 
     app = _flask()
     captured: dict[str, Any] = {}
@@ -78,14 +65,7 @@ def _flask_alone(slices: list[bytes]) -> Any:
         start_response("200 OK", [])
         return [b""]
 
-    async def capture() -> None:
-        worker = bw._worker()
-        adapter = WSGIAdapter(grab, Config(access_log=False, threads=0), worker)
-        await adapter.startup()
-        worker.on("http", adapter, raw=True)
-        await bw._feed(worker._channel, slices[:1], worker)
-
-    asyncio.get_event_loop().run_until_complete(capture())
+    asyncio.get_event_loop().run_until_complete(bw.worker_wsgi(slices[:1], threads=0, app=grab))
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
         return None
@@ -106,17 +86,9 @@ def _worker_row(name: str) -> Callable[[list[bytes]], Any]:
     rows: dict[str, Callable[[list[bytes]], Any]] = {
         "floor": bw.worker_raw_one_write, "asgi": bw.worker_asgi,
         "asgi-log": bw.worker_asgi_logged, "wsgi": bw.worker_wsgi_inline,
-        "wsgi-log": _wsgi_inline_logged,
+        "wsgi-log": lambda s: bw.worker_wsgi_logged(s, threads=0),
     }
     return rows[name]
-
-
-async def _wsgi_inline_logged(slices: list[bytes]) -> float:
-    """The bare WSGI row inline with the default access log (bench_worker's stderr setup)."""
-    from bench import bench_worker as bw
-
-    with bw._stderr_log():
-        return await bw.worker_wsgi(slices, threads=0, access_log=True)
 
 
 ROWS = {

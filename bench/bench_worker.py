@@ -176,9 +176,10 @@ async def worker_asgi_logged(slices: list[bytes]) -> float:
     return cost
 
 
-async def worker_wsgi(slices: list[bytes], threads: int = 10, access_log: bool = False) -> float:
+async def worker_wsgi(slices: list[bytes], threads: int = 10, access_log: bool = False,
+                      app: Callable[..., Any] = hello_wsgi) -> float:
     worker = _worker()
-    adapter = WSGIAdapter(hello_wsgi, Config(access_log=access_log, threads=threads), worker)
+    adapter = WSGIAdapter(app, Config(access_log=access_log, threads=threads), worker)
     await adapter.startup()
     worker.on("http", adapter, raw=True)
     try:
@@ -191,9 +192,9 @@ async def worker_wsgi_inline(slices: list[bytes]) -> float:
     return await worker_wsgi(slices, threads=0)
 
 
-async def worker_wsgi_logged(slices: list[bytes]) -> float:
+async def worker_wsgi_logged(slices: list[bytes], threads: int = 10) -> float:
     with _stderr_log():
-        return await worker_wsgi(slices, access_log=True)
+        return await worker_wsgi(slices, threads=threads, access_log=True)
 
 
 class _stderr_log:

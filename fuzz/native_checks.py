@@ -126,7 +126,7 @@ def _chunk(kind: int, payload: bytes) -> Any:
     if kind == 3:
         return memoryview(b"<" + payload + b">")[1:-1]
     if kind == 4:
-        return [part for part in payload.split(b"\x01")]
+        return payload.split(b"\x01")
     if kind == 6:  # not contiguous: C declines it
         return memoryview(payload)[::2]
     if kind == 7:  # a subclass: C declines it
