@@ -13,7 +13,11 @@
 #     worker's busy share are printed, so that a row the generator limits shows;
 #   * the peers a user would pick, driven by wrk on loopback (a small Python HTTP client if wrk
 #     is missing): uvicorn (uvloop + httptools) for ASGI apps, gunicorn (sync, one worker) for
-#     WSGI apps, and granian (Rust, one worker, its asgi or wsgi interface) for both.
+#     WSGI apps, and granian (Rust, one worker, its asgi or wsgi interface) for both;
+#   * for reference, in a table of their own: bench/handwritten_worker.py under the same Engine
+#     (the cost of any Python worker on this socket before sessions and HTTP), and the Flask
+#     app called in process with no server (the part of every server's Flask row that is
+#     Flask's own).
 #
 # The ratio column is ours against the cheapest peer of the same row, log setting and
 # repetition (median [lowest-highest] of the repetitions). The last table is the worker's memory
@@ -375,10 +379,29 @@ def request_frame(method: str, body_size: int) -> bytes:
     return msgpack.packb([method, "/", "1.1", headers, b"x" * body_size], use_bin_type=False)
 
 
+#: run_worker's target for bench/handwritten_worker.py: the floor of any Python worker (no
+#: sessions, no HTTP), measured on the same socket with the same generator.
+HANDWRITTEN = "handwritten"
+HANDWRITTEN_LABEL = "hand-written worker (asyncio + msgpack, no sessions, no HTTP)"
+
+
+FLASK_ALONE_LABEL = ("Flask hello alone, in process: the app called with the worker's "
+                     "environ, pinned like the servers")
+
+
+def flask_alone() -> tuple[float, float]:
+    """(0, CPU µs per call) of the Flask row's app with no server at all, in a child process
+    on the servers' CPU: the part of every server's Flask figure that is Flask's own."""
+    done = subprocess.run([*pinned(1), sys.executable, "-m", "bench.bench_instructions",
+                           "--alone-cpu"], cwd=str(ROOT), capture_output=True, text=True,
+                          check=True)
+    return 0.0, float(done.stdout.split()[-1])
+
+
 async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...],
                      log: bool = False, root: str = WORKER_ROOT) -> tuple[float, float, float]:
     """(requests/s, CPU µs/request, the load generator's own CPU µs/request) of one
-    cocaine-http worker process."""
+    cocaine-http worker process (or of the hand-written worker, target HANDWRITTEN)."""
     loop = asyncio.get_running_loop()
     tmp = tempfile.mkdtemp(prefix="bench-http-")
     path = os.path.join(tmp, "engine.sock")
@@ -392,8 +415,9 @@ async def run_worker(target: str, method: str, body: int, extra: tuple[str, ...]
     server = await loop.create_unix_server(factory, path)
     logging = ("--access-log", "--log-level", "info") if log else (
         "--no-access-log", "--log-level", "warning")
-    argv = [*pinned(1), sys.executable, "-m", "cocaine_http", f"bench.bench_http:{target}",
-            *logging, *extra, "--app", "bench",
+    program = ["-m", "bench.handwritten_worker"] if target == HANDWRITTEN else [
+        "-m", "cocaine_http", f"bench.bench_http:{target}", *logging, *extra]
+    argv = [*pinned(1), sys.executable, *program, "--app", "bench",
             "--endpoint", path, "--locator", "127.0.0.1:10053", "--uuid", "bench-worker"]
     proc = await asyncio.create_subprocess_exec(*argv, cwd=root, stdout=DEVNULL,
                                                 stderr=DEVNULL)
@@ -635,7 +659,14 @@ def main() -> None:
           f"connections; pinning: {'taskset' if pinned(1) else 'none'}")
     results: dict[tuple[str, bool, str], list[tuple[float, ...]]] = {}
     scenarios = [s for s in SCENARIOS if not ONLY or any(o in s[0] for o in ONLY)]
+    floor = not ONLY or any(o in HANDWRITTEN_LABEL for o in ONLY)
+    alone = not ONLY or any(o in FLASK_ALONE_LABEL for o in ONLY)
     for _ in range(REPS):
+        if floor:
+            run = _run_engine(run_worker(HANDWRITTEN, "GET", 0, ()))
+            results.setdefault((HANDWRITTEN_LABEL, False, "ours"), []).append(run)
+        if alone:
+            results.setdefault((FLASK_ALONE_LABEL, False, "ours"), []).append(flask_alone())
         for label, target, interface, method, body, extra in scenarios:
             for log in LOGS:
                 run: tuple[float, ...] = _run_engine(run_worker(target, method, body, extra, log))
@@ -673,6 +704,17 @@ def main() -> None:
             busy = statistics.median(r[0] * r[1] / 1e6 for r in ours)
             print(f"{row} {_median([r[0] for r in ours])} | {busy:.0%} | "
                   f"{_median([r[2] for r in ours])} |", flush=True)
+    if floor or alone:
+        print()
+        print("| reference | CPU µs per request or call |")
+        print("|---|---|")
+    if floor:
+        runs = results[(HANDWRITTEN_LABEL, False, "ours")]
+        print(f"| {HANDWRITTEN_LABEL}, on the same socket and generator | "
+              f"{_median([r[1] for r in runs])} |", flush=True)
+    if alone:
+        calls = results[(FLASK_ALONE_LABEL, False, "ours")]
+        print(f"| {FLASK_ALONE_LABEL} | {_median([c[1] for c in calls])} |", flush=True)
     if not ONLY or any(o in "idle ASGI sessions" for o in ONLY):
         print()
         roots = [("cocaine-http", WORKER_ROOT)] + [("before", BEFORE_ROOT)] * bool(BEFORE_ROOT)

@@ -6,13 +6,16 @@ of the same sessions (bench_worker's pre-encoded invoke + request frame + choke,
 32 sessions, a transport that discards its writes). The difference, divided by the sessions of
 the two extra batches, leaves out start-up and warm-up. Rows:
 
+- the hand-written worker of bench/handwritten_worker.py (msgpack in and out, no sessions, no
+  HTTP): what any Python worker costs before the worker's own layers;
 - the worker floor: a raw factory answering with one write, no HTTP;
 - the bare ASGI and the bare WSGI hello (`--threads 0`: a pool thread's wake-ups would make
   the count depend on the scheduler), without and with the default access log;
 - Flask served (`--threads 0`), and Flask alone: the same app called with the environ the
   worker builds for the same frame, in a loop. Their difference is our cost around Flask.
 
-Usage: python -m bench instructions [ROW ...]    (needs valgrind; about ten minutes in all)
+Usage: python -m bench instructions            (every row; needs valgrind, about ten minutes)
+       python -m bench.bench_instructions ROW ...   (the rows named: handwritten, floor, asgi, ...)
 """
 
 from __future__ import annotations
@@ -80,6 +83,21 @@ def _flask_alone(slices: list[bytes]) -> Any:
     return run
 
 
+def _handwritten(slices: list[bytes]) -> Any:
+    """bench/handwritten_worker.py fed the same reads: the floor of any Python worker."""
+    from bench.bench_worker import _NullTransport
+    from bench.handwritten_worker import HandwrittenWorker
+
+    async def run(batch: list[bytes]) -> None:
+        worker = HandwrittenWorker()
+        worker.connection_made(_NullTransport())
+        for piece in batch:
+            worker.data_received(piece)
+            await asyncio.sleep(0)
+
+    return run
+
+
 def _worker_row(name: str) -> Callable[[list[bytes]], Any]:
     from bench import bench_worker as bw
 
@@ -92,6 +110,7 @@ def _worker_row(name: str) -> Callable[[list[bytes]], Any]:
 
 
 ROWS = {
+    "handwritten": "hand-written worker (no sessions, no HTTP)",
     "floor": "worker floor (raw factory, one write)",
     "asgi": "bare ASGI hello",
     "asgi-log": "bare ASGI hello, access log",
@@ -113,10 +132,33 @@ def child(name: str, batches: int) -> None:
         run = _flask_served(slices)
     elif name == "flask-alone":
         run = _flask_alone(slices)
+    elif name == "handwritten":
+        run = _handwritten(slices)
     else:
         run = _worker_row(name)
     for _ in range(batches):
         loop.run_until_complete(run(slices))
+
+
+def alone_cpu(calls: int = 4_000, repeats: int = 5) -> float:
+    """CPU µs per call of Flask alone (the row "flask-alone", timed instead of counted): the
+    median of `repeats` runs of `calls` calls after one to warm up."""
+    import statistics
+    import time
+
+    from cocaine_http.aio.loop import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    slices = _slices(calls)
+    run = _flask_alone(slices)
+    loop.run_until_complete(run(slices))
+    figures = []
+    for _ in range(repeats):
+        started = time.process_time()
+        loop.run_until_complete(run(slices))
+        figures.append((time.process_time() - started) * 1e6 / (len(slices) * READ))
+    return statistics.median(figures)
 
 
 def _collected(name: str, batches: int, out: str) -> int:
@@ -157,5 +199,7 @@ def main(names: list[str] | None = None) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["--alone-cpu"]:  # bench_http's reference row
+        print(f"{alone_cpu():.3f}")
     else:
         main(sys.argv[1:])
