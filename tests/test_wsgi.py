@@ -195,6 +195,47 @@ class TestResponse:
         assert session.failure == (1, "application error")
         assert session.body_chunks == [b"short"]
 
+    async def test_iteration_stops_at_the_declared_length(self, threads: int) -> None:
+        """An item that completes the declared Content-Length ends the response: the next
+        item is never asked for, and the iterable is still closed (PEP 3333)."""
+        asked: list[str] = []
+
+        def app(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [("Content-Length", "8")])
+            try:
+                asked.append("first")
+                yield b"he"
+                asked.append("second")
+                yield b"llo, w"
+                asked.append("third")
+                yield b"orld"
+            finally:
+                asked.append("closed")
+
+        session = await serve(app, frame(), threads)
+
+        assert (session.status, session.body, session.ended) == (200, b"hello, w", True)
+        assert asked == ["first", "second", "closed"]
+
+    async def test_an_item_past_the_declared_length_fails(self, threads: int) -> None:
+        """One item longer than the declared Content-Length is the app's error: a 500 when
+        nothing was sent yet, a failed session after the first item went out."""
+        def whole(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [("Content-Length", "3")])
+            yield b"hello"
+
+        def second(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [("Content-Length", "6")])
+            yield b"ab"
+            yield b"cdefgh"
+
+        session = await serve(whole, frame(), threads)
+        assert session.status == 500 and session.ended
+
+        session = await serve(second, frame(), threads)
+        assert session.failure == (1, "application error")
+        assert session.body_chunks == [b"ab"]
+
     async def test_header_value_whitespace_is_stripped(self, threads: int) -> None:
         """A Set-Cookie value with a leading space (Django's WSGIHandler) is sent stripped."""
         def app(environ: Any, start_response: Any) -> list[bytes]:

@@ -203,15 +203,21 @@ class _Cycle(Exchange):
         pipe.hold(response.end())
 
     def iterate(self, result: Iterable[bytes], response: Response, pipe: Pipe) -> None:
+        """Any other iterable: items go out as they come, unless the whole body is known (a
+        tuple). An item that reaches the declared Content-Length ends the body and the
+        iteration (PEP 3333: the server should stop iterating once enough data was sent), so
+        the response leaves in one batch with its end, without asking for the next item."""
         materialized = isinstance(result, tuple)
         for item in result:
             if item:
-                payloads = response.body(item, True)
                 declared = response.declared
-                if materialized or (declared is not None and declared <= response.bytes_sent):
-                    pipe.hold(payloads)  # the whole body is there: keep it for the end
+                if declared is not None and response.bytes_sent + len(item) >= declared:
+                    pipe.hold(response.body(item, False))  # raises if the item goes past it
+                    return
+                if materialized:
+                    pipe.hold(response.body(item, True))  # the whole body is there
                 else:
-                    pipe.put(payloads)
+                    pipe.put(response.body(item, True))
         if response.status is None:
             raise LocalProtocolError("WSGI app returned without calling start_response")
         pipe.hold(response.end())
