@@ -11,8 +11,9 @@ the two extra batches, leaves out start-up and warm-up. Rows:
 - the worker floor: a raw factory answering with one write, no HTTP;
 - the bare ASGI and the bare WSGI hello (`--threads 0`: a pool thread's wake-ups would make
   the count depend on the scheduler), without and with the default access log;
-- Flask served (`--threads 0`), and Flask alone: the same app called with the environ the
-  worker builds for the same frame, in a loop. Their difference is our cost around Flask.
+- Flask and Django served (`--threads 0`), and each alone: the same app called with the
+  environ the worker builds for the same frame, in a loop. Their difference is our cost
+  around the framework.
 
 Usage: python -m bench instructions            (every row; needs valgrind, about ten minutes)
        python -m bench.bench_instructions ROW ...   (the rows named: handwritten, floor, asgi, ...)
@@ -30,8 +31,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-#: Sessions per batch (fewer for Flask: it costs several times a bare request).
-SESSIONS = {"flask": 2_000, "flask-alone": 2_000}
+#: Sessions per batch (fewer for the frameworks: they cost several times a bare request).
+SESSIONS = {"flask": 2_000, "flask-alone": 2_000, "django": 2_000, "django-alone": 2_000}
 DEFAULT_SESSIONS = 8_000
 READ = 32
 
@@ -47,20 +48,25 @@ def _slices(sessions: int) -> list[bytes]:
     ]
 
 
-def _flask_served(slices: list[bytes]) -> Any:
-    from bench import bench_worker as bw
-    from bench.bench_http import _flask
+def _framework(name: str) -> Any:
+    """The bench's hello app of framework `name` ("flask" or "django"), built once."""
+    from bench import bench_http
 
-    app = _flask()
+    return {"flask": bench_http._flask, "django": bench_http._django}[name]()
+
+
+def _served(framework: str) -> Any:
+    from bench import bench_worker as bw
+
+    app = _framework(framework)
     return lambda batch: bw.worker_wsgi(batch, threads=0, app=app)
 
 
-def _flask_alone(slices: list[bytes]) -> Any:
-    """Flask called directly with the environ the worker builds (captured from one request)."""
+def _alone(framework: str, slices: list[bytes]) -> Any:
+    """The app called directly with the environ the worker builds (captured from one request)."""
     from bench import bench_worker as bw
-    from bench.bench_http import _flask
 
-    app = _flask()
+    app = _framework(framework)
     captured: dict[str, Any] = {}
 
     def grab(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -78,7 +84,7 @@ def _flask_alone(slices: list[bytes]) -> Any:
             result = app(dict(captured), start_response)
             for _piece in result:
                 pass
-            result.close()  # as a server must (PEP 3333): Flask's iterable has a close()
+            result.close()  # as a server must (PEP 3333): both frameworks' iterables have one
 
     return run
 
@@ -118,6 +124,8 @@ ROWS = {
     "wsgi-log": "bare WSGI hello, --threads 0, access log",
     "flask": "Flask hello served, --threads 0",
     "flask-alone": "Flask hello alone, the worker's environ",
+    "django": "Django hello served, --threads 0",
+    "django-alone": "Django hello alone, the worker's environ",
 }
 
 
@@ -128,10 +136,10 @@ def child(name: str, batches: int) -> None:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     slices = _slices(SESSIONS.get(name, DEFAULT_SESSIONS))
-    if name == "flask":
-        run = _flask_served(slices)
-    elif name == "flask-alone":
-        run = _flask_alone(slices)
+    if name in ("flask", "django"):
+        run = _served(name)
+    elif name in ("flask-alone", "django-alone"):
+        run = _alone(name.split("-")[0], slices)
     elif name == "handwritten":
         run = _handwritten(slices)
     else:
@@ -151,7 +159,7 @@ def alone_cpu(calls: int = 4_000, repeats: int = 5) -> float:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     slices = _slices(calls)
-    run = _flask_alone(slices)
+    run = _alone("flask", slices)
     loop.run_until_complete(run(slices))
     figures = []
     for _ in range(repeats):
@@ -191,9 +199,10 @@ def main(names: list[str] | None = None) -> None:
     for name in chosen:
         counts[name] = measure(name)
         print(f"{ROWS[name]:44s} {counts[name]:22,d}", flush=True)
-    if "flask" in counts and "flask-alone" in counts:
-        around = counts["flask"] - counts["flask-alone"]
-        print(f"{'around Flask (served - alone)':44s} {around:22,d}")
+    for framework, label in (("flask", "Flask"), ("django", "Django")):
+        if framework in counts and f"{framework}-alone" in counts:
+            around = counts[framework] - counts[f"{framework}-alone"]
+            print(f"{f'around {label} (served - alone)':44s} {around:22,d}")
 
 
 if __name__ == "__main__":
