@@ -181,7 +181,7 @@ async def worker_wsgi(slices: list[bytes], threads: int = 10, access_log: bool =
     worker = _worker()
     adapter = WSGIAdapter(app, Config(access_log=access_log, threads=threads), worker)
     await adapter.startup()
-    worker.on("http", getattr(adapter, "session_factory", adapter), raw=True)  # as app.py does
+    worker.on("http", adapter.session_factory, raw=True)  # as app.py does
     try:
         return await _feed(worker._channel, slices, worker)
     finally:

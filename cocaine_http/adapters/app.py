@@ -99,7 +99,7 @@ def build_worker(app: Any, config: Config, runtime_argv: Sequence[str], **timers
                     **timers)
     interface = detect_interface(app, config.interface)
     adapter = make_adapter(app, interface, config, worker)
-    worker.on(config.event, getattr(adapter, "session_factory", adapter), raw=True)
+    worker.on(config.event, adapter.session_factory, raw=True)
     worker.startup_hooks.append(adapter.startup)
     worker.shutdown_hooks.append(adapter.shutdown)
     log.info("serving %s app %s on event %r", interface.upper(), _name(app), config.event)
